@@ -1,0 +1,83 @@
+//! Browser and frontend ingest: open endpoints that add the client's IP, User-Agent and Referer to
+//! each event's context.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+
+use super::events::{check_batch_size, ingest_one};
+use crate::api::error::ApiError;
+use crate::api::extract::{JsonBody, from_value};
+use crate::api::state::AppState;
+use crate::domain::FieldError;
+use crate::wire::{FrontendBatch, FrontendEvent};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/events/frontend", post(single))
+        .route("/api/v1/events/frontend/batch", post(batch))
+        .route("/api/v1/events/frontend/health", get(health))
+}
+
+async fn single(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<FrontendEvent>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let event = body.into_new_event(&client_context(peer, &headers))?;
+    let stored = ingest_one(state.service.as_ref(), event).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": true, "event_id": stored.event.event_id}))))
+}
+
+async fn batch(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<FrontendBatch>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_batch_size(body.events.len(), state.limits.max_batch)?;
+    let mut client = client_context(peer, &headers);
+    match body.client_info {
+        None | Some(Value::Null) => {}
+        Some(info @ Value::Object(_)) => {
+            client.insert("client_info".into(), info);
+        }
+        Some(_) => return Err(FieldError::new("client_info", "must be a JSON object").into()),
+    }
+    let events = body
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            from_value::<FrontendEvent>(item)
+                .and_then(|event| event.into_new_event(&client))
+                .map_err(|e| e.within(&format!("events[{i}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = state.service.ingest(events).await?;
+    let event_ids = stored.into_iter().map(|r| r.map(|i| i.event.event_id)).collect::<Result<Vec<_>, _>>()?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": event_ids.len(), "event_ids": event_ids}))))
+}
+
+async fn health(State(state): State<AppState>) -> Json<Value> {
+    let health = state.service.health().await;
+    Json(json!({"status": health.status, "nats": health.nats}))
+}
+
+/// Who sent the request, for the event's context. `X-Forwarded-For` is kept apart from the peer address
+/// because any client can set it.
+fn client_context(peer: SocketAddr, headers: &HeaderMap) -> Map<String, Value> {
+    let mut context = Map::new();
+    context.insert("ip".into(), Value::String(peer.ip().to_string()));
+    for (header, key) in [("x-forwarded-for", "forwarded_for"), ("user-agent", "user_agent"), ("referer", "referer")] {
+        if let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()) {
+            context.insert(key.into(), Value::String(value.to_owned()));
+        }
+    }
+    context
+}

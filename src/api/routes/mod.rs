@@ -1,0 +1,8 @@
+//! One resource per file, each with its own `router()`.
+
+pub mod events;
+pub mod frontend;
+pub mod health;
+pub mod live;
+pub mod statistics;
+pub mod streams;

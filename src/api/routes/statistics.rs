@@ -1,0 +1,17 @@
+//! Statistics, from the store's incremental counters.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::api::error::ApiError;
+use crate::api::state::AppState;
+use crate::domain::Statistics;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/events/statistics", get(statistics))
+}
+
+async fn statistics(State(state): State<AppState>) -> Result<Json<Statistics>, ApiError> {
+    Ok(Json(state.service.statistics().await?))
+}

@@ -1,0 +1,39 @@
+//! Event streams (`entity_type:entity_id`), read in version order.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::api::error::ApiError;
+use crate::api::extract::QueryPairs;
+use crate::api::state::AppState;
+use crate::domain::FieldError;
+use crate::domain::event::validate_stream_id;
+use crate::service::StreamEvents;
+
+/// Most events one stream read answers; read on with `from_version` = the last version received.
+const MAX_STREAM_PAGE: u32 = 10_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/events/stream/{stream_id}", get(read_stream))
+}
+
+async fn read_stream(
+    State(state): State<AppState>,
+    Path(stream_id): Path<String>,
+    pairs: QueryPairs,
+) -> Result<Json<StreamEvents>, ApiError> {
+    validate_stream_id("stream_id", &stream_id)?;
+    let (mut from_version, mut limit) = (0, 1000);
+    for (key, value) in pairs.iter() {
+        let number = |range: std::ops::RangeInclusive<i64>, hint: &str| {
+            value.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| FieldError::new(key, hint.to_owned()))
+        };
+        match key {
+            "from_version" => from_version = number(0..=i64::MAX, "must be a version number, 0 or more")?,
+            "limit" => limit = number(1..=i64::from(MAX_STREAM_PAGE), "must be a number from 1 to 10000")? as u32,
+            _ => return Err(FieldError::new(key, "is not a parameter here; accepted: from_version, limit").into()),
+        }
+    }
+    Ok(Json(state.service.stream(&stream_id, from_version, limit).await?))
+}

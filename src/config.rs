@@ -1,0 +1,230 @@
+//! Configuration: embedded defaults (assets/default.toml) → file → `EVENTDECK_*` environment → flags,
+//! validated before anything starts. Unknown keys are errors, so a typo never passes silently.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineOptions;
+use crate::storage::SyncMode;
+
+const DEFAULTS: &str = include_str!("../assets/default.toml");
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_FILE: &str = "eventdeck.toml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+    pub ingest: IngestConfig,
+    pub live: LiveConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub url: String,
+    pub sync: SyncMode,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub api_keys: Vec<String>,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig").field("api_keys", &format_args!("[{} redacted]", self.api_keys.len())).finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub max_batch: usize,
+    pub max_body_bytes: usize,
+    pub queue: usize,
+    pub max_group: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    pub keep_alive_secs: u64,
+    pub buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+/// Values given as command-line flags, the top layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub addr: Option<SocketAddr>,
+    pub storage_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<figment::Error>),
+    #[error("invalid configuration: {key}: {message}")]
+    Value { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Reads every layer. `file` is `--config`; without it `./eventdeck.toml` is read when present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, overrides, Env::prefixed("EVENTDECK_"))
+    }
+
+    fn load_from(file: Option<&Path>, overrides: &Overrides, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.to_owned())),
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None if Path::new(DEFAULT_FILE).exists() => figment = figment.merge(Toml::file(DEFAULT_FILE)),
+            None => {}
+        }
+        // Only `SECTION__KEY` variables are configuration; others (EVENTDECK_API_KEY for the client
+        // commands, EVENTDECK_TEST_*) belong to someone else.
+        figment = figment.merge(env.filter(|key| key.as_str().contains("__")).split("__"));
+        if let Some(addr) = overrides.addr {
+            figment = figment.merge(("server.addr", addr));
+        }
+        if let Some(url) = &overrides.storage_url {
+            figment = figment.merge(("storage.url", url));
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, key: &'static str, message: &str| {
+            if ok { Ok(()) } else { Err(ConfigError::Value { key, message: message.to_owned() }) }
+        };
+        let url = &self.storage.url;
+        check(
+            url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"),
+            "storage.url",
+            &format!("`{url}` is not a storage URL: use sqlite://PATH, e.g. sqlite://data/eventdeck.db"),
+        )?;
+        check((1..=100_000).contains(&self.ingest.max_batch), "ingest.max_batch", "must be between 1 and 100000")?;
+        check(self.ingest.max_body_bytes >= 1024, "ingest.max_body_bytes", "must be at least 1024")?;
+        check(self.ingest.queue >= 1, "ingest.queue", "must be at least 1")?;
+        check(self.ingest.max_group >= 1, "ingest.max_group", "must be at least 1")?;
+        check((1..=3600).contains(&self.live.keep_alive_secs), "live.keep_alive_secs", "must be between 1 and 3600")?;
+        check(self.live.buffer >= 1, "live.buffer", "must be at least 1")?;
+        check(
+            self.auth.api_keys.iter().all(|k| !k.trim().is_empty()),
+            "auth.api_keys",
+            "keys must not be empty strings",
+        )?;
+        Ok(())
+    }
+
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            bus_capacity: self.live.buffer,
+            queue_capacity: self.ingest.queue,
+            max_group: self.ingest.max_group,
+        }
+    }
+}
+
+impl Default for Config {
+    /// The built-in defaults alone.
+    fn default() -> Self {
+        Figment::from(Toml::string(DEFAULTS)).extract().unwrap_or_else(|e| panic!("assets/default.toml is invalid: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(toml: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            if let Some(toml) = toml {
+                jail.create_file("custom.toml", toml)?;
+            }
+            for (key, value) in env {
+                jail.set_env(key, value);
+            }
+            let file = toml.map(|_| Path::new("custom.toml"));
+            result = Some(Config::load_from(file, &Overrides::default(), Env::prefixed("EVENTDECK_")));
+            Ok(())
+        });
+        result.unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = Config::default();
+        assert_eq!(config.server.addr.to_string(), "127.0.0.1:8686");
+        assert_eq!(config.storage.url, "sqlite://data/eventdeck.db");
+        assert_eq!(config.ingest.max_batch, 1000);
+        assert_eq!(config.ingest.max_body_bytes, 1 << 20);
+        assert_eq!(config.live.keep_alive_secs, 15);
+        assert!(config.auth.api_keys.is_empty());
+    }
+
+    #[test]
+    fn example_file_lists_exactly_the_known_keys() {
+        let example: Config = Figment::from(Toml::string(include_str!("../config.example.toml"))).extract().unwrap();
+        assert_eq!(example, Config::default());
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_then_env_then_flags() {
+        let config = load_with(
+            Some("[server]\naddr = \"127.0.0.1:9000\"\n[ingest]\nmax_batch = 50\n"),
+            &[("EVENTDECK_INGEST__MAX_BATCH", "70"), ("EVENTDECK_AUTH__API_KEYS", "[\"k1\", \"k2\"]")],
+        )
+        .unwrap();
+        assert_eq!(config.server.addr.port(), 9000);
+        assert_eq!(config.ingest.max_batch, 70);
+        assert_eq!(config.auth.api_keys, ["k1", "k2"]);
+        assert!(!format!("{config:?}").contains("k1"), "secrets must not appear in Debug output");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = load_with(Some("[server]\nadress = \"x\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("adress"), "{err}");
+        let err = load_with(None, &[("EVENTDECK_INGEST__MAX_BACH", "5")]).unwrap_err().to_string();
+        assert!(err.contains("max_bach"), "{err}");
+        let err = load_with(None, &[("EVENTDECK_SERVER__ADDR", "not-an-address")]).unwrap_err().to_string();
+        assert!(err.contains("addr"), "{err}");
+        let err = load_with(None, &[("EVENTDECK_LIVE__KEEP_ALIVE_SECS", "0")]).unwrap_err().to_string();
+        assert!(err.contains("live.keep_alive_secs"), "{err}");
+    }
+
+    #[test]
+    fn variables_without_a_section_are_left_alone() {
+        let config = load_with(None, &[("EVENTDECK_API_KEY", "k"), ("EVENTDECK_TEST_DATABASE_URL", "x")]).unwrap();
+        assert_eq!(config, Config::default());
+    }
+}

@@ -1,0 +1,87 @@
+//! Timestamps as the API speaks them: UTC, microsecond precision, RFC 3339 on the wire.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Microseconds since the Unix epoch, UTC.
+///
+/// Precision is fixed at microseconds when a value is made, so what a create answers is exactly what a
+/// later read returns (the store keeps the same integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self(Utc::now().timestamp_micros())
+    }
+
+    pub const fn from_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.0).unwrap_or_default()
+    }
+
+    /// Parses RFC 3339 (`2026-01-02T03:04:05.123456Z`, any offset), truncating below microseconds.
+    pub fn parse(text: &str) -> Result<Self, chrono::ParseError> {
+        Ok(Self(DateTime::parse_from_rfc3339(text)?.timestamp_micros()))
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(value: DateTime<Utc>) -> Self {
+        Self(value.timestamp_micros())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_datetime().to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = chrono::ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_microseconds_and_utc() {
+        let ts = Timestamp::parse("2026-01-02T04:04:05.1234567+01:00").unwrap();
+        assert_eq!(ts.to_string(), "2026-01-02T03:04:05.123456Z");
+        assert_eq!(Timestamp::parse(&ts.to_string()).unwrap(), ts);
+    }
+
+    #[test]
+    fn rejects_non_rfc3339() {
+        assert!(Timestamp::parse("2026-01-02 03:04").is_err());
+        assert!(Timestamp::parse("yesterday").is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! The ingest writer: one task that takes submissions from a bounded queue and commits them in groups,
+//! one transaction per group, answering each caller only after its events are durable.
+//!
+//! Grouping needs no timer: while one commit runs, later submissions queue up, and the next group takes
+//! everything waiting (up to `max_group` events). A lone request is committed at once; under load, one
+//! fsync serves hundreds of requests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::bus::EngineEvent;
+use super::stats::IngestRate;
+use crate::domain::NewEvent;
+use crate::service::{Error, Ingested};
+use crate::storage::{Appended, Store};
+
+pub(super) type Reply = Result<Vec<Result<Ingested, Error>>, Error>;
+
+/// One caller's events and the channel its answer goes back on.
+pub(super) struct Submission {
+    pub events: Vec<NewEvent>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+pub(super) struct Writer {
+    pub store: Arc<dyn Store>,
+    pub bus: broadcast::Sender<EngineEvent>,
+    pub last_seq: Arc<AtomicI64>,
+    pub rate: Arc<IngestRate>,
+    pub max_group: usize,
+}
+
+impl Writer {
+    /// Commits submissions until the queue closes. On `shutdown` it stops taking new submissions but
+    /// commits every one already queued, so nothing a caller is waiting on is dropped.
+    pub async fn run(self, mut queue: mpsc::Receiver<Submission>, shutdown: CancellationToken) {
+        let mut group = Vec::new();
+        loop {
+            let first = tokio::select! {
+                next = queue.recv() => next,
+                () = shutdown.cancelled(), if !queue.is_closed() => {
+                    queue.close();
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
+            let mut size = first.events.len();
+            group.push(first);
+            while size < self.max_group {
+                match queue.try_recv() {
+                    Ok(next) => {
+                        size += next.events.len();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut group).await;
+        }
+    }
+
+    async fn commit(&self, group: &mut Vec<Submission>) {
+        let sizes: Vec<usize> = group.iter().map(|s| s.events.len()).collect();
+        let events: Vec<NewEvent> = group.iter_mut().flat_map(|s| std::mem::take(&mut s.events)).collect();
+        let appended = match self.store.append(events).await {
+            Ok(appended) => appended,
+            Err(error) => {
+                tracing::error!(%error, "committing ingested events failed; callers get 503");
+                let error = Error::from(error);
+                for submission in group.drain(..) {
+                    // A caller that went away no longer needs its answer.
+                    let _ = submission.reply.send(Err(error.clone()));
+                }
+                return;
+            }
+        };
+
+        let mut created = 0;
+        let mut results = appended.into_iter().map(|appended| match appended {
+            Appended::Created(event) => {
+                let event = Arc::new(event);
+                self.last_seq.store(event.seq, Ordering::Release);
+                // No subscriber is fine: the event is stored either way.
+                let _ = self.bus.send(EngineEvent::Stored(event.clone()));
+                created += 1;
+                Ok(Ingested { event, created: true })
+            }
+            Appended::Duplicate(event) => Ok(Ingested { event: Arc::new(event), created: false }),
+            Appended::VersionConflict { stream_id, expected, actual } => {
+                Err(Error::VersionConflict { stream_id, expected, actual })
+            }
+        });
+        for (submission, size) in group.drain(..).zip(sizes) {
+            let answer: Vec<_> = results.by_ref().take(size).collect();
+            // A caller that went away no longer needs its answer; its events are stored.
+            let _ = submission.reply.send(Ok(answer));
+        }
+        drop(results);
+        self.rate.record(created);
+    }
+}

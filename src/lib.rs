@@ -1,0 +1,11 @@
+//! eventdeck: an event service (durable ingest, history, statistics, live stream) and, in time, the
+//! terminal console its operators use. See DESIGN.md for the map: front ends (`api`) reach the engine
+//! only through [`service::EventService`].
+
+pub mod domain;
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod service;
+pub mod storage;
+pub mod wire;

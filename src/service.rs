@@ -1,0 +1,105 @@
+//! The surface every front end uses: [`EventService`], its [`Error`], and [`Feed`], the live stream.
+//! The HTTP API and (later) the console see only this, so they run the same against the embedded
+//! engine and against a remote server.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::Serialize;
+
+use crate::domain::{Event, EventFilter, EventId, EventPage, EventQuery, FieldError, NewEvent, Statistics};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error("{what} `{id}` was not found")]
+    NotFound { what: &'static str, id: String },
+    #[error(
+        "stream `{stream_id}` is at version {actual}, not the expected {expected}: read the stream and retry with expected_version {actual}"
+    )]
+    VersionConflict { stream_id: String, expected: i64, actual: i64 },
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the server is shutting down; retry against another instance or after restart")]
+    ShuttingDown,
+}
+
+impl From<crate::storage::Error> for Error {
+    fn from(error: crate::storage::Error) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
+/// One stored event as ingest answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub event: Arc<Event>,
+    /// False when the idempotency key was seen before and `event` is the one stored then.
+    pub created: bool,
+}
+
+/// What the live feed carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    Stored(Arc<Event>),
+}
+
+impl FeedItem {
+    pub fn seq(&self) -> i64 {
+        match self {
+            FeedItem::Stored(event) => event.seq,
+        }
+    }
+}
+
+/// A live subscription: everything after the resume point, then new items as they happen, with no gap
+/// and no duplicate. An `Err` ends it; the consumer resumes from the last seq it saw.
+pub type Feed = BoxStream<'static, Result<FeedItem, Error>>;
+
+/// One page of a stream's events, with the stream's current version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamEvents {
+    pub stream_id: String,
+    pub version: i64,
+    pub events: Vec<Arc<Event>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    /// `ok`, or `degraded` when storage does not answer.
+    pub status: &'static str,
+    pub version: &'static str,
+    pub uptime_s: u64,
+    pub storage: StorageHealth,
+    /// `disabled` until NATS is configured.
+    pub nats: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StorageHealth {
+    pub backend: &'static str,
+    pub ok: bool,
+}
+
+#[async_trait]
+pub trait EventService: Send + Sync + 'static {
+    /// Stores events durably, in one transaction, before answering: one result per event, in order.
+    /// The outer error means nothing was stored.
+    async fn ingest(&self, events: Vec<NewEvent>) -> Result<Vec<Result<Ingested, Error>>, Error>;
+
+    async fn event(&self, id: EventId) -> Result<Arc<Event>, Error>;
+
+    async fn query(&self, query: EventQuery) -> Result<EventPage, Error>;
+
+    /// A stream's events after `from_version`, at most `limit`; `NotFound` for a stream with no events.
+    async fn stream(&self, stream_id: &str, from_version: i64, limit: u32) -> Result<StreamEvents, Error>;
+
+    async fn statistics(&self) -> Result<Statistics, Error>;
+
+    async fn health(&self) -> Health;
+
+    /// Live events matching `filter`; with `since_seq`, every stored match after it comes first.
+    fn feed(&self, filter: EventFilter, since_seq: Option<i64>) -> Feed;
+}
