@@ -1,0 +1,133 @@
+//! Command-line interface: `eventdeck [COMMAND]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "eventdeck", version, about = "An event service and the terminal console its operators live in")]
+pub struct Cli {
+    /// Configuration file (default: ./eventdeck.toml when present).
+    #[arg(long, short, global = true, env = "EVENTDECK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the console with the engine embedded (the default).
+    Console,
+    /// Run headless: the HTTP API only, JSON log lines on stdout.
+    Serve(ServeArgs),
+    /// Send events to a server: one from flags, or JSON lines from stdin in batches.
+    Publish(PublishArgs),
+    /// Follow a server's live stream, printing each event as a JSON line.
+    Tail(TailArgs),
+    /// Measure ingest, query or statistics throughput and latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on ([server] addr).
+    #[arg(long, value_name = "IP:PORT")]
+    pub addr: Option<SocketAddr>,
+    /// Storage URL ([storage] url), e.g. sqlite://data/eventdeck.db.
+    #[arg(long, value_name = "URL")]
+    pub storage_url: Option<String>,
+}
+
+/// Where a client command finds the server.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Base URL of the eventdeck server.
+    #[arg(long, env = "EVENTDECK_URL", default_value = "http://127.0.0.1:8686")]
+    pub url: String,
+    /// API key, when the server requires one.
+    #[arg(long, env = "EVENTDECK_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Event type of a single event; without it, JSON lines (one EventCreate each) are read from stdin.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_type: Option<String>,
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    #[arg(long, value_name = "CATEGORY")]
+    pub category: Option<String>,
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Event data as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+    /// Stream id, `entity_type:entity_id`.
+    #[arg(long, value_name = "STREAM")]
+    pub stream: Option<String>,
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Events per request when reading stdin.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Base URL of the eventdeck server.
+    #[arg(env = "EVENTDECK_URL", default_value = "http://127.0.0.1:8686")]
+    pub url: String,
+    #[arg(long, env = "EVENTDECK_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Type pattern, e.g. `user.*` or `order.>`.
+    #[arg(long = "type", value_name = "PATTERN")]
+    pub event_type: Option<String>,
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Resume after this seq (every stored match after it is printed first).
+    #[arg(long, value_name = "SEQ")]
+    pub since_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// POST events to a running server (batch size 1 uses /create, larger sizes /batch).
+    Ingest,
+    /// The same rows through the engine's writer and the store in this process, no HTTP.
+    Store,
+    /// History queries by type pattern and a one-day window on a running server.
+    Query,
+    /// Statistics requests on a running server.
+    Stats,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[arg(long, value_enum, default_value_t = Scenario::Ingest)]
+    pub scenario: Scenario,
+    /// Events to send (ingest, store).
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Events per request.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub concurrency: u64,
+    /// Events to store first (query, stats), in batches of 1000, timestamps spread over 30 days.
+    #[arg(long, default_value_t = 0)]
+    pub fill: u64,
+    /// Requests to measure (query, stats).
+    #[arg(long, default_value_t = 2_000)]
+    pub requests: u64,
+    /// Database for the store scenario (default: a temporary file).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}

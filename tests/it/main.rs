@@ -1,0 +1,7 @@
+//! Integration tests: one binary, a module per area. Each test starts its own server on port 0 with a
+//! temporary database.
+
+mod support;
+
+mod process;
+mod live;

@@ -1,0 +1,230 @@
+//! Tests that run the built `eventdeck` binary: crash durability, graceful drain, start-up errors, and
+//! the `publish` and `tail` commands.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_eventdeck");
+
+/// A running `eventdeck serve` on a temp database.
+struct Served {
+    child: Child,
+    base: String,
+    _logs: Lines<BufReader<ChildStdout>>,
+}
+
+fn command(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    // Run where no eventdeck.toml can be picked up, with no configuration from the environment.
+    command.current_dir(dir).env_remove("RUST_LOG").kill_on_drop(true);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("EVENTDECK_")) {
+        command.env_remove(key);
+    }
+    command
+}
+
+async fn serve(dir: &Path, addr: &str) -> Served {
+    let db = format!("sqlite://{}", dir.join("events.db").display());
+    let mut child = command(dir)
+        .args(["serve", "--addr", addr, "--storage-url", &db])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn eventdeck serve");
+    let mut logs = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let started = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = logs.next_line().await.expect("read log") {
+            let entry: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            if entry["fields"]["message"] == "eventdeck serving" {
+                return entry["fields"]["addr"].as_str().expect("addr").to_owned();
+            }
+        }
+        panic!("eventdeck serve exited before serving");
+    })
+    .await
+    .expect("eventdeck serve started within 20 s");
+    Served { child, base: format!("http://{started}"), _logs: logs }
+}
+
+/// Posts events from several tasks until stopped, recording the id of every acknowledged one.
+fn start_writers(base: &str, acked: Arc<Mutex<Vec<String>>>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..8)
+        .map(|writer| {
+            let (client, base, acked) = (reqwest::Client::new(), base.to_owned(), acked.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let answer = if writer % 2 == 0 {
+                        let body = json!({"event_type": "crash.test", "data": {"writer": writer, "i": i}});
+                        client.post(format!("{base}/api/v1/events/create")).json(&body).send().await
+                    } else {
+                        let body: Vec<_> = (0..20).map(|j| json!({"event_type": "crash.batch", "data": {"j": j}})).collect();
+                        client.post(format!("{base}/api/v1/events/batch")).json(&body).send().await
+                    };
+                    let Ok(response) = answer else { return };
+                    if !response.status().is_success() {
+                        return;
+                    }
+                    let Ok(body) = response.json::<Value>().await else { return };
+                    let mut acked = acked.lock().unwrap();
+                    match body["results"].as_array() {
+                        Some(results) => acked.extend(results.iter().map(|r| r["event"]["event_id"].as_str().unwrap().to_owned())),
+                        None => acked.push(body["event_id"].as_str().unwrap().to_owned()),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn assert_all_stored(base: &str, acked: &[String]) {
+    let client = reqwest::Client::new();
+    for id in acked {
+        let response = client.get(format!("{base}/api/v1/events/{id}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "acknowledged event {id} is missing after restart");
+    }
+    let stats: Value = client.get(format!("{base}/api/v1/events/statistics")).send().await.unwrap().json().await.unwrap();
+    assert!(stats["total_events"].as_u64().unwrap() >= acked.len() as u64, "{stats}");
+}
+
+async fn wait_for_acks(acked: &Mutex<Vec<String>>, at_least: usize) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while acked.lock().unwrap().len() < at_least {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("events were acknowledged");
+}
+
+#[tokio::test]
+async fn every_acknowledged_event_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(dir.path(), "127.0.0.1:0").await;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writers = start_writers(&served.base, acked.clone());
+    wait_for_acks(&acked, 2_000).await;
+
+    served.child.start_kill().expect("SIGKILL");
+    served.child.wait().await.unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let restarted = serve(dir.path(), "127.0.0.1:0").await;
+    assert_all_stored(&restarted.base, &acked).await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero_without_losing_acknowledged_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(dir.path(), "127.0.0.1:0").await;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writers = start_writers(&served.base, acked.clone());
+    wait_for_acks(&acked, 500).await;
+
+    let pid = served.child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), served.child.wait()).await.expect("exited").unwrap();
+    assert!(status.success(), "serve exited with {status}");
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let restarted = serve(dir.path(), "127.0.0.1:0").await;
+    assert_all_stored(&restarted.base, &acked).await;
+}
+
+#[tokio::test]
+async fn start_up_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = async |args: &[&str], env: &[(&str, &str)]| {
+        let output = command(dir.path())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let message = run(&["serve"], &[("EVENTDECK_SERVER__ADRESS", "x")]).await.to_lowercase();
+    assert!(message.contains("adress"), "{message}");
+    let message = run(&["serve"], &[("EVENTDECK_INGEST__MAX_BATCH", "lots")]).await.to_lowercase();
+    assert!(message.contains("max_batch") && message.contains("lots"), "{message}");
+    let message = run(&["serve", "--config", "missing.toml"], &[]).await;
+    assert!(message.contains("missing.toml"), "{message}");
+
+    // A database path that cannot be opened: its folder is a file.
+    std::fs::write(dir.path().join("blocker"), "not a folder").unwrap();
+    let message = run(&["serve", "--addr", "127.0.0.1:0", "--storage-url", "sqlite://blocker/events.db"], &[]).await;
+    assert!(message.contains("blocker"), "{message}");
+}
+
+#[tokio::test]
+async fn publish_and_tail_work_against_a_server_and_tail_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fixed port, so the restarted server is where tail reconnects to.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let mut served = serve(dir.path(), &addr).await;
+    let base = served.base.clone();
+
+    let mut tail = command(dir.path())
+        .args(["tail", &base, "--type", "user.>"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut tailed = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut next_tailed = async || -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(20), tailed.next_line()).await.expect("tail printed").unwrap();
+        serde_json::from_str(&line.expect("a line")).unwrap()
+    };
+    // Give tail a moment to connect before publishing live events.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let output = command(dir.path())
+        .args(["publish", "--url", &base, "--type", "user.created", "--user", "u1", "--data", r#"{"plan":"pro"}"#])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let published: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(published["data"]["plan"], "pro");
+
+    let mut stdin_publish = command(dir.path())
+        .args(["publish", "--url", &base, "--batch", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = "{\"event_type\":\"user.updated\"}\n{\"event_type\":\"order.paid\"}\n\n{\"event_type\":\"user.deleted\"}\n";
+    stdin_publish.stdin.take().unwrap().write_all(lines.as_bytes()).await.unwrap();
+    let output = stdin_publish.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("\"published\":3"));
+
+    let types: Vec<Value> = vec![next_tailed().await, next_tailed().await, next_tailed().await];
+    let types: Vec<&str> = types.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["user.created", "user.updated", "user.deleted"]);
+
+    // The server dies; tail keeps trying, and after the restart continues after the last event it saw.
+    served.child.start_kill().unwrap();
+    served.child.wait().await.unwrap();
+    let _restarted = serve(dir.path(), &addr).await;
+    let client = reqwest::Client::new();
+    client.post(format!("{base}/api/v1/events/create")).json(&json!({"event_type": "user.back"})).send().await.unwrap();
+    assert_eq!(next_tailed().await["event_type"], "user.back", "no duplicates of events tail already printed");
+    tail.start_kill().unwrap();
+}
