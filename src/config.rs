@@ -164,6 +164,8 @@ impl Default for Config {
 mod tests {
     use super::*;
 
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
     fn load_with(toml: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut result = None;
         figment::Jail::expect_with(|jail| {

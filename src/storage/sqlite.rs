@@ -71,6 +71,39 @@ impl SqliteStore {
             .map_err(|e| open_error(e.to_string()))?;
         Ok(Self { writer: Mutex::new(Writer { conn: Some(conn), next_seq: last + 1 }), readers })
     }
+
+    /// How the filter's type pattern becomes SQL; `None` when no stored type can match.
+    ///
+    /// A wildcard pattern is expanded into the stored types it matches (the counters know every type,
+    /// updated in the same transaction as the events): SQLite then walks one (type, timestamp) index
+    /// range per type, bounded by the time window, instead of every entry of a prefix range.
+    async fn type_condition(&self, filter: &EventFilter) -> Result<Option<TypeCondition>, Error> {
+        let Some(pattern) = filter.event_type.as_ref().filter(|p| !p.matches_all()) else {
+            return Ok(Some(TypeCondition::Any));
+        };
+        if let Some(exact) = pattern.exact() {
+            return Ok(Some(TypeCondition::OneOf(vec![exact.to_owned()])));
+        }
+        let known: Vec<String> = sqlx::query_scalar("SELECT key FROM counters WHERE dimension = 'type'")
+            .fetch_all(&self.readers)
+            .await?;
+        let matching: Vec<String> = known.into_iter().filter(|t| pattern.matches(t)).collect();
+        Ok(match matching.len() {
+            0 => None,
+            n if n <= MAX_EXPANDED_TYPES => Some(TypeCondition::OneOf(matching)),
+            _ => Some(TypeCondition::Pattern(pattern.clone())),
+        })
+    }
+}
+
+/// Most types a pattern is expanded into before the query falls back to matching it in SQL.
+const MAX_EXPANDED_TYPES: usize = 256;
+
+/// The event-type part of a query.
+enum TypeCondition {
+    Any,
+    OneOf(Vec<String>),
+    Pattern(crate::domain::TypePattern),
 }
 
 #[async_trait]
@@ -175,17 +208,22 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, Error> {
+        let Some(types) = self.type_condition(&query.filter).await? else {
+            return Ok(EventPage { events: Vec::new(), total: 0 });
+        };
         let direction = match query.order {
             Order::Desc => "DESC",
             Order::Asc => "ASC",
         };
-        let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE 1 = 1"));
-        push_filter(&mut select, &query.filter);
+        // Two phases: the page's seqs from the indexes alone, then just those rows.
+        let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE seq IN (SELECT seq FROM events WHERE 1 = 1"));
+        push_filter(&mut select, &query.filter, &types);
         select
             .push(format!(" ORDER BY timestamp {direction}, seq {direction} LIMIT "))
             .push_bind(i64::from(query.limit))
             .push(" OFFSET ")
-            .push_bind(query.offset as i64);
+            .push_bind(query.offset as i64)
+            .push(format!(") ORDER BY timestamp {direction}, seq {direction}"));
         let rows = select.build().fetch_all(&self.readers).await?;
         let events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
 
@@ -194,16 +232,19 @@ impl Store for SqliteStore {
             events.len() as u64
         } else {
             let mut count = QueryBuilder::new("SELECT count(*) FROM events WHERE 1 = 1");
-            push_filter(&mut count, &query.filter);
+            push_filter(&mut count, &query.filter, &types);
             count.build_query_scalar::<i64>().fetch_one(&self.readers).await? as u64
         };
         Ok(EventPage { events, total })
     }
 
     async fn events_after(&self, seq: i64, filter: &EventFilter, limit: u32) -> Result<Vec<Event>, Error> {
+        let Some(types) = self.type_condition(filter).await? else {
+            return Ok(Vec::new());
+        };
         let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE seq > "));
         select.push_bind(seq);
-        push_filter(&mut select, filter);
+        push_filter(&mut select, filter, &types);
         select.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
         let rows = select.build().fetch_all(&self.readers).await?;
         rows.iter().map(decode).collect()
@@ -339,10 +380,19 @@ fn count_rows(events: &[&Event]) -> QueryBuilder<'static, Sqlite> {
     upsert
 }
 
-/// Appends ` AND …` conditions for every set field of the filter.
-fn push_filter(sql: &mut QueryBuilder<'_, Sqlite>, filter: &EventFilter) {
-    if let Some(pattern) = &filter.event_type {
-        push_type_pattern(sql, pattern);
+/// Appends ` AND …` conditions for every set field of the filter, the type as `types` says.
+fn push_filter(sql: &mut QueryBuilder<'_, Sqlite>, filter: &EventFilter, types: &TypeCondition) {
+    match types {
+        TypeCondition::Any => {}
+        TypeCondition::OneOf(names) => {
+            sql.push(" AND event_type IN (");
+            let mut list = sql.separated(", ");
+            for name in names {
+                list.push_bind(name.clone());
+            }
+            sql.push(")");
+        }
+        TypeCondition::Pattern(pattern) => push_type_pattern(sql, pattern),
     }
     let mut equals = |column: &str, value: Option<String>| {
         if let Some(value) = value {
@@ -371,13 +421,6 @@ fn push_filter(sql: &mut QueryBuilder<'_, Sqlite>, filter: &EventFilter) {
 /// together match exactly what [`crate::domain::TypePattern::matches`] does (segments are never empty
 /// and never contain GLOB's special characters, which validation guarantees).
 fn push_type_pattern(sql: &mut QueryBuilder<'_, Sqlite>, pattern: &crate::domain::TypePattern) {
-    if pattern.matches_all() {
-        return;
-    }
-    if let Some(exact) = pattern.exact() {
-        sql.push(" AND event_type = ").push_bind(exact.to_owned());
-        return;
-    }
     let prefix = pattern.literal_prefix();
     if let Some(last) = prefix.bytes().last() {
         let mut upper = prefix.clone().into_bytes();
@@ -432,4 +475,91 @@ fn decode(row: &SqliteRow) -> Result<Event, Error> {
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
         processed_at: row.try_get::<Option<i64>, _>("processed_at")?.map(Timestamp::from_micros),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TypePattern;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), SyncMode::Normal).await.unwrap();
+        (dir, store)
+    }
+
+    fn typed(event_type: &str) -> NewEvent {
+        NewEvent::new(event_type)
+    }
+
+    async fn count(store: &SqliteStore, pattern: &str) -> u64 {
+        let filter = EventFilter { event_type: Some(TypePattern::parse("t", pattern).unwrap()), ..EventFilter::default() };
+        store.query(&EventQuery { filter, limit: 1000, ..EventQuery::default() }).await.unwrap().total
+    }
+
+    #[tokio::test]
+    async fn patterns_match_the_same_in_sql_as_in_memory_whether_expanded_or_not() {
+        let (_dir, store) = store().await;
+        let mut types: Vec<String> = (0..300).map(|i| format!("many.t{i}")).collect();
+        types.extend(["user.created", "user.profile.updated", "users.created", "user", "order.created", "a.b.c.d"].map(String::from));
+        store.append(types.iter().map(|t| typed(t)).collect()).await.unwrap();
+
+        // `many.*` matches more types than are expanded, so SQL matches the pattern itself.
+        for pattern in ["many.*", "many.>", "user.*", "user.>", "*.created", "*.*", "a.*.c.>", "*", "nothing.*", "user"] {
+            let parsed = TypePattern::parse("t", pattern).unwrap();
+            let expected = types.iter().filter(|t| parsed.matches(t)).count() as u64;
+            assert_eq!(count(&store, pattern).await, expected, "pattern {pattern}");
+        }
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_are_per_tenant_and_checked_within_a_group() {
+        let (_dir, store) = store().await;
+        let keyed = |key: &str, tenant: Option<&str>| {
+            let mut event = typed("k");
+            event.idempotency_key = Some(key.into());
+            event.tenant_id = tenant.map(String::from);
+            event
+        };
+        let first = store.append(vec![keyed("a", None), keyed("a", None), keyed("a", Some("t2"))]).await.unwrap();
+        assert!(matches!(first[0], Appended::Created(_)));
+        assert_eq!(first[1], Appended::Duplicate(first[0].event().unwrap().clone()));
+        assert!(matches!(first[2], Appended::Created(_)), "another tenant's key is a new event");
+        let again = store.append(vec![keyed("a", None)]).await.unwrap();
+        assert_eq!(again[0], Appended::Duplicate(first[0].event().unwrap().clone()));
+        assert_eq!(store.last_seq().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn stream_versions_follow_expected_version_within_and_across_groups() {
+        let (_dir, store) = store().await;
+        let versioned = |expected: Option<i64>| {
+            let mut event = typed("s");
+            event.stream_id = Some("user:1".into());
+            event.expected_version = expected;
+            event
+        };
+        let group = store.append(vec![versioned(Some(0)), versioned(Some(1)), versioned(Some(1)), versioned(None)]).await.unwrap();
+        let versions: Vec<Option<i64>> = group.iter().map(|a| a.event().and_then(|e| e.stream_version)).collect();
+        assert_eq!(versions, [Some(1), Some(2), None, Some(3)]);
+        assert_eq!(group[2], Appended::VersionConflict { stream_id: "user:1".into(), expected: 1, actual: 2 });
+        let next = store.append(vec![versioned(Some(3))]).await.unwrap();
+        assert_eq!(next[0].event().unwrap().stream_version, Some(4));
+        assert_eq!(store.stream_version("user:1").await.unwrap(), 4);
+        assert_eq!(store.stream("user:1", 2, 10).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn counters_follow_every_commit() {
+        let (_dir, store) = store().await;
+        let mut event = typed("order.paid");
+        event.user_id = Some("u1".into());
+        store.append(vec![event.clone(), event, typed("order.created")]).await.unwrap();
+        let counters = store.counters().await.unwrap();
+        assert_eq!(counters.by_type["order.paid"], 2);
+        assert_eq!(counters.by_status["pending"], 3);
+        assert_eq!(counters.by_source["backend"], 3);
+        assert_eq!(counters.top_users, [NameCount { name: "u1".into(), count: 2 }]);
+        assert_eq!(counters.by_day.values().sum::<i64>(), 3);
+    }
 }

@@ -26,7 +26,7 @@ pub struct TestServer {
     pub api_key: Option<String>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<std::io::Result<()>>>,
-    pub dir: TempDir,
+    _dir: TempDir,
 }
 
 impl TestServer {
@@ -52,7 +52,7 @@ impl TestServer {
         };
         let server = tokio::spawn(api::serve(listener, state));
         let api_key = config.auth.api_keys.first().cloned();
-        Self { base, client: reqwest::Client::new(), engine, api_key, shutdown, server: Some(server), dir }
+        Self { base, client: reqwest::Client::new(), engine, api_key, shutdown, server: Some(server), _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
