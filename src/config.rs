@@ -25,6 +25,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ingest: IngestConfig,
     pub live: LiveConfig,
+    pub delivery: DeliveryConfig,
     pub log: LogConfig,
 }
 
@@ -67,6 +68,13 @@ pub struct IngestConfig {
 pub struct LiveConfig {
     pub keep_alive_secs: u64,
     pub buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub concurrency: usize,
+    pub allow_private_networks: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +144,7 @@ impl Config {
         check(self.ingest.max_group >= 1, "ingest.max_group", "must be at least 1")?;
         check((1..=3600).contains(&self.live.keep_alive_secs), "live.keep_alive_secs", "must be between 1 and 3600")?;
         check(self.live.buffer >= 1, "live.buffer", "must be at least 1")?;
+        check((1..=4096).contains(&self.delivery.concurrency), "delivery.concurrency", "must be between 1 and 4096")?;
         check(
             self.auth.api_keys.iter().all(|k| !k.trim().is_empty()),
             "auth.api_keys",
@@ -149,6 +158,8 @@ impl Config {
             bus_capacity: self.live.buffer,
             queue_capacity: self.ingest.queue,
             max_group: self.ingest.max_group,
+            delivery_concurrency: self.delivery.concurrency,
+            allow_private_networks: self.delivery.allow_private_networks,
         }
     }
 }
@@ -156,7 +167,9 @@ impl Config {
 impl Default for Config {
     /// The built-in defaults alone.
     fn default() -> Self {
-        Figment::from(Toml::string(DEFAULTS)).extract().unwrap_or_else(|e| panic!("assets/default.toml is invalid: {e}"))
+        Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap_or_else(|e| panic!("assets/default.toml is invalid: {e}"))
     }
 }
 

@@ -2,9 +2,10 @@
 //! terminal console its operators use. See DESIGN.md for the map: front ends (`api`) reach the engine
 //! only through [`service::EventService`].
 
-pub mod domain;
 pub mod api;
 pub mod config;
+pub mod delivery;
+pub mod domain;
 pub mod engine;
 pub mod service;
 pub mod storage;

@@ -8,7 +8,12 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::Serialize;
 
-use crate::domain::{Event, EventFilter, EventId, EventPage, EventQuery, FieldError, NewEvent, Statistics};
+use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::subscription::SubscriptionPatch;
+use crate::domain::{
+    DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, FieldError, NewEvent,
+    Statistics, Subscription, SubscriptionId,
+};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -44,14 +49,22 @@ pub struct Ingested {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedItem {
     Stored(Arc<Event>),
+    DeadLetter { action: DlqAction, entry: Arc<DeadLetter> },
 }
 
-impl FeedItem {
-    pub fn seq(&self) -> i64 {
-        match self {
-            FeedItem::Stored(event) => event.seq,
-        }
-    }
+/// A change to the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqAction {
+    Added,
+    Removed,
+}
+
+/// One page of dead letters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DlqPage {
+    pub entries: Vec<DeadLetter>,
+    pub total: u64,
 }
 
 /// A live subscription: everything after the resume point, then new items as they happen, with no gap
@@ -102,4 +115,35 @@ pub trait EventService: Send + Sync + 'static {
 
     /// Live events matching `filter`; with `since_seq`, every stored match after it comes first.
     fn feed(&self, filter: EventFilter, since_seq: Option<i64>) -> Feed;
+
+    /// Saves a new subscription (its callback URL checked first); it receives events stored from now on.
+    async fn create_subscription(&self, subscription: Subscription) -> Result<Arc<Subscription>, Error>;
+
+    async fn subscriptions(&self) -> Result<Vec<Arc<Subscription>>, Error>;
+
+    async fn subscription(&self, id: SubscriptionId) -> Result<Arc<Subscription>, Error>;
+
+    /// Changes a subscription; disabling it cancels its pending deliveries at once.
+    async fn update_subscription(
+        &self,
+        id: SubscriptionId,
+        patch: SubscriptionPatch,
+    ) -> Result<Arc<Subscription>, Error>;
+
+    /// Deletes a subscription and cancels its pending deliveries.
+    async fn delete_subscription(&self, id: SubscriptionId) -> Result<(), Error>;
+
+    /// Every delivery attempt made for an event; `NotFound` for an unknown event.
+    async fn delivery_attempts(&self, event_id: EventId) -> Result<Vec<DeliveryAttempt>, Error>;
+
+    async fn dead_letters(&self, query: DlqQuery) -> Result<DlqPage, Error>;
+
+    /// One dead letter with its attempt history.
+    async fn dead_letter(&self, id: DlqId) -> Result<DeadLetter, Error>;
+
+    /// Takes entries out of the DLQ and sends them again with a fresh retry budget; returns how many.
+    async fn retry_dead_letters(&self, selector: DlqSelector) -> Result<usize, Error>;
+
+    /// Discards an entry; the event itself stays.
+    async fn discard_dead_letter(&self, id: DlqId) -> Result<(), Error>;
 }

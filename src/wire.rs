@@ -6,10 +6,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::domain::delivery::{DlqQuery, DlqSelector};
 use crate::domain::event::{MAX_NAME_LEN, validate_event_type, validate_stream_id};
+use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
-    Event, EventCategory, EventFilter, EventQuery, EventSource, EventStatus, FieldError, NewEvent, Order, Timestamp,
-    TypePattern,
+    DeadLetterKind, DlqId, Event, EventCategory, EventFilter, EventQuery, EventSource, EventStatus, FieldError,
+    NewEvent, Order, RetryPolicy, Subscription, SubscriptionId, Timestamp, TypePattern,
 };
 
 /// `POST /api/v1/events/create`, an item of `/batch`, and the seed-compatible `POST /events`.
@@ -150,8 +152,21 @@ pub struct QueryParams {
 
 /// Every parameter a query accepts, aliases included (for the error message).
 const QUERY_KEYS: &[&str] = &[
-    "user_id", "event_type", "event_source", "event_category", "status", "stream_id", "tenant_id",
-    "correlation_id", "start_time", "end_time", "limit", "offset", "order", "text", "since_seq",
+    "user_id",
+    "event_type",
+    "event_source",
+    "event_category",
+    "status",
+    "stream_id",
+    "tenant_id",
+    "correlation_id",
+    "start_time",
+    "end_time",
+    "limit",
+    "offset",
+    "order",
+    "text",
+    "since_seq",
 ];
 const QUERY_ALIASES: &[(&str, &str)] =
     &[("type", "event_type"), ("source", "event_source"), ("category", "event_category"), ("since", "start_time")];
@@ -279,7 +294,6 @@ pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,9 +331,10 @@ mod tests {
 
     #[test]
     fn frontend_events_carry_page_and_client_in_context() {
-        let item: FrontendEvent =
-            serde_json::from_value(json!({"event_type": "button.click", "page_url": "/x", "session_id": "s1", "properties": {"b": 2}}))
-                .unwrap();
+        let item: FrontendEvent = serde_json::from_value(
+            json!({"event_type": "button.click", "page_url": "/x", "session_id": "s1", "properties": {"b": 2}}),
+        )
+        .unwrap();
         let mut client = Map::new();
         client.insert("ip".into(), json!("10.0.0.1"));
         let event = item.into_new_event(&client).unwrap();
@@ -333,13 +348,15 @@ mod tests {
 
     #[test]
     fn query_parameters_parse_with_aliases_and_bounds() {
-        let params = QueryParams::from_pairs([("type", "user.*"), ("limit", "5"), ("order", "asc"), ("since_seq", "7")])
-            .unwrap();
+        let params =
+            QueryParams::from_pairs([("type", "user.*"), ("limit", "5"), ("order", "asc"), ("since_seq", "7")])
+                .unwrap();
         assert_eq!(params.query.filter.event_type.as_ref().unwrap().as_str(), "user.*");
         assert_eq!(params.query.limit, 5);
         assert_eq!(params.query.order, Order::Asc);
         assert_eq!(params.since_seq, Some(7));
-        for (key, value) in [("limit", "0"), ("limit", "1001"), ("status", "done"), ("start_time", "x"), ("bogus", "1")] {
+        for (key, value) in [("limit", "0"), ("limit", "1001"), ("status", "done"), ("start_time", "x"), ("bogus", "1")]
+        {
             let err = QueryParams::from_pairs([(key, value)]).unwrap_err();
             assert_eq!(err.field, key);
         }
@@ -347,4 +364,221 @@ mod tests {
         let params = QueryParams::from_json(body.as_object().unwrap().clone()).unwrap();
         assert_eq!((params.query.limit, params.query.offset), (10, 20));
     }
+}
+
+/// `POST /api/v1/events/subscriptions`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionCreate {
+    pub subscriber_name: Option<String>,
+    pub subscriber_type: Option<String>,
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub event_sources: Vec<String>,
+    #[serde(default)]
+    pub event_categories: Vec<String>,
+    pub callback_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub retry_policy: Option<RetryPolicy>,
+    pub enabled: Option<bool>,
+}
+
+impl SubscriptionCreate {
+    /// A new subscription; the callback URL's reachability rules are the engine's to check.
+    pub fn into_subscription(self) -> Result<Subscription, FieldError> {
+        let callback_url = self.callback_url.filter(|url| !url.trim().is_empty()).ok_or_else(|| {
+            FieldError::new("callback_url", "is required: the http or https URL events are POSTed to")
+        })?;
+        let subscriber_type = self.subscriber_type.unwrap_or_else(|| "webhook".to_owned());
+        if subscriber_type != "webhook" {
+            return Err(FieldError::one_of("subscriber_type", &subscriber_type, &["webhook"]));
+        }
+        let retry_policy = self.retry_policy.unwrap_or_default();
+        retry_policy.validate()?;
+        let secret = match self.webhook_secret {
+            Some(secret) if secret.is_empty() => {
+                return Err(FieldError::new("webhook_secret", "must not be empty; leave it out instead"));
+            }
+            other => other,
+        };
+        let now = Timestamp::now();
+        Ok(Subscription {
+            subscription_id: SubscriptionId::new_v7(),
+            subscriber_name: name("subscriber_name", self.subscriber_name)?.unwrap_or_else(|| callback_url.clone()),
+            subscriber_type,
+            event_types: type_patterns("event_types", self.event_types)?,
+            event_sources: vocabulary_list("event_sources", &self.event_sources, EventSource::parse)?,
+            event_categories: vocabulary_list("event_categories", &self.event_categories, EventCategory::parse)?,
+            callback_url,
+            has_secret: secret.is_some(),
+            secret,
+            retry_policy,
+            enabled: self.enabled.unwrap_or(true),
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+            start_seq: 0,
+        })
+    }
+}
+
+/// `PATCH /api/v1/events/subscriptions/{id}`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionUpdate {
+    pub enabled: Option<bool>,
+    pub event_types: Option<Vec<String>>,
+    pub event_sources: Option<Vec<String>>,
+    pub event_categories: Option<Vec<String>>,
+    pub callback_url: Option<String>,
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+impl SubscriptionUpdate {
+    pub fn into_patch(self) -> Result<SubscriptionPatch, FieldError> {
+        if let Some(policy) = &self.retry_policy {
+            policy.validate()?;
+        }
+        Ok(SubscriptionPatch {
+            enabled: self.enabled,
+            event_types: self.event_types.map(|t| type_patterns("event_types", t)).transpose()?,
+            event_sources: self
+                .event_sources
+                .map(|s| vocabulary_list("event_sources", &s, EventSource::parse))
+                .transpose()?,
+            event_categories: self
+                .event_categories
+                .map(|c| vocabulary_list("event_categories", &c, EventCategory::parse))
+                .transpose()?,
+            callback_url: self.callback_url,
+            retry_policy: self.retry_policy,
+        })
+    }
+}
+
+/// Seed-compatible `POST /webhooks`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookCreate {
+    pub url: Option<String>,
+    #[serde(default)]
+    pub events: Vec<String>,
+    pub secret: Option<String>,
+}
+
+impl WebhookCreate {
+    pub fn into_subscription(self) -> Result<Subscription, FieldError> {
+        let field = |e: FieldError| match e.field.as_str() {
+            "callback_url" => FieldError { field: "url".into(), ..e },
+            "event_types" => FieldError { field: "events".into(), ..e },
+            "webhook_secret" => FieldError { field: "secret".into(), ..e },
+            _ => e,
+        };
+        SubscriptionCreate {
+            callback_url: self.url,
+            event_types: self.events,
+            webhook_secret: self.secret,
+            ..SubscriptionCreate::default()
+        }
+        .into_subscription()
+        .map_err(field)
+    }
+}
+
+/// A subscription as the seed-compatible `/webhooks` endpoints show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookView {
+    pub id: SubscriptionId,
+    pub url: String,
+    pub events: Vec<String>,
+    pub active: bool,
+    pub created_at: Timestamp,
+}
+
+impl From<&Subscription> for WebhookView {
+    fn from(s: &Subscription) -> Self {
+        Self {
+            id: s.subscription_id,
+            url: s.callback_url.clone(),
+            events: s.event_types.clone(),
+            active: s.enabled,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// `POST /api/v1/events/dlq/retry`: exactly one of `ids`, `subscription_id`, `all: true`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqRetry {
+    pub ids: Option<Vec<DlqId>>,
+    pub subscription_id: Option<SubscriptionId>,
+    pub all: Option<bool>,
+}
+
+impl DlqRetry {
+    pub fn into_selector(self) -> Result<DlqSelector, FieldError> {
+        match (self.ids, self.subscription_id, self.all.unwrap_or(false)) {
+            (Some(ids), None, false) => Ok(DlqSelector::Ids(ids)),
+            (None, Some(id), false) => Ok(DlqSelector::Subscription(id)),
+            (None, None, true) => Ok(DlqSelector::All),
+            _ => Err(FieldError::new(
+                "body",
+                "send exactly one of {\"ids\": [...]}, {\"subscription_id\": \"...\"} or {\"all\": true}",
+            )),
+        }
+    }
+}
+
+/// Parses `GET /api/v1/events/dlq` parameters.
+pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<DlqQuery, FieldError> {
+    let mut query = DlqQuery { limit: EventQuery::DEFAULT_LIMIT, ..DlqQuery::default() };
+    for (key, value) in pairs {
+        let uuid =
+            || uuid::Uuid::parse_str(value).map_err(|_| FieldError::new(key, format!("`{value}` is not a UUID")));
+        match key {
+            "kind" => {
+                query.kind = Some(match value {
+                    "delivery" => DeadLetterKind::Delivery,
+                    "processing" => DeadLetterKind::Processing,
+                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing"])),
+                });
+            }
+            "subscription_id" => query.subscription_id = Some(SubscriptionId(uuid()?)),
+            "processor_id" => query.processor_id = Some(uuid()?),
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=EventQuery::MAX_LIMIT).contains(n))
+                    .ok_or_else(|| FieldError::new(key, format!("`{value}` is not a number from 1 to 1000")))?;
+            }
+            "offset" => {
+                query.offset =
+                    value.parse().map_err(|_| FieldError::new(key, format!("`{value}` is not a number 0 or more")))?;
+            }
+            _ => {
+                return Err(FieldError::new(
+                    key,
+                    "is not a parameter here; accepted: kind, subscription_id, processor_id, limit, offset",
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
+
+fn type_patterns(field: &str, patterns: Vec<String>) -> Result<Vec<String>, FieldError> {
+    for (i, pattern) in patterns.iter().enumerate() {
+        TypePattern::parse(&format!("{field}[{i}]"), pattern)?;
+    }
+    Ok(patterns)
+}
+
+fn vocabulary_list<T>(
+    field: &str,
+    values: &[String],
+    parse: fn(&str, &str) -> Result<T, FieldError>,
+) -> Result<Vec<T>, FieldError> {
+    values.iter().enumerate().map(|(i, value)| parse(&format!("{field}[{i}]"), value)).collect()
 }

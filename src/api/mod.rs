@@ -25,6 +25,9 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::events::router())
         .merge(routes::statistics::router())
         .merge(routes::streams::router())
+        .merge(routes::subscriptions::router())
+        .merge(routes::webhooks::router())
+        .merge(routes::dlq::router())
         .layer(from_fn_with_state(state.clone(), auth::headers));
     Router::new()
         .merge(open)

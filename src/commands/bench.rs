@@ -82,8 +82,10 @@ fn synthetic(rng: &mut Rng, spread: bool) -> Value {
 fn synthetic_new(rng: &mut Rng) -> NewEvent {
     let value = synthetic(rng, false);
     let mut event = NewEvent::new(value["event_type"].as_str().unwrap_or("bench"));
-    event.event_source = EventSource::parse("", value["event_source"].as_str().unwrap_or("")).unwrap_or(EventSource::Backend);
-    event.event_category = EventCategory::parse("", value["event_category"].as_str().unwrap_or("")).unwrap_or(EventCategory::System);
+    event.event_source =
+        EventSource::parse("", value["event_source"].as_str().unwrap_or("")).unwrap_or(EventSource::Backend);
+    event.event_category =
+        EventCategory::parse("", value["event_category"].as_str().unwrap_or("")).unwrap_or(EventCategory::System);
     event.user_id = value["user_id"].as_str().map(str::to_owned);
     event.data = value["data"].as_object().cloned().unwrap_or_default();
     event
@@ -196,7 +198,10 @@ async fn ingest_store(args: &BenchArgs) -> anyhow::Result<()> {
     })
     .await?;
     engine.shutdown().await;
-    report.print(&format!("ingest through the store, no HTTP (batch {}, concurrency {})", args.batch, args.concurrency), "events");
+    report.print(
+        &format!("ingest through the store, no HTTP (batch {}, concurrency {})", args.batch, args.concurrency),
+        "events",
+    );
     Ok(())
 }
 

@@ -2,37 +2,16 @@
 //! validated input that ingest accepts.
 
 use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use super::error::FieldError;
+use super::id::uuid_id;
 use super::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-/// An event's id: a UUID v7, so ids sort by the time they were stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EventId(pub Uuid);
-
-impl EventId {
-    pub fn new_v7() -> Self {
-        Self(Uuid::now_v7())
-    }
-}
-
-impl fmt::Display for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for EventId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
+uuid_id! {
+    /// An event's id: a UUID v7, so ids sort by the time they were stored.
+    EventId
 }
 
 /// Declares a closed set of snake_case words: the enum, its wire text, and a parser whose error lists

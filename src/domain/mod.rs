@@ -1,13 +1,19 @@
-//! Plain types and rules of eventdeck, with no I/O: events, filters, statistics, validation errors.
+//! Plain types and rules of eventdeck, with no I/O: events, filters, statistics, subscriptions,
+//! deliveries and dead letters, validation errors.
 
+pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod filter;
+mod id;
 pub mod stats;
+pub mod subscription;
 pub mod time;
 
+pub use delivery::{DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId};
 pub use error::FieldError;
 pub use event::{Event, EventCategory, EventId, EventSource, EventStatus, NewEvent};
 pub use filter::{EventFilter, EventPage, EventQuery, Order, TypePattern};
 pub use stats::{Counters, NameCount, Statistics};
+pub use subscription::{RetryPolicy, Subscription, SubscriptionId};
 pub use time::Timestamp;

@@ -18,6 +18,10 @@ pub struct Counters {
     pub by_day: BTreeMap<String, i64>,
     /// The ten users with the most events, most first.
     pub top_users: Vec<NameCount>,
+    /// Delivery counts: `attempts`, `retries`, `delivered`, `dead`.
+    pub by_delivery: BTreeMap<String, i64>,
+    pub dlq_size: i64,
+    pub subscriptions_active: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +52,12 @@ pub struct Statistics {
     pub top_event_types: Vec<NameCount>,
     /// Events stored per second over the last 60 seconds.
     pub ingest_rate_per_s: f64,
+    pub dlq_size: i64,
+    /// Percentage of finished deliveries (delivered + dead-lettered) that were delivered.
+    pub delivery_success_rate: f64,
+    /// Percentage of delivery attempts that were retries.
+    pub retry_rate: f64,
+    pub subscriptions_active: i64,
 }
 
 /// How many top entries the statistics list.
@@ -58,8 +68,9 @@ impl Statistics {
     pub fn from_counters(counters: Counters, today: NaiveDate, ingest_rate_per_s: f64) -> Self {
         let status = |s: EventStatus| counters.by_status.get(s.as_str()).copied().unwrap_or(0);
         let (processed, failed) = (status(EventStatus::Processed), status(EventStatus::Failed));
-        let finished = processed + failed;
-        let percent = |n: i64| if finished == 0 { 0.0 } else { n as f64 * 100.0 / finished as f64 };
+        let percent = |n: i64, of: i64| if of == 0 { 0.0 } else { n as f64 * 100.0 / of as f64 };
+        let delivery = |key: &str| counters.by_delivery.get(key).copied().unwrap_or(0);
+        let (delivered, dead) = (delivery("delivered"), delivery("dead"));
 
         let since = |first: NaiveDate| {
             let key = first.format("%Y-%m-%d").to_string();
@@ -82,8 +93,12 @@ impl Statistics {
             events_today: since(today),
             events_this_week: since(week_start),
             events_this_month: since(month_start),
-            processing_rate: percent(processed),
-            error_rate: percent(failed),
+            processing_rate: percent(processed, processed + failed),
+            error_rate: percent(failed, processed + failed),
+            dlq_size: counters.dlq_size,
+            delivery_success_rate: percent(delivered, delivered + dead),
+            retry_rate: percent(delivery("retries"), delivery("attempts")),
+            subscriptions_active: counters.subscriptions_active,
             top_users: counters.top_users,
             top_event_types,
             ingest_rate_per_s,
@@ -103,7 +118,8 @@ mod tests {
     fn periods_are_utc_days_with_weeks_from_monday() {
         let mut counters = Counters::default();
         // Wednesday 2026-11-18 is "today"; Monday is the 16th; the month began on the 1st.
-        for (day, n) in [("2026-10-31", 1), ("2026-11-01", 2), ("2026-11-15", 4), ("2026-11-16", 8), ("2026-11-18", 16)] {
+        for (day, n) in [("2026-10-31", 1), ("2026-11-01", 2), ("2026-11-15", 4), ("2026-11-16", 8), ("2026-11-18", 16)]
+        {
             counters.by_day.insert(day.into(), n);
         }
         counters.by_status.insert("pending".into(), 31);

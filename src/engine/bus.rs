@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::domain::{Event, EventFilter};
+use crate::domain::{DeadLetter, Event, EventFilter};
+pub use crate::service::DlqAction;
 use crate::service::{Error, Feed, FeedItem};
 use crate::storage::Store;
 
@@ -17,9 +18,11 @@ const CATCH_UP_PAGE: u32 = 500;
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
     Stored(Arc<Event>),
+    DeadLetter { action: DlqAction, entry: Arc<DeadLetter> },
 }
 
-/// A feed of events matching `filter`: stored ones after `since_seq` first (when given), then live ones.
+/// A feed of events matching `filter`: stored ones after `since_seq` first (when given), then live ones,
+/// with dead-letter changes (of matching types) as they happen.
 ///
 /// Subscribing happens before anything is read, and every item carries its seq: an event committed
 /// while the store is read arrives on the broadcast too and is skipped as already seen, and an event
@@ -61,6 +64,12 @@ pub(super) fn feed(
                         yield Ok(FeedItem::Stored(event));
                     }
                 }
+                Ok(EngineEvent::DeadLetter { action, entry }) => {
+                    if filter.event_type.as_ref().is_none_or(|p| p.matches(&entry.event_type)) {
+                        yield Ok(FeedItem::DeadLetter { action, entry });
+                    }
+                }
+                // Dead-letter changes are not replayed from the store: the DLQ endpoint has the state.
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, after_seq = seen, "live consumer lagged; catching up from the store");
                     behind = true;

@@ -4,6 +4,8 @@
 mod bus;
 mod ingest;
 mod stats;
+mod subscriptions;
+mod workers;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -11,19 +13,26 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use bus::EngineEvent;
 
-use crate::domain::{Event, EventFilter, EventId, EventPage, EventQuery, NewEvent, Statistics};
-use crate::service::{
-    Error, EventService, Feed, Health, Ingested, StorageHealth, StreamEvents,
+use crate::delivery::WebhookClient;
+use crate::delivery::guard::check_callback_url;
+use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::subscription::SubscriptionPatch;
+use crate::domain::{
+    DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, FieldError, NewEvent,
+    Statistics, Subscription, SubscriptionId, Timestamp,
 };
+use crate::service::{DlqAction, DlqPage, Error, EventService, Feed, Health, Ingested, StorageHealth, StreamEvents};
 use crate::storage::Store;
 use ingest::{Submission, Writer};
 use stats::IngestRate;
+use subscriptions::Subscriptions;
+use workers::delivery::DeliveryWorker;
 
 /// Sizes of the engine's bounded queues.
 #[derive(Debug, Clone)]
@@ -34,11 +43,21 @@ pub struct EngineOptions {
     pub queue_capacity: usize,
     /// Most events committed in one transaction.
     pub max_group: usize,
+    /// Webhook requests in flight at once.
+    pub delivery_concurrency: usize,
+    /// Whether callback URLs may point at loopback, private or link-local addresses.
+    pub allow_private_networks: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { bus_capacity: 4096, queue_capacity: 1024, max_group: 2000 }
+        Self {
+            bus_capacity: 4096,
+            queue_capacity: 1024,
+            max_group: 2000,
+            delivery_concurrency: 32,
+            allow_private_networks: true,
+        }
     }
 }
 
@@ -53,8 +72,14 @@ struct Inner {
     bus: broadcast::Sender<EngineEvent>,
     last_seq: Arc<AtomicI64>,
     rate: Arc<IngestRate>,
+    subscriptions: Arc<Subscriptions>,
+    /// Wakes the delivery worker when subscriptions change or dead letters are retried.
+    delivery_wake: Arc<Notify>,
+    allow_private_networks: bool,
     started: Instant,
     shutdown: CancellationToken,
+    /// Stopped first, before the writer, so nothing is left half-recorded.
+    workers: Mutex<Vec<JoinHandle<()>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -74,6 +99,21 @@ impl Engine {
             max_group: options.max_group.max(1),
         };
         let writer = tokio::spawn(writer.run(submissions, shutdown.clone()));
+
+        let subscriptions = Arc::new(Subscriptions::load(store.as_ref()).await?);
+        let delivery_wake = Arc::new(Notify::new());
+        let client = WebhookClient::new(options.allow_private_networks)
+            .map_err(|e| Error::Unavailable(format!("cannot build the webhook HTTP client: {e}")))?;
+        let delivery = DeliveryWorker {
+            store: store.clone(),
+            client,
+            bus: bus.clone(),
+            subscriptions: subscriptions.clone(),
+            wake: delivery_wake.clone(),
+            concurrency: options.delivery_concurrency.max(1),
+        };
+        let workers_stop = shutdown.child_token();
+        let workers = vec![tokio::spawn(delivery.run(workers_stop))];
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -81,8 +121,12 @@ impl Engine {
                 bus,
                 last_seq,
                 rate,
+                subscriptions,
+                delivery_wake,
+                allow_private_networks: options.allow_private_networks,
                 started: Instant::now(),
                 shutdown,
+                workers: Mutex::new(workers),
                 writer: Mutex::new(Some(writer)),
             }),
         })
@@ -97,9 +141,15 @@ impl Engine {
         self.inner.bus.subscribe()
     }
 
-    /// Stops taking events, commits every one already submitted, and closes the store. Idempotent.
+    /// Stops the workers, stops taking events, commits every one already submitted, and closes the
+    /// store. Idempotent.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        for worker in self.inner.workers.lock().await.drain(..) {
+            if let Err(error) = worker.await {
+                tracing::error!(%error, "an engine worker ended abnormally");
+            }
+        }
         if let Some(writer) = self.inner.writer.lock().await.take() {
             if let Err(error) = writer.await {
                 tracing::error!(%error, "the ingest writer ended abnormally");
@@ -137,7 +187,11 @@ impl EventService for Engine {
             return Err(Error::NotFound { what: "stream", id: stream_id.to_owned() });
         }
         let events = self.inner.store.stream(stream_id, from_version, limit).await?;
-        Ok(StreamEvents { stream_id: stream_id.to_owned(), version, events: events.into_iter().map(Arc::new).collect() })
+        Ok(StreamEvents {
+            stream_id: stream_id.to_owned(),
+            version,
+            events: events.into_iter().map(Arc::new).collect(),
+        })
     }
 
     async fn statistics(&self) -> Result<Statistics, Error> {
@@ -159,4 +213,98 @@ impl EventService for Engine {
     fn feed(&self, filter: EventFilter, since_seq: Option<i64>) -> Feed {
         bus::feed(self.inner.store.clone(), &self.inner.bus, &self.inner.last_seq, filter, since_seq)
     }
+
+    async fn create_subscription(&self, mut subscription: Subscription) -> Result<Arc<Subscription>, Error> {
+        self.check_url(&subscription.callback_url).await?;
+        subscription.start_seq = self.inner.last_seq.load(std::sync::atomic::Ordering::Acquire);
+        self.inner.store.insert_subscription(&subscription).await?;
+        let saved = self.inner.subscriptions.put(subscription);
+        self.inner.delivery_wake.notify_one();
+        Ok(saved)
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<Arc<Subscription>>, Error> {
+        Ok(self.inner.subscriptions.all())
+    }
+
+    async fn subscription(&self, id: SubscriptionId) -> Result<Arc<Subscription>, Error> {
+        self.inner.subscriptions.get(id).ok_or_else(|| subscription_not_found(id))
+    }
+
+    async fn update_subscription(
+        &self,
+        id: SubscriptionId,
+        patch: SubscriptionPatch,
+    ) -> Result<Arc<Subscription>, Error> {
+        let mut subscription = (*self.subscription(id).await?).clone();
+        if let Some(url) = &patch.callback_url {
+            self.check_url(url).await?;
+        }
+        patch.apply(&mut subscription, Timestamp::now());
+        if !self.inner.store.update_subscription(&subscription).await? {
+            return Err(subscription_not_found(id));
+        }
+        let saved = self.inner.subscriptions.put(subscription);
+        self.inner.delivery_wake.notify_one();
+        Ok(saved)
+    }
+
+    async fn delete_subscription(&self, id: SubscriptionId) -> Result<(), Error> {
+        if !self.inner.store.delete_subscription(id).await? {
+            return Err(subscription_not_found(id));
+        }
+        self.inner.subscriptions.remove(id);
+        Ok(())
+    }
+
+    async fn delivery_attempts(&self, event_id: EventId) -> Result<Vec<DeliveryAttempt>, Error> {
+        self.event(event_id).await?;
+        Ok(self.inner.store.delivery_attempts(event_id).await?)
+    }
+
+    async fn dead_letters(&self, query: DlqQuery) -> Result<DlqPage, Error> {
+        let (entries, total) = self.inner.store.dead_letters(&query).await?;
+        Ok(DlqPage { entries, total })
+    }
+
+    async fn dead_letter(&self, id: DlqId) -> Result<DeadLetter, Error> {
+        self.inner.store.dead_letter(id).await?.ok_or_else(|| dead_letter_not_found(id))
+    }
+
+    async fn retry_dead_letters(&self, selector: DlqSelector) -> Result<usize, Error> {
+        let removed = self.inner.store.retry_dead_letters(&selector).await?;
+        let count = removed.len();
+        self.announce_removed(removed);
+        self.inner.delivery_wake.notify_one();
+        Ok(count)
+    }
+
+    async fn discard_dead_letter(&self, id: DlqId) -> Result<(), Error> {
+        let removed = self.inner.store.discard_dead_letter(id).await?.ok_or_else(|| dead_letter_not_found(id))?;
+        self.announce_removed(vec![removed]);
+        Ok(())
+    }
+}
+
+impl Engine {
+    async fn check_url(&self, url: &str) -> Result<(), Error> {
+        check_callback_url(url, self.inner.allow_private_networks)
+            .await
+            .map_err(|message| Error::Invalid(FieldError::new("callback_url", message)))
+    }
+
+    fn announce_removed(&self, entries: Vec<DeadLetter>) {
+        for entry in entries {
+            // Nobody listening is fine: the change is stored.
+            let _ = self.inner.bus.send(EngineEvent::DeadLetter { action: DlqAction::Removed, entry: Arc::new(entry) });
+        }
+    }
+}
+
+fn subscription_not_found(id: SubscriptionId) -> Error {
+    Error::NotFound { what: "subscription", id: id.to_string() }
+}
+
+fn dead_letter_not_found(id: DlqId) -> Error {
+    Error::NotFound { what: "dead letter", id: id.to_string() }
 }

@@ -13,7 +13,9 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::Mutex;
 
-use super::{Appended, Error, Store, SyncMode};
+mod delivery;
+
+use super::{Appended, Error, EventStore, SyncMode};
 use crate::domain::filter::Segment;
 use crate::domain::{
     Counters, Event, EventCategory, EventFilter, EventId, EventPage, EventQuery, EventSource, EventStatus, NameCount,
@@ -84,9 +86,8 @@ impl SqliteStore {
         if let Some(exact) = pattern.exact() {
             return Ok(Some(TypeCondition::OneOf(vec![exact.to_owned()])));
         }
-        let known: Vec<String> = sqlx::query_scalar("SELECT key FROM counters WHERE dimension = 'type'")
-            .fetch_all(&self.readers)
-            .await?;
+        let known: Vec<String> =
+            sqlx::query_scalar("SELECT key FROM counters WHERE dimension = 'type'").fetch_all(&self.readers).await?;
         let matching: Vec<String> = known.into_iter().filter(|t| pattern.matches(t)).collect();
         Ok(match matching.len() {
             0 => None,
@@ -107,7 +108,7 @@ enum TypeCondition {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl EventStore for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
@@ -132,9 +133,8 @@ impl Store for SqliteStore {
                     out.push(Appended::Duplicate(out[earlier].event().cloned().ok_or_else(closed)?));
                     continue;
                 }
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM events WHERE coalesce(tenant_id, '') = ? AND idempotency_key = ?"
-                );
+                let sql =
+                    format!("SELECT {COLUMNS} FROM events WHERE coalesce(tenant_id, '') = ? AND idempotency_key = ?");
                 if let Some(row) = sqlx::query(&sql).bind(&key.0).bind(&key.1).fetch_optional(&mut *tx).await? {
                     out.push(Appended::Duplicate(decode(&row)?));
                     continue;
@@ -146,10 +146,12 @@ impl Store for SqliteStore {
                     let current = match versions.get(stream_id) {
                         Some(&version) => version,
                         None => {
-                            sqlx::query_scalar("SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?")
-                                .bind(stream_id)
-                                .fetch_one(&mut *tx)
-                                .await?
+                            sqlx::query_scalar(
+                                "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?",
+                            )
+                            .bind(stream_id)
+                            .fetch_one(&mut *tx)
+                            .await?
                         }
                     };
                     if let Some(expected) = new.expected_version.filter(|&expected| expected != current) {
@@ -216,7 +218,8 @@ impl Store for SqliteStore {
             Order::Asc => "ASC",
         };
         // Two phases: the page's seqs from the indexes alone, then just those rows.
-        let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE seq IN (SELECT seq FROM events WHERE 1 = 1"));
+        let mut select =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE seq IN (SELECT seq FROM events WHERE 1 = 1"));
         push_filter(&mut select, &query.filter, &types);
         select
             .push(format!(" ORDER BY timestamp {direction}, seq {direction} LIMIT "))
@@ -246,6 +249,20 @@ impl Store for SqliteStore {
         select.push_bind(seq);
         push_filter(&mut select, filter, &types);
         select.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+        let rows = select.build().fetch_all(&self.readers).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn events_by_seq(&self, seqs: &[i64]) -> Result<Vec<Event>, Error> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE seq IN ("));
+        let mut list = select.separated(", ");
+        for seq in seqs {
+            list.push_bind(*seq);
+        }
+        select.push(") ORDER BY seq");
         let rows = select.build().fetch_all(&self.readers).await?;
         rows.iter().map(decode).collect()
     }
@@ -283,6 +300,7 @@ impl Store for SqliteStore {
                 "category" => &mut counters.by_category,
                 "status" => &mut counters.by_status,
                 "day" => &mut counters.by_day,
+                "delivery" => &mut counters.by_delivery,
                 _ => continue,
             };
             map.insert(key, count);
@@ -293,6 +311,9 @@ impl Store for SqliteStore {
         .fetch_all(&self.readers)
         .await?;
         counters.top_users = top.into_iter().map(|(name, count)| NameCount { name, count }).collect();
+        counters.dlq_size = sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(&self.readers).await?;
+        counters.subscriptions_active =
+            sqlx::query_scalar("SELECT count(*) FROM subscriptions WHERE enabled = 1").fetch_one(&self.readers).await?;
         Ok(counters)
     }
 
@@ -445,7 +466,11 @@ fn json_text(map: &Map<String, Value>) -> String {
 }
 
 fn decode(row: &SqliteRow) -> Result<Event, Error> {
-    fn vocabulary<T>(row: &SqliteRow, column: &str, parse: fn(&str, &str) -> Result<T, crate::domain::FieldError>) -> Result<T, Error> {
+    fn vocabulary<T>(
+        row: &SqliteRow,
+        column: &str,
+        parse: fn(&str, &str) -> Result<T, crate::domain::FieldError>,
+    ) -> Result<T, Error> {
         let text: &str = row.try_get(column)?;
         parse(column, text).map_err(|e| Error::Corrupt(e.to_string()))
     }
@@ -493,7 +518,8 @@ mod tests {
     }
 
     async fn count(store: &SqliteStore, pattern: &str) -> u64 {
-        let filter = EventFilter { event_type: Some(TypePattern::parse("t", pattern).unwrap()), ..EventFilter::default() };
+        let filter =
+            EventFilter { event_type: Some(TypePattern::parse("t", pattern).unwrap()), ..EventFilter::default() };
         store.query(&EventQuery { filter, limit: 1000, ..EventQuery::default() }).await.unwrap().total
     }
 
@@ -501,11 +527,15 @@ mod tests {
     async fn patterns_match_the_same_in_sql_as_in_memory_whether_expanded_or_not() {
         let (_dir, store) = store().await;
         let mut types: Vec<String> = (0..300).map(|i| format!("many.t{i}")).collect();
-        types.extend(["user.created", "user.profile.updated", "users.created", "user", "order.created", "a.b.c.d"].map(String::from));
+        types.extend(
+            ["user.created", "user.profile.updated", "users.created", "user", "order.created", "a.b.c.d"]
+                .map(String::from),
+        );
         store.append(types.iter().map(|t| typed(t)).collect()).await.unwrap();
 
         // `many.*` matches more types than are expanded, so SQL matches the pattern itself.
-        for pattern in ["many.*", "many.>", "user.*", "user.>", "*.created", "*.*", "a.*.c.>", "*", "nothing.*", "user"] {
+        for pattern in ["many.*", "many.>", "user.*", "user.>", "*.created", "*.*", "a.*.c.>", "*", "nothing.*", "user"]
+        {
             let parsed = TypePattern::parse("t", pattern).unwrap();
             let expected = types.iter().filter(|t| parsed.matches(t)).count() as u64;
             assert_eq!(count(&store, pattern).await, expected, "pattern {pattern}");
@@ -539,7 +569,10 @@ mod tests {
             event.expected_version = expected;
             event
         };
-        let group = store.append(vec![versioned(Some(0)), versioned(Some(1)), versioned(Some(1)), versioned(None)]).await.unwrap();
+        let group = store
+            .append(vec![versioned(Some(0)), versioned(Some(1)), versioned(Some(1)), versioned(None)])
+            .await
+            .unwrap();
         let versions: Vec<Option<i64>> = group.iter().map(|a| a.event().and_then(|e| e.stream_version)).collect();
         assert_eq!(versions, [Some(1), Some(2), None, Some(3)]);
         assert_eq!(group[2], Appended::VersionConflict { stream_id: "user:1".into(), expected: 1, actual: 2 });

@@ -59,8 +59,15 @@ async fn resumes_after_last_event_id_with_no_gap_and_no_duplicate() {
         tokio::spawn(async move {
             let mut live = Vec::new();
             for i in 10..60 {
-                let event: serde_json::Value =
-                    client.post(&url).json(&json!({"event_type": "tick", "data": {"i": i}})).send().await.unwrap().json().await.unwrap();
+                let event: serde_json::Value = client
+                    .post(&url)
+                    .json(&json!({"event_type": "tick", "data": {"i": i}}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
                 live.push(event["seq"].as_i64().unwrap());
             }
             live
@@ -100,7 +107,8 @@ async fn a_lagging_consumer_is_caught_up_from_the_store() {
     let batch: Vec<_> = (0..300).map(|i| json!({"event_type": "burst", "data": {"i": i}})).collect();
     let (status, answer) = server.post("/api/v1/events/batch", &json!(batch)).await;
     assert_eq!(status, 200, "{answer}");
-    let stored: Vec<i64> = answer["results"].as_array().unwrap().iter().map(|r| r["event"]["seq"].as_i64().unwrap()).collect();
+    let stored: Vec<i64> =
+        answer["results"].as_array().unwrap().iter().map(|r| r["event"]["seq"].as_i64().unwrap()).collect();
     assert_eq!(live.seqs(300, WAIT).await, stored, "every event once, in order");
     assert!(live.next_event(Duration::from_millis(300)).await.is_none());
     server.stop().await;

@@ -1,7 +1,9 @@
 //! Integration tests: one binary, a module per area. Each test starts its own server on port 0 with a
 //! temporary database.
 
+mod sink;
 mod support;
 
-mod process;
+mod delivery;
 mod live;
+mod process;

@@ -40,7 +40,8 @@ async fn serve(dir: &Path, addr: &str) -> Served {
     let mut logs = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let started = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = logs.next_line().await.expect("read log") {
-            let entry: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            let entry: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
             if entry["fields"]["message"] == "eventdeck serving" {
                 return entry["fields"]["addr"].as_str().expect("addr").to_owned();
             }
@@ -63,7 +64,8 @@ fn start_writers(base: &str, acked: Arc<Mutex<Vec<String>>>) -> Vec<tokio::task:
                         let body = json!({"event_type": "crash.test", "data": {"writer": writer, "i": i}});
                         client.post(format!("{base}/api/v1/events/create")).json(&body).send().await
                     } else {
-                        let body: Vec<_> = (0..20).map(|j| json!({"event_type": "crash.batch", "data": {"j": j}})).collect();
+                        let body: Vec<_> =
+                            (0..20).map(|j| json!({"event_type": "crash.batch", "data": {"j": j}})).collect();
                         client.post(format!("{base}/api/v1/events/batch")).json(&body).send().await
                     };
                     let Ok(response) = answer else { return };
@@ -73,7 +75,9 @@ fn start_writers(base: &str, acked: Arc<Mutex<Vec<String>>>) -> Vec<tokio::task:
                     let Ok(body) = response.json::<Value>().await else { return };
                     let mut acked = acked.lock().unwrap();
                     match body["results"].as_array() {
-                        Some(results) => acked.extend(results.iter().map(|r| r["event"]["event_id"].as_str().unwrap().to_owned())),
+                        Some(results) => {
+                            acked.extend(results.iter().map(|r| r["event"]["event_id"].as_str().unwrap().to_owned()))
+                        }
                         None => acked.push(body["event_id"].as_str().unwrap().to_owned()),
                     }
                 }
@@ -88,7 +92,8 @@ async fn assert_all_stored(base: &str, acked: &[String]) {
         let response = client.get(format!("{base}/api/v1/events/{id}")).send().await.unwrap();
         assert_eq!(response.status(), 200, "acknowledged event {id} is missing after restart");
     }
-    let stats: Value = client.get(format!("{base}/api/v1/events/statistics")).send().await.unwrap().json().await.unwrap();
+    let stats: Value =
+        client.get(format!("{base}/api/v1/events/statistics")).send().await.unwrap().json().await.unwrap();
     assert!(stats["total_events"].as_u64().unwrap() >= acked.len() as u64, "{stats}");
 }
 
@@ -187,7 +192,8 @@ async fn publish_and_tail_work_against_a_server_and_tail_reconnects() {
         .unwrap();
     let mut tailed = BufReader::new(tail.stdout.take().unwrap()).lines();
     let mut next_tailed = async || -> Value {
-        let line = tokio::time::timeout(Duration::from_secs(20), tailed.next_line()).await.expect("tail printed").unwrap();
+        let line =
+            tokio::time::timeout(Duration::from_secs(20), tailed.next_line()).await.expect("tail printed").unwrap();
         serde_json::from_str(&line.expect("a line")).unwrap()
     };
     // Give tail a moment to connect before publishing live events.
@@ -209,7 +215,8 @@ async fn publish_and_tail_work_against_a_server_and_tail_reconnects() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let lines = "{\"event_type\":\"user.updated\"}\n{\"event_type\":\"order.paid\"}\n\n{\"event_type\":\"user.deleted\"}\n";
+    let lines =
+        "{\"event_type\":\"user.updated\"}\n{\"event_type\":\"order.paid\"}\n\n{\"event_type\":\"user.deleted\"}\n";
     stdin_publish.stdin.take().unwrap().write_all(lines.as_bytes()).await.unwrap();
     let output = stdin_publish.wait_with_output().await.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/events/query", post(query_json))
         .route("/api/v1/events", get(query_string))
         .route("/api/v1/events/{event_id}", get(get_event))
+        .route("/api/v1/events/{event_id}/deliveries", get(deliveries))
         .route("/events", post(create).get(seed_list))
 }
 
@@ -42,7 +43,10 @@ pub(super) async fn ingest_one(service: &dyn EventService, event: NewEvent) -> R
     Ok(result.unwrap_or_else(|| Err(service::Error::Unavailable("the store answered nothing".into())))?)
 }
 
-async fn batch(State(state): State<AppState>, JsonBody(items): JsonBody<Vec<Value>>) -> Result<Json<BatchAnswer>, ApiError> {
+async fn batch(
+    State(state): State<AppState>,
+    JsonBody(items): JsonBody<Vec<Value>>,
+) -> Result<Json<BatchAnswer>, ApiError> {
     check_batch_size(items.len(), state.limits.max_batch)?;
     let mut failures = Vec::new();
     let mut valid = Vec::with_capacity(items.len());
@@ -85,17 +89,25 @@ pub(super) fn check_batch_size(len: usize, max: usize) -> Result<(), ApiError> {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_too_large",
-            format!("the batch has {len} events but at most {max} are accepted per request ([ingest] max_batch): split it"),
+            format!(
+                "the batch has {len} events but at most {max} are accepted per request ([ingest] max_batch): split it"
+            ),
         ));
     }
     Ok(())
 }
 
-async fn get_event(State(state): State<AppState>, Path(event_id): Path<String>) -> Result<Json<Arc<Event>>, ApiError> {
-    let id: EventId = event_id
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("`{event_id}` is not an event id: event ids are UUIDs")))?;
-    Ok(Json(state.service.event(id).await?))
+fn event_id(text: &str) -> Result<EventId, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found(format!("`{text}` is not an event id: event ids are UUIDs")))
+}
+
+async fn get_event(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Arc<Event>>, ApiError> {
+    Ok(Json(state.service.event(event_id(&id)?).await?))
+}
+
+async fn deliveries(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let attempts = state.service.delivery_attempts(event_id(&id)?).await?;
+    Ok(Json(serde_json::json!({"attempts": attempts})))
 }
 
 async fn query_json(

@@ -2,11 +2,11 @@
 
 use std::convert::Infallible;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
-use axum::Router;
 use futures::{Stream, StreamExt, future};
 
 use crate::api::error::ApiError;
@@ -56,5 +56,8 @@ fn to_sse(item: &FeedItem) -> SseEvent {
             .id(event.seq.to_string())
             .event("event")
             .data(serde_json::to_string(event.as_ref()).unwrap_or_default()),
+        FeedItem::DeadLetter { action, entry } => {
+            SseEvent::default().event("dlq").data(serde_json::json!({"action": action, "entry": entry}).to_string())
+        }
     }
 }

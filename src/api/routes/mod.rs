@@ -1,8 +1,11 @@
 //! One resource per file, each with its own `router()`.
 
+pub mod dlq;
 pub mod events;
 pub mod frontend;
 pub mod health;
 pub mod live;
 pub mod statistics;
 pub mod streams;
+pub mod subscriptions;
+pub mod webhooks;

@@ -1,0 +1,3 @@
+//! Long-running engine tasks, one per file, each stopped by a `CancellationToken`.
+
+pub mod delivery;

@@ -1,0 +1,548 @@
+//! The SQLite delivery tables: subscriptions, the delivery outbox and its attempts, dead letters, and
+//! the dispatch cursor. Writes go through the store's one writer connection.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use uuid::Uuid;
+
+use super::{SqliteStore, closed};
+use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::{
+    DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, RetryPolicy, Subscription, SubscriptionId,
+    Timestamp,
+};
+use crate::storage::{ClaimedDelivery, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep};
+
+const SUBSCRIPTION_COLUMNS: &str = "subscription_id, subscriber_name, subscriber_type, event_types, event_sources, \
+    event_categories, callback_url, secret, retry_policy, enabled, disabled_reason, start_seq, created_at, updated_at";
+const DLQ_COLUMNS: &str = "dlq_id, kind, event_id, event_type, subscription_id, processor_id, delivery_id, attempts, \
+    last_status_code, last_error, first_failed_at, last_failed_at, created_at";
+const ATTEMPT_COLUMNS: &str = "delivery_id, attempt, event_id, subscription_id, success, status_code, response_body, error, duration_ms, attempted_at";
+const CLAIM_COLUMNS: &str =
+    "delivery_id, event_seq, event_id, subscription_id, attempts, round_attempts, first_failed_at";
+
+/// Ids per `IN (…)` list, well under SQLite's bound-variable limit.
+const IDS_PER_STATEMENT: usize = 500;
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), Error> {
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        save_subscription(conn, subscription).await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, Error> {
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, subscription_id");
+        let rows = sqlx::query(&sql).fetch_all(&self.readers).await?;
+        rows.iter().map(decode_subscription).collect()
+    }
+
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, Error> {
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut tx = conn.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM subscriptions WHERE subscription_id = ?")
+            .bind(subscription.subscription_id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        save_subscription(&mut tx, subscription).await?;
+        if !subscription.enabled {
+            cancel_pending(&mut tx, subscription.subscription_id, "subscription disabled").await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, Error> {
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut tx = conn.begin().await?;
+        let deleted =
+            sqlx::query("DELETE FROM subscriptions WHERE subscription_id = ?").bind(id.0).execute(&mut *tx).await?;
+        cancel_pending(&mut tx, id, "subscription deleted").await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn cursor(&self, name: &str) -> Result<i64, Error> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM cursors WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, name: &str, seq: i64) -> Result<(), Error> {
+        let now = Timestamp::now().as_micros();
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut tx = conn.begin().await?;
+        for chunk in deliveries.chunks(IDS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO deliveries (delivery_id, event_seq, event_id, subscription_id, state, next_attempt_at, created_at, updated_at) ",
+            );
+            insert.push_values(chunk, |mut row, d| {
+                row.push_bind(d.delivery_id.0)
+                    .push_bind(d.event_seq)
+                    .push_bind(d.event_id.0)
+                    .push_bind(d.subscription_id.0)
+                    .push_bind("pending")
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+        )
+        .bind(name)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_claims(&self) -> Result<u64, Error> {
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let released =
+            sqlx::query("UPDATE deliveries SET state = 'pending', claimed_until = NULL WHERE state = 'in_flight'")
+                .execute(&mut *conn)
+                .await?;
+        Ok(released.rows_affected())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, Error> {
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut tx = conn.begin().await?;
+        // Claims whose worker died are due again.
+        sqlx::query("UPDATE deliveries SET state = 'pending', claimed_until = NULL WHERE state = 'in_flight' AND claimed_until < ?")
+            .bind(now.as_micros())
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!(
+            "UPDATE deliveries SET state = 'in_flight', claimed_until = ?, updated_at = ? WHERE delivery_id IN \
+             (SELECT delivery_id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) \
+             RETURNING {CLAIM_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(lease_until.as_micros())
+            .bind(now.as_micros())
+            .bind(now.as_micros())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(decode_claim).collect()
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<Timestamp>, Error> {
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'")
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(due.map(Timestamp::from_micros))
+    }
+
+    async fn complete_deliveries(&self, results: Vec<DeliveryResult>) -> Result<Vec<DeadLetter>, Error> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Timestamp::now();
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut tx = conn.begin().await?;
+
+        let attempts: Vec<&DeliveryAttempt> = results.iter().filter_map(|r| r.attempt.as_ref()).collect();
+        for chunk in attempts.chunks(IDS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(format!("INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) "));
+            insert.push_values(chunk, |mut row, a| {
+                row.push_bind(a.delivery_id.0)
+                    .push_bind(i64::from(a.attempt))
+                    .push_bind(a.event_id.0)
+                    .push_bind(a.subscription_id.0)
+                    .push_bind(a.success)
+                    .push_bind(a.status_code.map(i64::from))
+                    .push_bind(a.response_body.clone())
+                    .push_bind(a.error.clone())
+                    .push_bind(a.duration_ms as i64)
+                    .push_bind(a.attempted_at.as_micros());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        let mut dead_letters = Vec::new();
+        let (mut delivered, mut dead) = (0i64, 0i64);
+        for result in &results {
+            let claimed = &result.claimed;
+            let sent = i64::from(result.attempt.is_some());
+            let failed = result.attempt.as_ref().is_some_and(|a| !a.success);
+            let first_failed_at = match (claimed.first_failed_at, &result.attempt) {
+                (Some(first), _) => Some(first),
+                (None, Some(a)) if failed => Some(a.attempted_at),
+                _ => None,
+            };
+            let (state, next_attempt_at) = match &result.next {
+                NextStep::Delivered => ("delivered", now),
+                NextStep::RetryAt(at) => ("pending", *at),
+                NextStep::Dead { .. } => ("dead", now),
+                NextStep::Gone { .. } | NextStep::Cancelled => ("cancelled", now),
+            };
+            let last_error = match (&result.next, &result.attempt) {
+                (NextStep::Gone { reason }, _) => Some(reason.clone()),
+                (NextStep::Cancelled, None) => Some("cancelled: the subscription is disabled or deleted".to_owned()),
+                (_, Some(a)) => a.error.clone(),
+                (_, None) => None,
+            };
+            let last_status = result.attempt.as_ref().and_then(|a| a.status_code).map(i64::from);
+            sqlx::query(
+                "UPDATE deliveries SET state = ?, attempts = attempts + ?, round_attempts = round_attempts + ?, \
+                 next_attempt_at = ?, claimed_until = NULL, last_status_code = ?, last_error = ?, first_failed_at = ?, \
+                 updated_at = ? WHERE delivery_id = ?",
+            )
+            .bind(state)
+            .bind(sent)
+            .bind(sent)
+            .bind(next_attempt_at.as_micros())
+            .bind(last_status)
+            .bind(&last_error)
+            .bind(first_failed_at.map(Timestamp::as_micros))
+            .bind(now.as_micros())
+            .bind(claimed.delivery_id.0)
+            .execute(&mut *tx)
+            .await?;
+
+            match &result.next {
+                NextStep::Delivered => delivered += 1,
+                NextStep::Dead { event_type } => {
+                    dead += 1;
+                    let attempted_at = result.attempt.as_ref().map_or(now, |a| a.attempted_at);
+                    let entry = DeadLetter {
+                        dlq_id: DlqId::new_v7(),
+                        kind: DeadLetterKind::Delivery,
+                        event_id: claimed.event_id,
+                        event_type: event_type.clone(),
+                        subscription_id: Some(claimed.subscription_id),
+                        processor_id: None,
+                        delivery_id: Some(claimed.delivery_id),
+                        attempts: claimed.attempts + u32::from(result.attempt.is_some()),
+                        last_status_code: result.attempt.as_ref().and_then(|a| a.status_code),
+                        last_error,
+                        first_failed_at: first_failed_at.unwrap_or(attempted_at),
+                        last_failed_at: attempted_at,
+                        created_at: now,
+                        attempt_history: None,
+                    };
+                    insert_dead_letter(&mut tx, &entry).await?;
+                    dead_letters.push(entry);
+                }
+                NextStep::Gone { reason } => {
+                    sqlx::query("UPDATE subscriptions SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE subscription_id = ?")
+                        .bind(reason)
+                        .bind(now.as_micros())
+                        .bind(claimed.subscription_id.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    cancel_pending(
+                        &mut tx,
+                        claimed.subscription_id,
+                        "subscription disabled: its endpoint answered 410 Gone",
+                    )
+                    .await?;
+                }
+                NextStep::RetryAt(_) | NextStep::Cancelled => {}
+            }
+        }
+
+        let retries = attempts.iter().filter(|a| a.attempt > 1).count() as i64;
+        let mut counts = QueryBuilder::<Sqlite>::new("INSERT INTO counters (dimension, key, count) ");
+        counts.push_values(
+            [("attempts", attempts.len() as i64), ("retries", retries), ("delivered", delivered), ("dead", dead)],
+            |mut row, (key, count)| {
+                row.push_bind("delivery").push_bind(key).push_bind(count);
+            },
+        );
+        counts.push(" ON CONFLICT (dimension, key) DO UPDATE SET count = count + excluded.count");
+        counts.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(dead_letters)
+    }
+
+    async fn delivery_attempts(&self, event_id: EventId) -> Result<Vec<DeliveryAttempt>, Error> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE event_id = ? ORDER BY attempted_at, attempt"
+        );
+        let rows = sqlx::query(&sql).bind(event_id.0).fetch_all(&self.readers).await?;
+        rows.iter().map(decode_attempt).collect()
+    }
+
+    async fn dead_letters(&self, query: &DlqQuery) -> Result<(Vec<DeadLetter>, u64), Error> {
+        let push_filter = |sql: &mut QueryBuilder<'_, Sqlite>| {
+            if let Some(kind) = query.kind {
+                sql.push(" AND kind = ").push_bind(kind.as_str());
+            }
+            if let Some(id) = query.subscription_id {
+                sql.push(" AND subscription_id = ").push_bind(id.0);
+            }
+            if let Some(id) = query.processor_id {
+                sql.push(" AND processor_id = ").push_bind(id);
+            }
+        };
+        let mut select = QueryBuilder::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE 1 = 1"));
+        push_filter(&mut select);
+        select
+            .push(" ORDER BY created_at DESC, dlq_id DESC LIMIT ")
+            .push_bind(i64::from(query.limit))
+            .push(" OFFSET ")
+            .push_bind(query.offset as i64);
+        let entries =
+            select.build().fetch_all(&self.readers).await?.iter().map(decode_dead_letter).collect::<Result<_, _>>()?;
+        let mut count = QueryBuilder::new("SELECT count(*) FROM dead_letters WHERE 1 = 1");
+        push_filter(&mut count);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.readers).await?;
+        Ok((entries, total as u64))
+    }
+
+    async fn dead_letter(&self, id: DlqId) -> Result<Option<DeadLetter>, Error> {
+        let sql = format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE dlq_id = ?");
+        let Some(row) = sqlx::query(&sql).bind(id.0).fetch_optional(&self.readers).await? else {
+            return Ok(None);
+        };
+        let mut entry = decode_dead_letter(&row)?;
+        let mut history = Vec::new();
+        if let Some(delivery_id) = entry.delivery_id {
+            let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt");
+            let rows = sqlx::query(&sql).bind(delivery_id.0).fetch_all(&self.readers).await?;
+            history = rows.iter().map(decode_attempt).collect::<Result<_, _>>()?;
+        }
+        entry.attempt_history = Some(history);
+        Ok(Some(entry))
+    }
+
+    async fn retry_dead_letters(&self, selector: &DlqSelector) -> Result<Vec<DeadLetter>, Error> {
+        let now = Timestamp::now().as_micros();
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut tx = conn.begin().await?;
+        let mut select = QueryBuilder::<Sqlite>::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE "));
+        match selector {
+            DlqSelector::All => {
+                select.push("1 = 1");
+            }
+            DlqSelector::Subscription(id) => {
+                select.push("subscription_id = ").push_bind(id.0);
+            }
+            DlqSelector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
+            DlqSelector::Ids(ids) => {
+                select.push("dlq_id IN (");
+                let mut list = select.separated(", ");
+                for id in ids {
+                    list.push_bind(id.0);
+                }
+                select.push(")");
+            }
+        }
+        let entries: Vec<DeadLetter> =
+            select.build().fetch_all(&mut *tx).await?.iter().map(decode_dead_letter).collect::<Result<_, _>>()?;
+        for chunk in entries.chunks(IDS_PER_STATEMENT) {
+            let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM dead_letters WHERE dlq_id IN (");
+            let mut list = delete.separated(", ");
+            for entry in chunk {
+                list.push_bind(entry.dlq_id.0);
+            }
+            delete.push(")");
+            delete.build().execute(&mut *tx).await?;
+
+            let deliveries: Vec<DeliveryId> = chunk.iter().filter_map(|e| e.delivery_id).collect();
+            if !deliveries.is_empty() {
+                let mut restart = QueryBuilder::<Sqlite>::new(
+                    "UPDATE deliveries SET state = 'pending', round_attempts = 0, first_failed_at = NULL, claimed_until = NULL, next_attempt_at = ",
+                );
+                restart.push_bind(now).push(", updated_at = ").push_bind(now).push(" WHERE delivery_id IN (");
+                let mut list = restart.separated(", ");
+                for id in deliveries {
+                    list.push_bind(id.0);
+                }
+                restart.push(")");
+                restart.build().execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(entries)
+    }
+
+    async fn discard_dead_letter(&self, id: DlqId) -> Result<Option<DeadLetter>, Error> {
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let sql = format!("DELETE FROM dead_letters WHERE dlq_id = ? RETURNING {DLQ_COLUMNS}");
+        let row = sqlx::query(&sql).bind(id.0).fetch_optional(&mut *conn).await?;
+        row.as_ref().map(decode_dead_letter).transpose()
+    }
+}
+
+async fn save_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Result<(), Error> {
+    let sql = format!(
+        "INSERT OR REPLACE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    );
+    sqlx::query(&sql)
+        .bind(s.subscription_id.0)
+        .bind(&s.subscriber_name)
+        .bind(&s.subscriber_type)
+        .bind(json(&s.event_types))
+        .bind(json(&s.event_sources))
+        .bind(json(&s.event_categories))
+        .bind(&s.callback_url)
+        .bind(&s.secret)
+        .bind(json(&s.retry_policy))
+        .bind(s.enabled)
+        .bind(&s.disabled_reason)
+        .bind(s.start_seq)
+        .bind(s.created_at.as_micros())
+        .bind(s.updated_at.as_micros())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A JSON column's text. The types written here always serialize.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+async fn cancel_pending(conn: &mut SqliteConnection, id: SubscriptionId, why: &str) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'cancelled', last_error = ?, updated_at = ? WHERE subscription_id = ? AND state = 'pending'",
+    )
+    .bind(format!("cancelled: {why}"))
+    .bind(Timestamp::now().as_micros())
+    .bind(id.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_dead_letter(conn: &mut SqliteConnection, entry: &DeadLetter) -> Result<(), Error> {
+    let sql = format!("INSERT INTO dead_letters ({DLQ_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    sqlx::query(&sql)
+        .bind(entry.dlq_id.0)
+        .bind(entry.kind.as_str())
+        .bind(entry.event_id.0)
+        .bind(&entry.event_type)
+        .bind(entry.subscription_id.map(|id| id.0))
+        .bind(entry.processor_id)
+        .bind(entry.delivery_id.map(|id| id.0))
+        .bind(i64::from(entry.attempts))
+        .bind(entry.last_status_code.map(i64::from))
+        .bind(&entry.last_error)
+        .bind(entry.first_failed_at.as_micros())
+        .bind(entry.last_failed_at.as_micros())
+        .bind(entry.created_at.as_micros())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn corrupt(column: &str, error: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("{column}: {error}"))
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, Error> {
+    let text: &str = row.try_get(column)?;
+    serde_json::from_str(text).map_err(|e| corrupt(column, e))
+}
+
+fn status_code(row: &SqliteRow, column: &str) -> Result<Option<u16>, Error> {
+    let code: Option<i64> = row.try_get(column)?;
+    code.map(|c| u16::try_from(c).map_err(|e| corrupt(column, e))).transpose()
+}
+
+fn count(row: &SqliteRow, column: &str) -> Result<u32, Error> {
+    let n: i64 = row.try_get(column)?;
+    u32::try_from(n).map_err(|e| corrupt(column, e))
+}
+
+fn decode_subscription(row: &SqliteRow) -> Result<Subscription, Error> {
+    let secret: Option<String> = row.try_get("secret")?;
+    let retry_policy: RetryPolicy = json_column(row, "retry_policy")?;
+    Ok(Subscription {
+        subscription_id: SubscriptionId(row.try_get("subscription_id")?),
+        subscriber_name: row.try_get("subscriber_name")?,
+        subscriber_type: row.try_get("subscriber_type")?,
+        event_types: json_column(row, "event_types")?,
+        event_sources: json_column(row, "event_sources")?,
+        event_categories: json_column(row, "event_categories")?,
+        callback_url: row.try_get("callback_url")?,
+        has_secret: secret.is_some(),
+        secret,
+        retry_policy,
+        enabled: row.try_get("enabled")?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        start_seq: row.try_get("start_seq")?,
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
+    })
+}
+
+fn decode_claim(row: &SqliteRow) -> Result<ClaimedDelivery, Error> {
+    Ok(ClaimedDelivery {
+        delivery_id: DeliveryId(row.try_get("delivery_id")?),
+        event_seq: row.try_get("event_seq")?,
+        event_id: EventId(row.try_get("event_id")?),
+        subscription_id: SubscriptionId(row.try_get("subscription_id")?),
+        attempts: count(row, "attempts")?,
+        round_attempts: count(row, "round_attempts")?,
+        first_failed_at: row.try_get::<Option<i64>, _>("first_failed_at")?.map(Timestamp::from_micros),
+    })
+}
+
+fn decode_attempt(row: &SqliteRow) -> Result<DeliveryAttempt, Error> {
+    Ok(DeliveryAttempt {
+        delivery_id: DeliveryId(row.try_get("delivery_id")?),
+        event_id: EventId(row.try_get("event_id")?),
+        subscription_id: SubscriptionId(row.try_get("subscription_id")?),
+        attempt: count(row, "attempt")?,
+        success: row.try_get("success")?,
+        status_code: status_code(row, "status_code")?,
+        response_body: row.try_get("response_body")?,
+        error: row.try_get("error")?,
+        duration_ms: row.try_get::<i64, _>("duration_ms")?.max(0) as u64,
+        attempted_at: Timestamp::from_micros(row.try_get("attempted_at")?),
+    })
+}
+
+fn decode_dead_letter(row: &SqliteRow) -> Result<DeadLetter, Error> {
+    let kind = match row.try_get::<&str, _>("kind")? {
+        "delivery" => DeadLetterKind::Delivery,
+        "processing" => DeadLetterKind::Processing,
+        other => return Err(corrupt("kind", format!("unknown dead-letter kind `{other}`"))),
+    };
+    Ok(DeadLetter {
+        dlq_id: DlqId(row.try_get("dlq_id")?),
+        kind,
+        event_id: EventId(row.try_get("event_id")?),
+        event_type: row.try_get("event_type")?,
+        subscription_id: row.try_get::<Option<Uuid>, _>("subscription_id")?.map(SubscriptionId),
+        processor_id: row.try_get("processor_id")?,
+        delivery_id: row.try_get::<Option<Uuid>, _>("delivery_id")?.map(DeliveryId),
+        attempts: count(row, "attempts")?,
+        last_status_code: status_code(row, "last_status_code")?,
+        last_error: row.try_get("last_error")?,
+        first_failed_at: Timestamp::from_micros(row.try_get("first_failed_at")?),
+        last_failed_at: Timestamp::from_micros(row.try_get("last_failed_at")?),
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        attempt_history: None,
+    })
+}
