@@ -104,6 +104,9 @@ pub enum Scenario {
     Query,
     /// Statistics requests on a running server.
     Stats,
+    /// Webhook deliveries from a running server to a sink in this process, one subscription per
+    /// `--subscriptions`; reports deliveries/s and commit-to-sink latency.
+    Delivery,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +130,12 @@ pub struct BenchArgs {
     /// Requests to measure (query, stats).
     #[arg(long, default_value_t = 2_000)]
     pub requests: u64,
+    /// Subscriptions to create (delivery).
+    #[arg(long, default_value_t = 10)]
+    pub subscriptions: u64,
+    /// Events per second to send at most (ingest, delivery); 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// Database for the store scenario (default: a temporary file).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,

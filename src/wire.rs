@@ -222,10 +222,7 @@ impl QueryParams {
                     .filter(|n| (1..=EventQuery::MAX_LIMIT).contains(n))
                     .ok_or_else(|| FieldError::new(key, format!("`{value}` is not a number from 1 to 1000")))?;
             }
-            "offset" => {
-                self.query.offset =
-                    value.parse().map_err(|_| FieldError::new(key, format!("`{value}` is not a number 0 or more")))?;
-            }
+            "offset" => self.query.offset = offset(key, value)?,
             "order" => {
                 self.query.order = match value {
                     "desc" => Order::Desc,
@@ -553,10 +550,7 @@ pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
                     .filter(|n| (1..=EventQuery::MAX_LIMIT).contains(n))
                     .ok_or_else(|| FieldError::new(key, format!("`{value}` is not a number from 1 to 1000")))?;
             }
-            "offset" => {
-                query.offset =
-                    value.parse().map_err(|_| FieldError::new(key, format!("`{value}` is not a number 0 or more")))?;
-            }
+            "offset" => query.offset = offset(key, value)?,
             _ => {
                 return Err(FieldError::new(
                     key,
@@ -566,6 +560,11 @@ pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
         }
     }
     Ok(query)
+}
+
+/// An offset: any whole number 0 or more (one past the end is an empty page).
+fn offset(field: &str, value: &str) -> Result<u64, FieldError> {
+    value.parse().map_err(|_| FieldError::new(field, format!("`{value}` is not a whole number 0 or more")))
 }
 
 fn type_patterns(field: &str, patterns: Vec<String>) -> Result<Vec<String>, FieldError> {

@@ -35,8 +35,8 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX deliveries_claimed ON deliveries (claimed_until) WHERE state = 'in_flight';
-CREATE INDEX deliveries_event ON deliveries (event_id);
-CREATE INDEX deliveries_subscription ON deliveries (subscription_id, state);
+-- Cancelling a subscription's pending deliveries; partial, so other state changes never touch it.
+CREATE INDEX deliveries_pending_by_subscription ON deliveries (subscription_id) WHERE state = 'pending';
 
 CREATE TABLE delivery_attempts (
     delivery_id     BLOB    NOT NULL,

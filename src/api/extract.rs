@@ -40,8 +40,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
+        // A streaming parser meets a mistyped field before a later syntax error; the body is still
+        // malformed JSON first.
+        let well_formed = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
         match inner.classify() {
-            Category::Data => {
+            Category::Data if well_formed => {
                 let field = if path == "." { "body".to_owned() } else { path };
                 ApiError::invalid(FieldError::new(field, inner.to_string()))
             }

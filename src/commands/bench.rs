@@ -43,6 +43,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Ingest => ingest_http(&args).await,
         Scenario::Store => ingest_store(&args).await,
         Scenario::Query | Scenario::Stats => reads(&args).await,
+        Scenario::Delivery => deliveries(&args).await,
     }
 }
 
@@ -92,8 +93,9 @@ fn synthetic_new(rng: &mut Rng) -> NewEvent {
 }
 
 /// Splits `total` events into requests of `batch` handed out to `concurrency` workers; each worker
-/// runs `send(n)` for its requests and the latency of every request is recorded.
-async fn drive<F, Fut>(total: u64, batch: u64, concurrency: u64, send: F) -> anyhow::Result<Report>
+/// runs `send(seed, n)` for its requests and the latency of every request is recorded. With `rate`
+/// (events per second, 0 = unpaced) no request starts before its share of the schedule.
+async fn drive<F, Fut>(total: u64, batch: u64, concurrency: u64, rate: u64, send: F) -> anyhow::Result<Report>
 where
     F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -112,6 +114,10 @@ where
                     return Ok::<_, anyhow::Error>(latencies);
                 }
                 let n = batch.min(total - first);
+                if rate > 0 {
+                    tokio::time::sleep_until((started + Duration::from_secs_f64(first as f64 / rate as f64)).into())
+                        .await;
+                }
                 let sent = Instant::now();
                 send(worker * 1_000_003 + first, n).await?;
                 latencies.push(sent.elapsed());
@@ -155,14 +161,21 @@ impl Report {
 async fn ingest_http(args: &BenchArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.server)?;
     send(api.get("/health")).await.with_context(|| format!("no eventdeck server at {}", api.base()))?;
-    let report = post_events(&api, args.events, args.batch, args.concurrency, false).await?;
+    let report = post_events(&api, args.events, args.batch, args.concurrency, args.rate, false).await?;
     report.print(&format!("ingest over HTTP (batch {}, concurrency {})", args.batch, args.concurrency), "events");
     Ok(())
 }
 
-async fn post_events(api: &Api, total: u64, batch: u64, concurrency: u64, spread: bool) -> anyhow::Result<Report> {
+async fn post_events(
+    api: &Api,
+    total: u64,
+    batch: u64,
+    concurrency: u64,
+    rate: u64,
+    spread: bool,
+) -> anyhow::Result<Report> {
     let api = api.clone();
-    drive(total, batch, concurrency, move |seed, n| {
+    drive(total, batch, concurrency, rate, move |seed, n| {
         let api = api.clone();
         async move {
             let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -187,7 +200,7 @@ async fn ingest_store(args: &BenchArgs) -> anyhow::Result<()> {
     let store = storage::connect(&format!("sqlite://{}", path.display()), SyncMode::Full).await?;
     let engine = Engine::start(store, EngineOptions::default()).await?;
     let service = engine.clone();
-    let report = drive(args.events, args.batch, args.concurrency, move |seed, n| {
+    let report = drive(args.events, args.batch, args.concurrency, 0, move |seed, n| {
         let service = service.clone();
         async move {
             let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -209,13 +222,13 @@ async fn reads(args: &BenchArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.server)?;
     send(api.get("/health")).await.with_context(|| format!("no eventdeck server at {}", api.base()))?;
     if args.fill > 0 {
-        post_events(&api, args.fill, 1000, 4, true).await?.print("fill", "events");
+        post_events(&api, args.fill, 1000, 4, 0, true).await?.print("fill", "events");
     }
     let stats: Value = send(api.get("/api/v1/events/statistics")).await?.json().await?;
     println!("store holds {} events", stats["total_events"]);
     let scenario = args.scenario;
     let api_for_workers = api.clone();
-    let report = drive(args.requests, 1, args.concurrency, move |seed, _| {
+    let report = drive(args.requests, 1, args.concurrency, 0, move |seed, _| {
         let api = api_for_workers.clone();
         async move {
             let request = match scenario {
@@ -246,5 +259,93 @@ async fn reads(args: &BenchArgs) -> anyhow::Result<()> {
         _ => "query: type pattern + one-day window, limit 100, with total".to_owned(),
     };
     report.print(&format!("{what} (concurrency {})", args.concurrency), "requests");
+    Ok(())
+}
+
+/// What the bench's own webhook sink has seen.
+#[derive(Default)]
+struct SinkLog {
+    received: u64,
+    /// Milliseconds from the event's commit (`created_at`) to its arrival here.
+    latencies_ms: Vec<f64>,
+    last: Option<Instant>,
+}
+
+async fn deliveries(args: &BenchArgs) -> anyhow::Result<()> {
+    use axum::routing::post;
+
+    let api = Api::new(&args.server)?;
+    send(api.get("/health")).await.with_context(|| format!("no eventdeck server at {}", api.base()))?;
+    let log = Arc::new(std::sync::Mutex::new(SinkLog::default()));
+    let sink_log = log.clone();
+    let sink = axum::Router::new().route(
+        "/hook",
+        post(move |body: axum::body::Bytes| {
+            let log = sink_log.clone();
+            async move {
+                let arrived = Utc::now();
+                let created = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|b| b["event"]["created_at"].as_str().and_then(|t| Timestamp::parse(t).ok()));
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.received += 1;
+                log.last = Some(Instant::now());
+                if let Some(created) = created {
+                    let ms = (Timestamp::from(arrived).as_micros() - created.as_micros()) as f64 / 1000.0;
+                    log.latencies_ms.push(ms);
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind the bench sink")?;
+    let sink_url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, sink).await });
+
+    let mut created = Vec::new();
+    for i in 0..args.subscriptions {
+        let body = json!({"subscriber_name": format!("bench-{i}"), "callback_url": sink_url});
+        let subscription: Value = send(api.post("/api/v1/events/subscriptions").json(&body)).await?.json().await?;
+        created.push(subscription["subscription_id"].as_str().unwrap_or_default().to_owned());
+    }
+    let expected = args.events * args.subscriptions;
+    let started = Instant::now();
+    let ingest = post_events(&api, args.events, args.batch, args.concurrency, args.rate, false).await?;
+    ingest.print(&format!("ingest with {} subscriptions (batch {})", args.subscriptions, args.batch), "events");
+
+    // Wait for the deliveries, as long as they keep coming.
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let received = log.lock().unwrap_or_else(|p| p.into_inner()).received;
+        if received >= expected || received == seen {
+            break;
+        }
+        seen = received;
+    }
+    for id in created {
+        // Cleaning up is best effort; the numbers are already in.
+        let _ = api.http_delete(&format!("/api/v1/events/subscriptions/{id}")).await;
+    }
+    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    let elapsed = log.last.map_or(Duration::ZERO, |last| last - started);
+    log.latencies_ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        let n = log.latencies_ms.len();
+        if n == 0 { 0.0 } else { log.latencies_ms[((n as f64 * p).ceil() as usize).clamp(1, n) - 1] }
+    };
+    println!(
+        "deliveries: {} of {expected} in {:.2} s = {:.0} deliveries/s; commit to sink ms p50 {:.1} p95 {:.1} p99 {:.1} max {:.1}",
+        log.received,
+        elapsed.as_secs_f64(),
+        log.received as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0),
+    );
+    if log.received < expected {
+        bail!("only {} of {expected} deliveries arrived", log.received);
+    }
     Ok(())
 }

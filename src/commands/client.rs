@@ -26,6 +26,10 @@ impl Api {
         self.authorize(self.http.post(format!("{}{path}", self.base)))
     }
 
+    pub async fn http_delete(&self, path: &str) -> anyhow::Result<Response> {
+        send(self.authorize(self.http.delete(format!("{}{path}", self.base)))).await
+    }
+
     fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
         match &self.api_key {
             Some(key) => request.bearer_auth(key),

@@ -225,7 +225,7 @@ impl EventStore for SqliteStore {
             .push(format!(" ORDER BY timestamp {direction}, seq {direction} LIMIT "))
             .push_bind(i64::from(query.limit))
             .push(" OFFSET ")
-            .push_bind(query.offset as i64)
+            .push_bind(sql_offset(query.offset))
             .push(format!(") ORDER BY timestamp {direction}, seq {direction}"));
         let rows = select.build().fetch_all(&self.readers).await?;
         let events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
@@ -459,6 +459,11 @@ fn push_type_pattern(sql: &mut QueryBuilder<'_, Sqlite>, pattern: &crate::domain
     sql.push(" AND length(event_type) - length(replace(event_type, '.', ''))")
         .push(if pattern.open_tail() { " >= " } else { " = " })
         .push_bind(dots);
+}
+
+/// An OFFSET SQLite accepts: it is a signed 64-bit number, and anything larger is past the end anyway.
+fn sql_offset(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
 }
 
 fn json_text(map: &Map<String, Value>) -> String {

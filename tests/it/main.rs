@@ -4,6 +4,9 @@
 mod sink;
 mod support;
 
+mod auth;
 mod delivery;
+mod ingest;
 mod live;
 mod process;
+mod query;

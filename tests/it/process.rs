@@ -235,3 +235,54 @@ async fn publish_and_tail_work_against_a_server_and_tail_reconnects() {
     assert_eq!(next_tailed().await["event_type"], "user.back", "no duplicates of events tail already printed");
     tail.start_kill().unwrap();
 }
+
+#[tokio::test]
+async fn a_delivery_in_flight_at_sigkill_is_sent_again_after_restart() {
+    use crate::sink::{Answer, Sink};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    sink.answer("crash", Answer::Hang);
+    let mut served = serve(dir.path(), "127.0.0.1:0").await;
+    let client = reqwest::Client::new();
+    let subscription = json!({"callback_url": sink.url("crash"), "webhook_secret": "s3cret"});
+    let created =
+        client.post(format!("{}/api/v1/events/subscriptions", served.base)).json(&subscription).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let event: Value = client
+        .post(format!("{}/api/v1/events/create", served.base))
+        .json(&json!({"event_type": "order.paid"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = sink.wait_for("crash", 1, Duration::from_secs(10)).await;
+
+    served.child.start_kill().expect("SIGKILL");
+    served.child.wait().await.unwrap();
+    sink.answer("crash", Answer::Status(200));
+    let restarted = serve(dir.path(), "127.0.0.1:0").await;
+
+    let again = sink.wait_for("crash", 2, Duration::from_secs(10)).await;
+    assert_eq!(again[1].json()["event"]["event_id"], event["event_id"]);
+    assert_eq!(again[1].header("webhook-id"), first[0].header("webhook-id"), "the same delivery, sent again");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let attempts: Value = client
+                .get(format!("{}/api/v1/events/{}/deliveries", restarted.base, event["event_id"].as_str().unwrap()))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if attempts["attempts"].as_array().is_some_and(|a| a.iter().any(|a| a["success"] == true)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the resent delivery is recorded as a success");
+}

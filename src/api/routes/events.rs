@@ -124,7 +124,7 @@ async fn query_string(State(state): State<AppState>, pairs: QueryPairs) -> Resul
 async fn run_query(state: &AppState, query: EventQuery) -> Result<QueryAnswer, ApiError> {
     let (limit, offset) = (query.limit, query.offset);
     let page = state.service.query(query).await?;
-    let has_more = offset + (page.events.len() as u64) < page.total;
+    let has_more = offset.saturating_add(page.events.len() as u64) < page.total;
     Ok(QueryAnswer { events: page.events, total: page.total, limit, offset, has_more })
 }
 

@@ -1,19 +1,20 @@
 //! The delivery dispatcher: reads the event log after its cursor and queues one delivery per matching
-//! subscription (with the cursor, in one transaction), claims due deliveries, sends them with bounded
-//! concurrency, and records outcomes in batches: delivered, retried later with backoff, dead-lettered,
-//! or the subscription disabled on 410 Gone.
+//! subscription (with the cursor, in one transaction), claims due deliveries ahead into a bounded
+//! queue, sends them with bounded concurrency, and hands outcomes to a recorder task that writes
+//! them in batches: delivered, retried later with backoff, dead-lettered, or the subscription
+//! disabled on 410 Gone. Sending never waits for a commit, and a commit serves many deliveries.
 //!
 //! Every state lives in the store, so a crash loses nothing: claims left in flight are released at
 //! start and sent again (at least once).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::Notify;
 use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +28,8 @@ use crate::storage::{ClaimedDelivery, DeliveryResult, NewDelivery, NextStep, Sto
 const CURSOR: &str = "delivery";
 /// Events read from the log per fan-out step.
 const FAN_OUT_PAGE: u32 = 500;
+/// Claimed deliveries waiting for a sending slot, as a multiple of the concurrency.
+const PREFETCH: usize = 4;
 /// How long a claim outlives the request's own timeout before another worker may take it.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// Longest sleep between looks at the store for due retries.
@@ -44,6 +47,13 @@ pub struct DeliveryWorker {
     pub concurrency: usize,
 }
 
+/// A claimed delivery, ready to send.
+struct Job {
+    claimed: ClaimedDelivery,
+    subscription: Arc<Subscription>,
+    event: Arc<Event>,
+}
+
 impl DeliveryWorker {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut log = self.bus.subscribe();
@@ -52,68 +62,101 @@ impl DeliveryWorker {
             Ok(released) => tracing::info!(released, "deliveries in flight at the last stop will be sent again"),
             Err(error) => tracing::error!(%error, "could not release earlier delivery claims"),
         }
-        let mut cursor = loop {
-            match self.store.cursor(CURSOR).await {
-                Ok(seq) => break seq,
-                Err(error) => {
-                    tracing::error!(%error, "cannot read the delivery cursor; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(ERROR_PAUSE) => {}
-                    }
-                }
-            }
+        let Some(mut cursor) = self.read_cursor(&shutdown).await else { return };
+
+        let recorded = Arc::new(Notify::new());
+        let (results, outcomes) = mpsc::channel(self.concurrency * (PREFETCH + 1));
+        let recorder = Recorder {
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            subscriptions: self.subscriptions.clone(),
+            recorded: recorded.clone(),
         };
-        let mut sending: JoinSet<DeliveryResult> = JoinSet::new();
+        let recorder = tokio::spawn(recorder.run(outcomes));
+
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut ready: VecDeque<Job> = VecDeque::new();
+        let mut sending: JoinSet<()> = JoinSet::new();
         let mut log_has_more = true;
+        let mut due_check = true;
         loop {
-            if log_has_more && sending.len() < self.concurrency {
-                match self.fan_out(cursor).await {
-                    Ok((next, more)) => (cursor, log_has_more) = (next, more),
-                    Err(error) => tracing::error!(%error, "queueing deliveries failed; retrying"),
+            while let Some(permit) = (!ready.is_empty()).then(|| slots.clone().try_acquire_owned().ok()).flatten() {
+                if let Some(job) = ready.pop_front() {
+                    sending.spawn(send(self.client.clone(), job, results.clone(), permit));
                 }
             }
+            while sending.try_join_next().is_some() {}
+
             let mut pause = IDLE_POLL;
-            if sending.len() < self.concurrency {
-                match self.claim_and_send(&mut sending).await {
-                    Ok(wait) => pause = wait,
-                    Err(error) => {
-                        tracing::error!(%error, "claiming deliveries failed; retrying");
-                        pause = ERROR_PAUSE;
+            if ready.len() < self.concurrency {
+                if log_has_more {
+                    match self.fan_out(cursor).await {
+                        Ok((next, more)) => (cursor, log_has_more, due_check) = (next, more, true),
+                        Err(error) => {
+                            tracing::error!(%error, "queueing deliveries failed; retrying");
+                            (log_has_more, pause) = (false, ERROR_PAUSE);
+                        }
+                    }
+                }
+                if due_check {
+                    match self.claim(self.concurrency * PREFETCH - ready.len(), &results).await {
+                        Ok((jobs, wait)) => {
+                            due_check = !jobs.is_empty();
+                            ready.extend(jobs);
+                            pause = pause.min(wait);
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "claiming deliveries failed; retrying");
+                            pause = ERROR_PAUSE;
+                        }
                     }
                 }
             }
-            if log_has_more && sending.len() < self.concurrency {
+            let can_send = !ready.is_empty() && slots.available_permits() > 0;
+            if can_send || (log_has_more && ready.len() < self.concurrency) {
                 continue;
             }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                Some(done) = sending.join_next() => {
-                    let mut finished: Vec<DeliveryResult> = done.into_iter().collect();
-                    while let Some(done) = sending.try_join_next() {
-                        finished.extend(done);
-                    }
-                    self.record(finished).await;
-                }
+                // A slot freed up for the deliveries waiting.
+                Ok(permit) = slots.clone().acquire_owned(), if !ready.is_empty() => drop(permit),
+                () = recorded.notified() => due_check = true,
                 message = log.recv() => {
                     log_has_more = !matches!(message, Err(broadcast::error::RecvError::Closed));
                     // One wake-up for a whole burst of stored events.
                     while !matches!(log.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
                 }
-                () = self.wake.notified() => log_has_more = true,
-                () = tokio::time::sleep(pause) => {}
+                () = self.wake.notified() => (log_has_more, due_check) = (true, true),
+                // Also a second look at the log, should a wake-up have been missed.
+                () = tokio::time::sleep(pause) => (log_has_more, due_check) = (true, true),
             }
         }
-        // Stop: requests in progress are abandoned; their claims go back to pending for the next start.
+        // Stop: requests in progress are abandoned and what is recorded stays; the rest of the claims
+        // go back to pending for the next start.
         sending.abort_all();
-        let mut finished = Vec::new();
-        while let Some(done) = sending.join_next().await {
-            finished.extend(done);
+        while sending.join_next().await.is_some() {}
+        drop(results);
+        if let Err(error) = recorder.await {
+            tracing::error!(%error, "the delivery recorder ended abnormally");
         }
-        self.record(finished).await;
         if let Err(error) = self.store.release_claims().await {
             tracing::warn!(%error, "could not release delivery claims; they expire on their own");
+        }
+    }
+
+    async fn read_cursor(&self, shutdown: &CancellationToken) -> Option<i64> {
+        loop {
+            match self.store.cursor(CURSOR).await {
+                Ok(seq) => return Some(seq),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the delivery cursor; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return None,
+                        () = tokio::time::sleep(ERROR_PAUSE) => {}
+                    }
+                }
+            }
         }
     }
 
@@ -139,45 +182,63 @@ impl DeliveryWorker {
         Ok((last, events.len() == FAN_OUT_PAGE as usize))
     }
 
-    /// Claims due deliveries into the free slots and starts sending them; returns how long the loop may
-    /// sleep before the next one is due.
-    async fn claim_and_send(&self, sending: &mut JoinSet<DeliveryResult>) -> Result<Duration, crate::storage::Error> {
-        let free = (self.concurrency - sending.len()) as u32;
+    /// Claims up to `limit` due deliveries. Those whose subscription is gone or disabled are cancelled
+    /// straight away. Returns the jobs and how long the loop may sleep before the next one is due.
+    async fn claim(
+        &self,
+        limit: usize,
+        results: &mpsc::Sender<DeliveryResult>,
+    ) -> Result<(Vec<Job>, Duration), crate::storage::Error> {
         let now = Timestamp::now();
-        let lease = Timestamp::from_micros(
-            now.as_micros() + (LEASE_MARGIN + self.subscriptions.longest_timeout()).as_micros() as i64,
-        );
-        let claimed = self.store.claim_deliveries(now, lease, free).await?;
-        if !claimed.is_empty() {
-            let seqs: Vec<i64> = claimed.iter().map(|c| c.event_seq).collect();
-            let events: HashMap<i64, Arc<Event>> =
-                self.store.events_by_seq(&seqs).await?.into_iter().map(|e| (e.seq, Arc::new(e))).collect();
-            for claim in claimed {
-                let subscription = self.subscriptions.get(claim.subscription_id).filter(|s| s.enabled);
-                match (subscription, events.get(&claim.event_seq)) {
-                    (Some(subscription), Some(event)) => {
-                        sending.spawn(send(self.client.clone(), subscription, event.clone(), claim));
-                    }
-                    _ => {
-                        sending.spawn(async move {
-                            DeliveryResult { claimed: claim, attempt: None, next: NextStep::Cancelled }
-                        });
-                    }
+        let lease = LEASE_MARGIN + self.subscriptions.longest_timeout();
+        let lease_until = Timestamp::from_micros(now.as_micros() + lease.as_micros() as i64);
+        let claimed = self.store.claim_deliveries(now, lease_until, limit as u32).await?;
+        if claimed.is_empty() {
+            let due = self.store.next_delivery_due().await?;
+            let wait = due.map_or(IDLE_POLL, |at| {
+                Duration::from_micros((at.as_micros() - Timestamp::now().as_micros()).max(0) as u64).min(IDLE_POLL)
+            });
+            return Ok((Vec::new(), wait));
+        }
+        let seqs: Vec<i64> = claimed.iter().map(|c| c.event_seq).collect();
+        let events: HashMap<i64, Arc<Event>> =
+            self.store.events_by_seq(&seqs).await?.into_iter().map(|e| (e.seq, Arc::new(e))).collect();
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for claimed in claimed {
+            let subscription = self.subscriptions.get(claimed.subscription_id).filter(|s| s.enabled);
+            match (subscription, events.get(&claimed.event_seq)) {
+                (Some(subscription), Some(event)) => jobs.push(Job { claimed, subscription, event: event.clone() }),
+                _ => {
+                    let cancelled = DeliveryResult { claimed, attempt: None, next: NextStep::Cancelled };
+                    // The recorder only stops after this loop does, so it is there to receive.
+                    let _ = results.send(cancelled).await;
                 }
             }
-            return Ok(Duration::ZERO);
         }
-        let due = self.store.next_delivery_due().await?;
-        Ok(due.map_or(IDLE_POLL, |at| {
-            Duration::from_micros((at.as_micros() - Timestamp::now().as_micros()).max(0) as u64).min(IDLE_POLL)
-        }))
+        Ok((jobs, Duration::ZERO))
+    }
+}
+
+/// Writes delivery outcomes in batches, announces new dead letters, and refreshes subscriptions that a
+/// 410 disabled.
+struct Recorder {
+    store: Arc<dyn Store>,
+    bus: broadcast::Sender<EngineEvent>,
+    subscriptions: Arc<Subscriptions>,
+    /// Tells the dispatcher that retries may have become due.
+    recorded: Arc<Notify>,
+}
+
+impl Recorder {
+    async fn run(self, mut outcomes: mpsc::Receiver<DeliveryResult>) {
+        let mut batch = Vec::new();
+        while outcomes.recv_many(&mut batch, 1024).await > 0 {
+            self.record(std::mem::take(&mut batch)).await;
+            self.recorded.notify_one();
+        }
     }
 
-    /// Records finished deliveries, announces new dead letters, and refreshes subscriptions a 410 disabled.
     async fn record(&self, finished: Vec<DeliveryResult>) {
-        if finished.is_empty() {
-            return;
-        }
         let gone = finished.iter().any(|r| matches!(r.next, NextStep::Gone { .. }));
         match self.store.complete_deliveries(finished).await {
             Ok(dead_letters) => {
@@ -187,7 +248,7 @@ impl DeliveryWorker {
                 }
             }
             // The claims expire and the deliveries are sent again: at least once.
-            Err(error) => tracing::error!(%error, "recording delivery outcomes failed; they will be retried"),
+            Err(error) => tracing::error!(%error, "recording delivery outcomes failed; they will be sent again"),
         }
         if gone && let Err(error) = self.subscriptions.reload(self.store.as_ref()).await {
             tracing::error!(%error, "reloading subscriptions failed");
@@ -195,13 +256,16 @@ impl DeliveryWorker {
     }
 }
 
-/// Sends one delivery and decides what comes next.
-async fn send(
-    client: WebhookClient,
-    subscription: Arc<Subscription>,
-    event: Arc<Event>,
-    claimed: ClaimedDelivery,
-) -> DeliveryResult {
+/// Sends one delivery, decides what comes next, and hands the outcome to the recorder; the sending
+/// slot is held until then.
+async fn send(client: WebhookClient, job: Job, results: mpsc::Sender<DeliveryResult>, _slot: OwnedSemaphorePermit) {
+    // The recorder outlives every send, so it is there to receive.
+    let _ = results.send(attempt(client, job).await).await;
+}
+
+/// Makes one attempt at a delivery and decides what comes next.
+async fn attempt(client: WebhookClient, job: Job) -> DeliveryResult {
+    let Job { claimed, subscription, event } = job;
     let attempt = claimed.attempts + 1;
     let attempted_at = Timestamp::now();
     let body = json!({

@@ -6,7 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::{SqliteStore, closed};
+use super::{SqliteStore, closed, sql_offset};
 use crate::domain::delivery::{DlqQuery, DlqSelector};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, RetryPolicy, Subscription, SubscriptionId,
@@ -307,7 +307,7 @@ impl DeliveryStore for SqliteStore {
             .push(" ORDER BY created_at DESC, dlq_id DESC LIMIT ")
             .push_bind(i64::from(query.limit))
             .push(" OFFSET ")
-            .push_bind(query.offset as i64);
+            .push_bind(sql_offset(query.offset));
         let entries =
             select.build().fetch_all(&self.readers).await?.iter().map(decode_dead_letter).collect::<Result<_, _>>()?;
         let mut count = QueryBuilder::new("SELECT count(*) FROM dead_letters WHERE 1 = 1");
