@@ -370,3 +370,27 @@ async fn private_targets_are_refused_when_not_allowed() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn deliveries_already_claimed_are_not_sent_after_the_subscription_is_disabled() {
+    // One request at a time: while the first hangs, the next ones wait claimed in the dispatcher.
+    let server = TestServer::with_config(|c| c.delivery.concurrency = 1).await;
+    let sink = Sink::start().await;
+    sink.answer("hang", Answer::Hang);
+    let subscription = subscribe(
+        &server,
+        json!({"callback_url": sink.url("hang"), "retry_policy": {"timeout_ms": 1500, "max_retries": 0}}),
+    )
+    .await;
+    let batch: Vec<Value> = (0..3).map(|i| json!({"event_type": "tick", "data": {"i": i}})).collect();
+    server.post("/api/v1/events/batch", &json!(batch)).await;
+    sink.wait_for("hang", 1, WAIT).await;
+
+    let url =
+        server.url(&format!("/api/v1/events/subscriptions/{}", subscription["subscription_id"].as_str().unwrap()));
+    let patched = server.client.patch(url).json(&json!({"enabled": false})).send().await.unwrap();
+    assert_eq!(patched.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(sink.received("hang").len(), 1, "nothing is sent for a disabled subscription");
+    server.stop().await;
+}

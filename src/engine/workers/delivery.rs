@@ -81,8 +81,20 @@ impl DeliveryWorker {
         let mut due_check = true;
         loop {
             while let Some(permit) = (!ready.is_empty()).then(|| slots.clone().try_acquire_owned().ok()).flatten() {
-                if let Some(job) = ready.pop_front() {
-                    sending.spawn(send(self.client.clone(), job, results.clone(), permit));
+                if let Some(mut job) = ready.pop_front() {
+                    // Claimed a while ago: the subscription may have been disabled or deleted since.
+                    match self.subscriptions.get(job.claimed.subscription_id).filter(|s| s.enabled) {
+                        Some(current) => {
+                            job.subscription = current;
+                            sending.spawn(send(self.client.clone(), job, results.clone(), permit));
+                        }
+                        None => {
+                            let cancelled =
+                                DeliveryResult { claimed: job.claimed, attempt: None, next: NextStep::Cancelled };
+                            // The recorder only stops after this loop does, so it is there to receive.
+                            let _ = results.send(cancelled).await;
+                        }
+                    }
                 }
             }
             while sending.try_join_next().is_some() {}
