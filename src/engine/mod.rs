@@ -111,6 +111,10 @@ impl Engine {
             subscriptions: subscriptions.clone(),
             wake: delivery_wake.clone(),
             concurrency: options.delivery_concurrency.max(1),
+            ingest_backlog: {
+                let queue = queue.downgrade();
+                Arc::new(move || queue.upgrade().map_or(0, |q| q.max_capacity() - q.capacity()))
+            },
         };
         let workers_stop = shutdown.child_token();
         let workers = vec![tokio::spawn(delivery.run(workers_stop))];

@@ -45,7 +45,12 @@ pub struct DeliveryWorker {
     /// Signalled when subscriptions change or dead letters are retried.
     pub wake: Arc<Notify>,
     pub concurrency: usize,
+    /// How many ingest submissions wait for the writer; delivery yields to them.
+    pub ingest_backlog: Arc<dyn Fn() -> usize + Send + Sync>,
 }
+
+/// Longest the dispatcher defers its own writes while ingest requests are queued.
+const YIELD_TO_INGEST: Duration = Duration::from_millis(20);
 
 /// A claimed delivery, ready to send.
 struct Job {
@@ -101,6 +106,7 @@ impl DeliveryWorker {
 
             let mut pause = IDLE_POLL;
             if ready.len() < self.concurrency {
+                self.yield_to_ingest().await;
                 if log_has_more {
                     match self.fan_out(cursor).await {
                         Ok((next, more)) => (cursor, log_has_more, due_check) = (next, more, true),
@@ -154,6 +160,16 @@ impl DeliveryWorker {
         }
         if let Err(error) = self.store.release_claims().await {
             tracing::warn!(%error, "could not release delivery claims; they expire on their own");
+        }
+    }
+
+    /// Ingest and delivery share one database writer. When ingest requests are waiting, queueing and
+    /// claiming deliveries waits a little (never long): deliveries are durable and catch up later,
+    /// while a caller waiting for its acknowledgement cannot.
+    async fn yield_to_ingest(&self) {
+        let deadline = tokio::time::Instant::now() + YIELD_TO_INGEST;
+        while (self.ingest_backlog)() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
