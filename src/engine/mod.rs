@@ -115,6 +115,7 @@ impl Engine {
                 let queue = queue.downgrade();
                 Arc::new(move || queue.upgrade().map_or(0, |q| q.max_capacity() - q.capacity()))
             },
+            last_seq: last_seq.clone(),
         };
         let workers_stop = shutdown.child_token();
         let workers = vec![tokio::spawn(delivery.run(workers_stop))];
@@ -220,9 +221,11 @@ impl EventService for Engine {
 
     async fn create_subscription(&self, mut subscription: Subscription) -> Result<Arc<Subscription>, Error> {
         self.check_url(&subscription.callback_url).await?;
+        let gate = self.inner.subscriptions.gate.write().await;
         subscription.start_seq = self.inner.last_seq.load(std::sync::atomic::Ordering::Acquire);
         self.inner.store.insert_subscription(&subscription).await?;
         let saved = self.inner.subscriptions.put(subscription);
+        drop(gate);
         self.inner.delivery_wake.notify_one();
         Ok(saved)
     }

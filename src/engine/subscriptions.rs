@@ -11,6 +11,10 @@ use crate::storage::{Error, Store};
 #[derive(Debug, Default)]
 pub struct Subscriptions {
     by_id: RwLock<HashMap<SubscriptionId, Arc<Subscription>>>,
+    /// Held for reading by a fan-out from reading the subscriptions until its cursor has moved, and
+    /// for writing while a new subscription takes its start: so no event after a subscription's start
+    /// is ever fanned out without it.
+    pub gate: tokio::sync::RwLock<()>,
 }
 
 impl Subscriptions {

@@ -394,3 +394,19 @@ async fn deliveries_already_claimed_are_not_sent_after_the_subscription_is_disab
     assert_eq!(sink.received("hang").len(), 1, "nothing is sent for a disabled subscription");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_subscription_receives_events_stored_after_it_only() {
+    let (server, sink) = (TestServer::start().await, Sink::start().await);
+    let history: Vec<Value> = (0..5).map(|i| json!({"event_type": "old", "data": {"i": i}})).collect();
+    server.post("/api/v1/events/batch", &json!(history)).await;
+    // Let the dispatcher move past them with no subscription around.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscribe(&server, json!({"callback_url": sink.url("new")})).await;
+    let fresh = server.create(json!({"event_type": "new"})).await;
+    let received = sink.wait_for("new", 1, WAIT).await;
+    assert_eq!(received[0].json()["event"]["event_id"], fresh["event_id"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received("new").len(), 1, "history is not replayed to a new subscription");
+    server.stop().await;
+}

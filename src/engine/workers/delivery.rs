@@ -9,7 +9,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
@@ -47,7 +48,12 @@ pub struct DeliveryWorker {
     pub concurrency: usize,
     /// How many ingest submissions wait for the writer; delivery yields to them.
     pub ingest_backlog: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// The highest seq committed.
+    pub last_seq: Arc<AtomicI64>,
 }
+
+/// With no subscriptions, how often the cursor's skip ahead is written down.
+const IDLE_CURSOR_SAVE: Duration = Duration::from_secs(5);
 
 /// Longest the dispatcher defers its own writes while ingest requests are queued.
 const YIELD_TO_INGEST: Duration = Duration::from_millis(20);
@@ -84,6 +90,7 @@ impl DeliveryWorker {
         let mut sending: JoinSet<()> = JoinSet::new();
         let mut log_has_more = true;
         let mut due_check = true;
+        let mut cursor_saved = Instant::now();
         loop {
             while let Some(permit) = (!ready.is_empty()).then(|| slots.clone().try_acquire_owned().ok()).flatten() {
                 if let Some(mut job) = ready.pop_front() {
@@ -108,8 +115,11 @@ impl DeliveryWorker {
             if ready.len() < self.concurrency {
                 self.yield_to_ingest().await;
                 if log_has_more {
-                    match self.fan_out(cursor).await {
-                        Ok((next, more)) => (cursor, log_has_more, due_check) = (next, more, true),
+                    match self.fan_out(cursor, &mut cursor_saved).await {
+                        Ok((next, more, queued)) => {
+                            (cursor, log_has_more) = (next, more);
+                            due_check |= queued;
+                        }
                         Err(error) => {
                             tracing::error!(%error, "queueing deliveries failed; retrying");
                             (log_has_more, pause) = (false, ERROR_PAUSE);
@@ -188,13 +198,28 @@ impl DeliveryWorker {
         }
     }
 
-    /// Queues deliveries for the next page of the log; returns the new cursor and whether more follows.
-    async fn fan_out(&self, cursor: i64) -> Result<(i64, bool), crate::storage::Error> {
-        let events = self.store.events_after(cursor, &EventFilter::default(), FAN_OUT_PAGE).await?;
-        let Some(last) = events.last().map(|e| e.seq) else {
-            return Ok((cursor, false));
-        };
+    /// Queues deliveries for the next page of the log; returns the new cursor, whether more follows, and
+    /// whether anything was queued.
+    ///
+    /// A subscription receives only events after its `start_seq`, so the log before the oldest
+    /// enabled subscription's start is skipped unread, and with no subscription at all the cursor just
+    /// moves to the end (written down now and then, which is all a restart needs).
+    async fn fan_out(&self, cursor: i64, saved: &mut Instant) -> Result<(i64, bool, bool), crate::storage::Error> {
+        let _gate = self.subscriptions.gate.read().await;
+        // Read before the subscriptions: any subscription created later starts at or after it.
+        let last = self.last_seq.load(Ordering::Acquire);
         let subscriptions = self.subscriptions.enabled();
+        let Some(from) = subscriptions.iter().map(|s| s.start_seq).min() else {
+            if last > cursor && saved.elapsed() >= IDLE_CURSOR_SAVE {
+                self.store.enqueue_deliveries(Vec::new(), CURSOR, last).await?;
+                *saved = Instant::now();
+            }
+            return Ok((last.max(cursor), false, false));
+        };
+        let events = self.store.events_after(cursor.max(from), &EventFilter::default(), FAN_OUT_PAGE).await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok((cursor.max(from), false, false));
+        };
         let deliveries: Vec<NewDelivery> = events
             .iter()
             .flat_map(|event| {
@@ -206,8 +231,10 @@ impl DeliveryWorker {
                 })
             })
             .collect();
+        let queued = !deliveries.is_empty();
         self.store.enqueue_deliveries(deliveries, CURSOR, last).await?;
-        Ok((last, events.len() == FAN_OUT_PAGE as usize))
+        *saved = Instant::now();
+        Ok((last, events.len() == FAN_OUT_PAGE as usize, queued))
     }
 
     /// Claims up to `limit` due deliveries. Those whose subscription is gone or disabled are cancelled
