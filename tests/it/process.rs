@@ -97,6 +97,16 @@ async fn assert_all_stored(base: &str, acked: &[String]) {
     assert!(stats["total_events"].as_u64().unwrap() >= acked.len() as u64, "{stats}");
 }
 
+/// Lets the writers give up, restarts on the same database, and checks every acknowledged event.
+async fn restart_and_check(dir: &Path, writers: Vec<tokio::task::JoinHandle<()>>, acked: &Mutex<Vec<String>>) {
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let restarted = serve(dir, "127.0.0.1:0").await;
+    assert_all_stored(&restarted.base, &acked).await;
+}
+
 async fn wait_for_acks(acked: &Mutex<Vec<String>>, at_least: usize) {
     tokio::time::timeout(Duration::from_secs(30), async {
         while acked.lock().unwrap().len() < at_least {
@@ -117,13 +127,7 @@ async fn every_acknowledged_event_survives_sigkill() {
 
     served.child.start_kill().expect("SIGKILL");
     served.child.wait().await.unwrap();
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-
-    let restarted = serve(dir.path(), "127.0.0.1:0").await;
-    assert_all_stored(&restarted.base, &acked).await;
+    restart_and_check(dir.path(), writers, &acked).await;
 }
 
 #[tokio::test]
@@ -139,13 +143,7 @@ async fn sigterm_drains_and_exits_zero_without_losing_acknowledged_events() {
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(20), served.child.wait()).await.expect("exited").unwrap();
     assert!(status.success(), "serve exited with {status}");
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-
-    let restarted = serve(dir.path(), "127.0.0.1:0").await;
-    assert_all_stored(&restarted.base, &acked).await;
+    restart_and_check(dir.path(), writers, &acked).await;
 }
 
 #[tokio::test]
