@@ -64,37 +64,34 @@ fn is_private_v6(ip: Ipv6Addr) -> bool {
 ///
 /// The Err is a user-facing message (it becomes a 422 naming callback_url).
 pub async fn check_callback_url(url: &str, allow_private_networks: bool) -> Result<(), String> {
-    let parsed = Url::parse(url).map_err(|_| "callback_url must be an http or https URL".to_owned())?;
+    let parsed =
+        Url::parse(url).map_err(|_| "must be an http or https URL, e.g. https://example.com/hooks".to_owned())?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("callback_url must be an http or https URL".to_owned());
+        return Err("must be an http or https URL, e.g. https://example.com/hooks".to_owned());
     }
     let Some(domain) = parsed.host_str().filter(|h| !h.is_empty()) else {
-        return Err("callback_url must name a host".to_owned());
+        return Err("must name a host".to_owned());
     };
     if allow_private_networks {
         return Ok(());
     }
     if let Some(ip) = literal_ip(&parsed) {
-        return if is_private(ip) {
-            Err(format!("callback_url points at the private address {ip} ({ALLOW_HINT})"))
-        } else {
-            Ok(())
-        };
+        return if is_private(ip) { Err(format!("points at the private address {ip} ({ALLOW_HINT})")) } else { Ok(()) };
     }
     let port = parsed.port_or_known_default().unwrap_or(80);
     let addrs: Vec<IpAddr> = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((domain, port))).await
     {
         Err(_) => {
-            return Err(format!("callback_url host {domain} did not resolve within 5 s"));
+            return Err(format!("host {domain} did not resolve within 5 s"));
         }
-        Ok(Err(e)) => return Err(format!("callback_url host {domain} does not resolve: {e}")),
+        Ok(Err(e)) => return Err(format!("host {domain} does not resolve: {e}")),
         Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
     };
     if addrs.is_empty() {
-        return Err(format!("callback_url host {domain} does not resolve to any address"));
+        return Err(format!("host {domain} does not resolve to any address"));
     }
     match addrs.iter().find(|ip| is_private(**ip)) {
-        Some(ip) => Err(format!("callback_url host {domain} resolves to the private address {ip} ({ALLOW_HINT})")),
+        Some(ip) => Err(format!("host {domain} resolves to the private address {ip} ({ALLOW_HINT})")),
         None => Ok(()),
     }
 }
@@ -167,7 +164,7 @@ mod tests {
         for url in ["ftp://example.com/hook", "file:///etc/passwd", "not a url", "javascript:alert(1)"] {
             for allow in [false, true] {
                 let err = check_callback_url(url, allow).await.unwrap_err();
-                assert_eq!(err, "callback_url must be an http or https URL", "{url}");
+                assert_eq!(err, "must be an http or https URL, e.g. https://example.com/hooks", "{url}");
             }
         }
     }
