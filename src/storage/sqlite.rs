@@ -129,8 +129,8 @@ impl EventStore for SqliteStore {
         for new in events {
             let key = new.idempotency_key.as_ref().map(|k| (new.tenant_id.clone().unwrap_or_default(), k.clone()));
             if let Some(key) = &key {
-                if let Some(&earlier) = claimed_keys.get(key) {
-                    out.push(Appended::Duplicate(out[earlier].event().cloned().ok_or_else(closed)?));
+                if let Some(earlier) = claimed_keys.get(key).and_then(|&i| out[i].event()) {
+                    out.push(Appended::Duplicate(earlier.clone()));
                     continue;
                 }
                 let sql =
