@@ -497,7 +497,7 @@ impl From<&Subscription> for WebhookView {
         Self {
             id: s.subscription_id,
             url: s.callback_url.clone(),
-            events: s.event_types.clone(),
+            events: s.event_types.iter().map(|p| p.as_str().to_owned()).collect(),
             active: s.enabled,
             created_at: s.created_at,
         }
@@ -567,11 +567,8 @@ fn offset(field: &str, value: &str) -> Result<u64, FieldError> {
     value.parse().map_err(|_| FieldError::new(field, format!("`{value}` is not a whole number 0 or more")))
 }
 
-fn type_patterns(field: &str, patterns: Vec<String>) -> Result<Vec<String>, FieldError> {
-    for (i, pattern) in patterns.iter().enumerate() {
-        TypePattern::parse(&format!("{field}[{i}]"), pattern)?;
-    }
-    Ok(patterns)
+fn type_patterns(field: &str, patterns: Vec<String>) -> Result<Vec<TypePattern>, FieldError> {
+    patterns.iter().enumerate().map(|(i, pattern)| TypePattern::parse(&format!("{field}[{i}]"), pattern)).collect()
 }
 
 fn vocabulary_list<T>(

@@ -122,6 +122,20 @@ impl fmt::Display for TypePattern {
     }
 }
 
+/// On the wire and in storage a pattern is its text.
+impl serde::Serialize for TypePattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.raw)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TypePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::parse("event_type", &text).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
 /// Which events a query or a live subscription wants. Every field is optional; set fields combine
 /// with AND.
 #[derive(Debug, Clone, Default, PartialEq)]

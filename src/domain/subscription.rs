@@ -83,7 +83,7 @@ pub struct Subscription {
     pub subscription_id: SubscriptionId,
     pub subscriber_name: String,
     pub subscriber_type: String,
-    pub event_types: Vec<String>,
+    pub event_types: Vec<TypePattern>,
     pub event_sources: Vec<EventSource>,
     pub event_categories: Vec<EventCategory>,
     pub callback_url: String,
@@ -105,7 +105,7 @@ pub struct Subscription {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SubscriptionPatch {
     pub enabled: Option<bool>,
-    pub event_types: Option<Vec<String>>,
+    pub event_types: Option<Vec<TypePattern>>,
     pub event_sources: Option<Vec<EventSource>>,
     pub event_categories: Option<Vec<EventCategory>>,
     pub callback_url: Option<String>,
@@ -143,11 +143,7 @@ impl SubscriptionPatch {
 impl Subscription {
     /// True when the subscription wants `event` (empty lists mean "all"). Says nothing of `enabled`.
     pub fn matches(&self, event: &Event) -> bool {
-        let type_ok = self.event_types.is_empty()
-            || self
-                .event_types
-                .iter()
-                .any(|p| TypePattern::parse("event_types", p).is_ok_and(|p| p.matches(&event.event_type)));
+        let type_ok = self.event_types.is_empty() || self.event_types.iter().any(|p| p.matches(&event.event_type));
         type_ok
             && (self.event_sources.is_empty() || self.event_sources.contains(&event.event_source))
             && (self.event_categories.is_empty() || self.event_categories.contains(&event.event_category))
