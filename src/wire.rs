@@ -215,13 +215,7 @@ impl QueryParams {
             "status" => filter.status = Some(EventStatus::parse(key, value)?),
             "start_time" => filter.start_time = Some(timestamp(key, value)?),
             "end_time" => filter.end_time = Some(timestamp(key, value)?),
-            "limit" => {
-                self.query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=EventQuery::MAX_LIMIT).contains(n))
-                    .ok_or_else(|| FieldError::new(key, format!("`{value}` is not a number from 1 to 1000")))?;
-            }
+            "limit" => self.query.limit = limit(key, value)?,
             "offset" => self.query.offset = offset(key, value)?,
             "order" => {
                 self.query.order = match value {
@@ -543,13 +537,7 @@ pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
             }
             "subscription_id" => query.subscription_id = Some(SubscriptionId(uuid()?)),
             "processor_id" => query.processor_id = Some(uuid()?),
-            "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=EventQuery::MAX_LIMIT).contains(n))
-                    .ok_or_else(|| FieldError::new(key, format!("`{value}` is not a number from 1 to 1000")))?;
-            }
+            "limit" => query.limit = limit(key, value)?,
             "offset" => query.offset = offset(key, value)?,
             _ => {
                 return Err(FieldError::new(
@@ -560,6 +548,16 @@ pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
         }
     }
     Ok(query)
+}
+
+/// A page size: 1 to [`EventQuery::MAX_LIMIT`].
+fn limit(field: &str, value: &str) -> Result<u32, FieldError> {
+    let max = EventQuery::MAX_LIMIT;
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| FieldError::new(field, format!("`{value}` is not a number from 1 to {max}")))
 }
 
 /// An offset: any whole number 0 or more (one past the end is an empty page).
