@@ -11,8 +11,9 @@ use serde::Serialize;
 use crate::domain::delivery::{DlqQuery, DlqSelector};
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
-    DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, FieldError, NewEvent,
-    Statistics, Subscription, SubscriptionId,
+    DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, EventStatus, FieldError,
+    NewEvent, ProcessingResult, Processor, ProcessorId, Projection, ProjectionAt, ReplayId, ReplayProgress,
+    ReplayRequest, ReplayStarted, Statistics, Subscription, SubscriptionId,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum Error {
         "stream `{stream_id}` is at version {actual}, not the expected {expected}: read the stream and retry with expected_version {actual}"
     )]
     VersionConflict { stream_id: String, expected: i64, actual: i64 },
+    /// A name already taken, or a replay that needs `confirm`.
+    #[error("{0}")]
+    Conflict(FieldError),
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
     #[error("the server is shutting down; retry against another instance or after restart")]
@@ -49,7 +53,23 @@ pub struct Ingested {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedItem {
     Stored(Arc<Event>),
-    DeadLetter { action: DlqAction, entry: Arc<DeadLetter> },
+    /// An event's processing status changed (claims are not announced, only outcomes).
+    Status(StatusChange),
+    DeadLetter {
+        action: DlqAction,
+        entry: Arc<DeadLetter>,
+    },
+    Replay(Arc<ReplayProgress>),
+}
+
+/// The `event: status` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StatusChange {
+    pub event_id: EventId,
+    pub seq: i64,
+    pub event_type: String,
+    pub status: EventStatus,
+    pub error_message: Option<String>,
 }
 
 /// A change to the dead-letter queue.
@@ -146,4 +166,27 @@ pub trait EventService: Send + Sync + 'static {
 
     /// Discards an entry; the event itself stays.
     async fn discard_dead_letter(&self, id: DlqId) -> Result<(), Error>;
+
+    /// Registers a processor; `Conflict` when its name is taken.
+    async fn create_processor(&self, processor: Processor) -> Result<Arc<Processor>, Error>;
+
+    /// Every processor with its totals, highest priority first.
+    async fn processors(&self) -> Result<Vec<Arc<Processor>>, Error>;
+
+    /// Turns a processor on or off; the processing loop sees it from its next batch.
+    async fn toggle_processor(&self, id: ProcessorId, enabled: bool) -> Result<Arc<Processor>, Error>;
+
+    async fn delete_processor(&self, id: ProcessorId) -> Result<(), Error>;
+
+    /// Every processor run recorded for an event, oldest first; `NotFound` for an unknown event.
+    async fn processing_results(&self, event_id: EventId) -> Result<Vec<ProcessingResult>, Error>;
+
+    /// Answers a dry run at once, or starts a replay job in the background. `Conflict` when more events
+    /// match than the confirmation threshold and `confirm` is not set.
+    async fn replay(&self, request: ReplayRequest) -> Result<ReplayStarted, Error>;
+
+    async fn replay_progress(&self, id: ReplayId) -> Result<ReplayProgress, Error>;
+
+    /// An entity's state; `NotFound` for an entity with no events (at that point).
+    async fn projection(&self, entity_type: &str, entity_id: &str, at: ProjectionAt) -> Result<Projection, Error>;
 }

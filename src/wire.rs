@@ -11,7 +11,7 @@ use crate::domain::event::{MAX_NAME_LEN, validate_event_type, validate_stream_id
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
     DeadLetterKind, DlqId, Event, EventCategory, EventFilter, EventQuery, EventSource, EventStatus, FieldError,
-    NewEvent, Order, RetryPolicy, Subscription, SubscriptionId, Timestamp, TypePattern,
+    NewEvent, Order, ProcessorId, RetryPolicy, Subscription, SubscriptionId, Timestamp, TypePattern,
 };
 
 /// `POST /api/v1/events/create`, an item of `/batch`, and the seed-compatible `POST /events`.
@@ -536,7 +536,7 @@ pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
                 });
             }
             "subscription_id" => query.subscription_id = Some(SubscriptionId(uuid()?)),
-            "processor_id" => query.processor_id = Some(uuid()?),
+            "processor_id" => query.processor_id = Some(ProcessorId(uuid()?)),
             "limit" => query.limit = limit(key, value)?,
             "offset" => query.offset = offset(key, value)?,
             _ => {

@@ -70,6 +70,9 @@ impl From<service::Error> for ApiError {
             E::Invalid(field) => Self::invalid(field),
             E::NotFound { .. } => Self::not_found(message),
             E::VersionConflict { .. } => Self::new(StatusCode::CONFLICT, "stream_version_conflict", message),
+            E::Conflict(field) => {
+                Self { field: Some(field.field), ..Self::new(StatusCode::CONFLICT, "conflict", message) }
+            }
             E::Unavailable(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message),
             E::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
         }

@@ -1,12 +1,11 @@
 //! Webhook deliveries, their attempts, and dead letters.
 
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
 use super::event::EventId;
 use super::id::uuid_id;
+use super::processor::ProcessorId;
 use super::subscription::SubscriptionId;
 use super::time::Timestamp;
+use serde::{Deserialize, Serialize};
 
 uuid_id! {
     /// One event on its way to one subscription; stable across retries (the `webhook-id` header).
@@ -59,7 +58,7 @@ pub struct DeadLetter {
     pub event_id: EventId,
     pub event_type: String,
     pub subscription_id: Option<SubscriptionId>,
-    pub processor_id: Option<Uuid>,
+    pub processor_id: Option<ProcessorId>,
     pub delivery_id: Option<DeliveryId>,
     /// Attempts made before it was dead-lettered.
     pub attempts: u32,
@@ -78,7 +77,7 @@ pub struct DeadLetter {
 pub struct DlqQuery {
     pub kind: Option<DeadLetterKind>,
     pub subscription_id: Option<SubscriptionId>,
-    pub processor_id: Option<Uuid>,
+    pub processor_id: Option<ProcessorId>,
     pub limit: u32,
     pub offset: u64,
 }

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::domain::{DeadLetter, Event, EventFilter};
+use crate::domain::{DeadLetter, Event, EventFilter, ReplayProgress};
 pub use crate::service::DlqAction;
-use crate::service::{Error, Feed, FeedItem};
+use crate::service::{Error, Feed, FeedItem, StatusChange};
 use crate::storage::Store;
 
 /// Stored events read from the store per catch-up query.
@@ -18,11 +18,13 @@ const CATCH_UP_PAGE: u32 = 500;
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
     Stored(Arc<Event>),
+    Status(Arc<StatusChange>),
     DeadLetter { action: DlqAction, entry: Arc<DeadLetter> },
+    Replay(Arc<ReplayProgress>),
 }
 
 /// A feed of events matching `filter`: stored ones after `since_seq` first (when given), then live ones,
-/// with dead-letter changes (of matching types) as they happen.
+/// with status and dead-letter changes (of matching types) and replay progress as they happen.
 ///
 /// Subscribing happens before anything is read, and every item carries its seq: an event committed
 /// while the store is read arrives on the broadcast too and is skipped as already seen, and an event
@@ -69,7 +71,14 @@ pub(super) fn feed(
                         yield Ok(FeedItem::DeadLetter { action, entry });
                     }
                 }
-                // Dead-letter changes are not replayed from the store: the DLQ endpoint has the state.
+                Ok(EngineEvent::Status(change)) => {
+                    if change.seq <= seen && filter.event_type.as_ref().is_none_or(|p| p.matches(&change.event_type)) {
+                        yield Ok(FeedItem::Status(change.as_ref().clone()));
+                    }
+                }
+                Ok(EngineEvent::Replay(progress)) => yield Ok(FeedItem::Replay(progress)),
+                // Status, dead-letter and replay changes are not replayed from the store: their
+                // endpoints have the state.
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, after_seq = seen, "live consumer lagged; catching up from the store");
                     behind = true;

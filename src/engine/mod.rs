@@ -25,7 +25,8 @@ use crate::domain::delivery::{DlqQuery, DlqSelector};
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
     DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, FieldError, NewEvent,
-    Statistics, Subscription, SubscriptionId, Timestamp,
+    ProcessingResult, Processor, ProcessorId, Projection, ProjectionAt, ReplayId, ReplayProgress, ReplayRequest,
+    ReplayStarted, Statistics, Subscription, SubscriptionId, Timestamp,
 };
 use crate::service::{DlqAction, DlqPage, Error, EventService, Feed, Health, Ingested, StorageHealth, StreamEvents};
 use crate::storage::Store;
@@ -290,6 +291,38 @@ impl EventService for Engine {
         let removed = self.inner.store.discard_dead_letter(id).await?.ok_or_else(|| dead_letter_not_found(id))?;
         self.announce_removed(vec![removed]);
         Ok(())
+    }
+
+    async fn create_processor(&self, _processor: Processor) -> Result<Arc<Processor>, Error> {
+        Err(Error::Unavailable("TEMP".into()))
+    }
+
+    async fn processors(&self) -> Result<Vec<Arc<Processor>>, Error> {
+        Err(Error::Unavailable("TEMP".into()))
+    }
+
+    async fn toggle_processor(&self, _id: ProcessorId, _enabled: bool) -> Result<Arc<Processor>, Error> {
+        Err(Error::Unavailable("TEMP".into()))
+    }
+
+    async fn delete_processor(&self, _id: ProcessorId) -> Result<(), Error> {
+        Err(Error::Unavailable("TEMP".into()))
+    }
+
+    async fn processing_results(&self, _event_id: EventId) -> Result<Vec<ProcessingResult>, Error> {
+        Err(Error::Unavailable("TEMP".into()))
+    }
+
+    async fn replay(&self, _request: ReplayRequest) -> Result<ReplayStarted, Error> {
+        Err(Error::Unavailable("TEMP".into()))
+    }
+
+    async fn replay_progress(&self, _id: ReplayId) -> Result<ReplayProgress, Error> {
+        Err(Error::Unavailable("TEMP".into()))
+    }
+
+    async fn projection(&self, _entity_type: &str, _entity_id: &str, _at: ProjectionAt) -> Result<Projection, Error> {
+        Err(Error::Unavailable("TEMP".into()))
     }
 }
 

@@ -59,5 +59,11 @@ fn to_sse(item: &FeedItem) -> SseEvent {
         FeedItem::DeadLetter { action, entry } => {
             SseEvent::default().event("dlq").data(serde_json::json!({"action": action, "entry": entry}).to_string())
         }
+        FeedItem::Status(change) => {
+            SseEvent::default().event("status").data(serde_json::to_string(change).unwrap_or_default())
+        }
+        FeedItem::Replay(progress) => {
+            SseEvent::default().event("replay").data(serde_json::to_string(progress.as_ref()).unwrap_or_default())
+        }
     }
 }

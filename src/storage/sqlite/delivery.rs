@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::{SqliteStore, closed, sql_offset};
 use crate::domain::delivery::{DlqQuery, DlqSelector};
 use crate::domain::{
-    DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, RetryPolicy, Subscription, SubscriptionId,
-    Timestamp,
+    DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, ProcessorId, RetryPolicy, Subscription,
+    SubscriptionId, Timestamp,
 };
 use crate::storage::{ClaimedDelivery, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep};
 
@@ -298,7 +298,7 @@ impl DeliveryStore for SqliteStore {
                 sql.push(" AND subscription_id = ").push_bind(id.0);
             }
             if let Some(id) = query.processor_id {
-                sql.push(" AND processor_id = ").push_bind(id);
+                sql.push(" AND processor_id = ").push_bind(id.0);
             }
         };
         let mut select = QueryBuilder::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE 1 = 1"));
@@ -442,7 +442,7 @@ async fn insert_dead_letter(conn: &mut SqliteConnection, entry: &DeadLetter) -> 
         .bind(entry.event_id.0)
         .bind(&entry.event_type)
         .bind(entry.subscription_id.map(|id| id.0))
-        .bind(entry.processor_id)
+        .bind(entry.processor_id.map(|id| id.0))
         .bind(entry.delivery_id.map(|id| id.0))
         .bind(i64::from(entry.attempts))
         .bind(entry.last_status_code.map(i64::from))
@@ -535,7 +535,7 @@ fn decode_dead_letter(row: &SqliteRow) -> Result<DeadLetter, Error> {
         event_id: EventId(row.try_get("event_id")?),
         event_type: row.try_get("event_type")?,
         subscription_id: row.try_get::<Option<Uuid>, _>("subscription_id")?.map(SubscriptionId),
-        processor_id: row.try_get("processor_id")?,
+        processor_id: row.try_get::<Option<Uuid>, _>("processor_id")?.map(ProcessorId),
         delivery_id: row.try_get::<Option<Uuid>, _>("delivery_id")?.map(DeliveryId),
         attempts: count(row, "attempts")?,
         last_status_code: status_code(row, "last_status_code")?,
