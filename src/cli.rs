@@ -18,8 +18,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Open the console with the engine embedded (the default).
-    Console,
+    /// Open the console with the engine embedded and the HTTP API listening (the default).
+    Console(ServeArgs),
+    /// Open the console on a remote eventdeck server, over its HTTP API and live stream.
+    Attach(AttachArgs),
+    /// Open the console on a throwaway database with synthetic traffic, subscriptions and processors.
+    Demo(DemoArgs),
     /// Run headless: the HTTP API only, JSON log lines on stdout.
     Serve(ServeArgs),
     /// Send events to a server: one from flags, or JSON lines from stdin in batches.
@@ -28,9 +32,13 @@ pub enum Command {
     Tail(TailArgs),
     /// Measure ingest, query or statistics throughput and latency.
     Bench(BenchArgs),
+    /// Send stored events again to subscriptions or processors (after a dry run and a confirmation).
+    Replay(ReplayArgs),
+    /// List, retry or discard dead letters.
+    Dlq(DlqArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct ServeArgs {
     /// Address to listen on ([server] addr).
     #[arg(long, value_name = "IP:PORT")]
@@ -38,6 +46,23 @@ pub struct ServeArgs {
     /// Storage URL ([storage] url), e.g. sqlite://data/eventdeck.db.
     #[arg(long, value_name = "URL")]
     pub storage_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Base URL of the eventdeck server, e.g. http://10.0.0.5:8686.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// API key, when the server requires one.
+    #[arg(long, env = "EVENTDECK_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address the demo's HTTP API listens on ([server] addr).
+    #[arg(long, value_name = "IP:PORT")]
+    pub addr: Option<SocketAddr>,
 }
 
 /// Where a client command finds the server.
@@ -107,6 +132,12 @@ pub enum Scenario {
     /// Webhook deliveries from a running server to a sink in this process, one subscription per
     /// `--subscriptions`; reports deliveries/s and commit-to-sink latency.
     Delivery,
+    /// A backlog of `--fill` events drained through one `log` processor in this process while
+    /// `--events` more are ingested; reports processed/s and the ingest rate against processing off.
+    Processing,
+    /// One entity with `--events` events in this process, then `--requests` projection reads each of
+    /// the latest state, at_version and at_time near the middle; reports read latency.
+    Projection,
 }
 
 #[derive(Debug, Args)]
@@ -139,4 +170,109 @@ pub struct BenchArgs {
     /// Database for the store scenario (default: a temporary file).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("selection").required(true).multiple(true).args(["ids", "stream", "from", "to"])))]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// These events (comma-separated ids).
+    #[arg(long, value_name = "ID,...", value_delimiter = ',', conflicts_with_all = ["stream", "from", "to"])]
+    pub ids: Vec<String>,
+    /// Every event of this stream, `entity_type:entity_id`.
+    #[arg(long, value_name = "STREAM", conflicts_with_all = ["from", "to"])]
+    pub stream: Option<String>,
+    /// Events whose timestamp is at or after this RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Events whose timestamp is before this RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Only events whose type matches this pattern, e.g. `order.*`.
+    #[arg(long = "type", value_name = "PATTERN")]
+    pub event_type: Option<String>,
+    /// Only events from this source.
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Send to this subscription only (default: every matching subscription and processor).
+    #[arg(long, value_name = "ID", conflicts_with = "processor")]
+    pub subscription: Option<String>,
+    /// Run this processor only.
+    #[arg(long, value_name = "ID")]
+    pub processor: Option<String>,
+    /// Show how many events match and the first of them; replay nothing.
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+    /// Replay without the dry run and the question (needed when stdin is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters as a table (or JSON).
+    List(DlqListArgs),
+    /// Take dead letters out of the queue and send them again with a fresh retry budget.
+    Retry(DlqRetryArgs),
+    /// Drop dead letters for good (their events stay stored).
+    Discard(DlqDiscardArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DlqKindArg {
+    Delivery,
+    Processing,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[arg(long, value_enum)]
+    pub kind: Option<DlqKindArg>,
+    /// Only entries of this subscription.
+    #[arg(long, value_name = "ID")]
+    pub subscription: Option<String>,
+    /// Only entries of this processor.
+    #[arg(long, value_name = "ID")]
+    pub processor: Option<String>,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Print the answer as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "subscription", "all"])))]
+pub struct DlqRetryArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Dead-letter ids.
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Every entry of this subscription.
+    #[arg(long, value_name = "ID")]
+    pub subscription: Option<String>,
+    /// Every entry in the queue.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqDiscardArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Dead-letter ids.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
 }

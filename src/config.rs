@@ -26,6 +26,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub live: LiveConfig,
     pub delivery: DeliveryConfig,
+    pub processing: ProcessingConfig,
+    pub replay: ReplayConfig,
+    pub projections: ProjectionsConfig,
+    pub console: ConsoleConfig,
     pub log: LogConfig,
 }
 
@@ -75,6 +79,40 @@ pub struct LiveConfig {
 pub struct DeliveryConfig {
     pub concurrency: usize,
     pub allow_private_networks: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessingConfig {
+    pub enabled: bool,
+    pub batch_size: u32,
+    pub poll_interval_ms: u64,
+    pub max_retries: u32,
+    pub retry_initial_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    pub confirm_above: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionsConfig {
+    pub snapshot_every: u32,
+}
+
+/// The terminal console (`eventdeck`, `console`, `demo`, `attach`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Where the console writes its log (never to the screen); empty: no log.
+    pub log_file: String,
+    /// Events the Live pane keeps in memory.
+    pub live_buffer: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +183,30 @@ impl Config {
         check((1..=3600).contains(&self.live.keep_alive_secs), "live.keep_alive_secs", "must be between 1 and 3600")?;
         check(self.live.buffer >= 1, "live.buffer", "must be at least 1")?;
         check((1..=4096).contains(&self.delivery.concurrency), "delivery.concurrency", "must be between 1 and 4096")?;
+        let processing = &self.processing;
+        check((1..=10_000).contains(&processing.batch_size), "processing.batch_size", "must be between 1 and 10000")?;
+        check(
+            (1..=60_000).contains(&processing.poll_interval_ms),
+            "processing.poll_interval_ms",
+            "must be between 1 and 60000",
+        )?;
+        check(processing.max_retries <= 100, "processing.max_retries", "must be between 0 and 100")?;
+        check(
+            processing.retry_initial_delay_ms <= processing.retry_max_delay_ms,
+            "processing.retry_initial_delay_ms",
+            "must not exceed processing.retry_max_delay_ms",
+        )?;
+        check((1..=4096).contains(&processing.concurrency), "processing.concurrency", "must be between 1 and 4096")?;
+        check(
+            (1..=1_000_000).contains(&self.projections.snapshot_every),
+            "projections.snapshot_every",
+            "must be between 1 and 1000000",
+        )?;
+        check(
+            (100..=100_000).contains(&self.console.live_buffer),
+            "console.live_buffer",
+            "must be between 100 and 100000",
+        )?;
         check(
             self.auth.api_keys.iter().all(|k| !k.trim().is_empty()),
             "auth.api_keys",
@@ -160,6 +222,17 @@ impl Config {
             max_group: self.ingest.max_group,
             delivery_concurrency: self.delivery.concurrency,
             allow_private_networks: self.delivery.allow_private_networks,
+            processing: crate::engine::ProcessingOptions {
+                enabled: self.processing.enabled,
+                batch_size: self.processing.batch_size,
+                poll_interval: std::time::Duration::from_millis(self.processing.poll_interval_ms),
+                max_retries: self.processing.max_retries,
+                retry_initial_delay_ms: self.processing.retry_initial_delay_ms,
+                retry_max_delay_ms: self.processing.retry_max_delay_ms,
+                concurrency: self.processing.concurrency,
+            },
+            replay_confirm_above: self.replay.confirm_above,
+            snapshot_every: self.projections.snapshot_every,
         }
     }
 }
@@ -203,6 +276,7 @@ mod tests {
         assert_eq!(config.ingest.max_batch, 1000);
         assert_eq!(config.ingest.max_body_bytes, 1 << 20);
         assert_eq!(config.live.keep_alive_secs, 15);
+        assert_eq!(config.projections.snapshot_every, 100);
         assert!(config.auth.api_keys.is_empty());
     }
 

@@ -7,6 +7,8 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod engine;
+pub mod remote;
 pub mod service;
 pub mod storage;
+pub mod tui;
 pub mod wire;

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,18 +18,27 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("eventdeck: {error:#}");
+            // Not eprintln!: it panics when the terminal is gone (a console closed with its window).
+            let _ = writeln!(std::io::stderr(), "eventdeck: {error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command.unwrap_or(Command::Console) {
-        Command::Console => anyhow::bail!(
-            "the console is not built yet (it arrives with issue #5).\n\
-             Run the server headless: `eventdeck serve`, then post events and follow them with `eventdeck tail`."
-        ),
+    match cli.command.unwrap_or_else(|| Command::Console(ServeArgs::default())) {
+        Command::Console(ServeArgs { addr, storage_url }) => {
+            let config = Config::load(cli.config.as_deref(), &Overrides { addr, storage_url })?;
+            commands::console::embedded(config).await
+        }
+        Command::Demo(args) => {
+            let config = Config::load(cli.config.as_deref(), &Overrides { addr: args.addr, storage_url: None })?;
+            commands::console::demo(config).await
+        }
+        Command::Attach(args) => {
+            let config = Config::load(cli.config.as_deref(), &Overrides::default())?;
+            commands::console::attach(config, &args.url, args.api_key).await
+        }
         Command::Serve(ServeArgs { addr, storage_url }) => {
             let config = Config::load(cli.config.as_deref(), &Overrides { addr, storage_url })?;
             init_json_logs(&config.log.level);
@@ -45,6 +55,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => {
             init_stderr_logs();
             commands::bench::run(args).await
+        }
+        Command::Replay(args) => {
+            init_stderr_logs();
+            commands::replay::run(args).await
+        }
+        Command::Dlq(args) => {
+            init_stderr_logs();
+            commands::dlq::run(args).await
         }
     }
 }

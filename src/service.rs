@@ -73,7 +73,7 @@ pub struct StatusChange {
 }
 
 /// A change to the dead-letter queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DlqAction {
     Added,
@@ -81,7 +81,7 @@ pub enum DlqAction {
 }
 
 /// One page of dead letters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DlqPage {
     pub entries: Vec<DeadLetter>,
     pub total: u64,
@@ -92,7 +92,7 @@ pub struct DlqPage {
 pub type Feed = BoxStream<'static, Result<FeedItem, Error>>;
 
 /// One page of a stream's events, with the stream's current version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct StreamEvents {
     pub stream_id: String,
     pub version: i64,

@@ -8,11 +8,15 @@ use serde_json::{Map, Value};
 
 use crate::domain::delivery::{DlqQuery, DlqSelector};
 use crate::domain::event::{MAX_NAME_LEN, validate_event_type, validate_stream_id};
+use crate::domain::replay::ReplaySelection;
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
-    DeadLetterKind, DlqId, Event, EventCategory, EventFilter, EventQuery, EventSource, EventStatus, FieldError,
-    NewEvent, Order, ProcessorId, RetryPolicy, Subscription, SubscriptionId, Timestamp, TypePattern,
+    DeadLetter, DeadLetterKind, DeliveryAttempt, DlqId, Event, EventCategory, EventFilter, EventId, EventQuery,
+    EventSource, EventStatus, FieldError, NewEvent, Order, ProcessingResult, Processor, ProcessorFilters, ProcessorId,
+    ProcessorType, ProjectionAt, ReplayRequest, ReplayTarget, RetryPolicy, Subscription, SubscriptionId, Timestamp,
+    TypePattern,
 };
+use crate::service::DlqAction;
 
 /// `POST /api/v1/events/create`, an item of `/batch`, and the seed-compatible `POST /events`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -267,8 +271,17 @@ pub struct BatchAnswer {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum BatchItem {
-    Stored { index: usize, event: Arc<Event> },
-    Failed { index: usize, error: ErrorBody },
+    Stored {
+        index: usize,
+        event: Arc<Event>,
+        /// True when the idempotency key was seen before and `event` is the one stored then.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+    },
+    Failed {
+        index: usize,
+        error: ErrorBody,
+    },
 }
 
 /// The inside of every error answer: `{"error": {"code", "message", "field"?}}`.
@@ -499,11 +512,14 @@ impl From<&Subscription> for WebhookView {
 }
 
 /// `POST /api/v1/events/dlq/retry`: exactly one of `ids`, `subscription_id`, `all: true`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DlqRetry {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ids: Option<Vec<DlqId>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subscription_id: Option<SubscriptionId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub all: Option<bool>,
 }
 
@@ -575,4 +591,630 @@ fn vocabulary_list<T>(
     parse: fn(&str, &str) -> Result<T, FieldError>,
 ) -> Result<Vec<T>, FieldError> {
     values.iter().enumerate().map(|(i, value)| parse(&format!("{field}[{i}]"), value)).collect()
+}
+
+impl From<&NewEvent> for EventCreate {
+    /// The body that makes the server store `event` as it is (the client commands and `remote` send it).
+    fn from(event: &NewEvent) -> Self {
+        let object = |map: &Map<String, Value>| (!map.is_empty()).then(|| Value::Object(map.clone()));
+        Self {
+            event_type: Some(event.event_type.clone()),
+            event_source: Some(event.event_source.as_str().to_owned()),
+            event_category: Some(event.event_category.as_str().to_owned()),
+            user_id: event.user_id.clone(),
+            tenant_id: event.tenant_id.clone(),
+            data: object(&event.data),
+            metadata: object(&event.metadata),
+            context: object(&event.context),
+            timestamp: Some(event.timestamp.to_string()),
+            stream_id: event.stream_id.clone(),
+            expected_version: event.expected_version,
+            correlation_id: event.correlation_id.clone(),
+            idempotency_key: event.idempotency_key.clone(),
+        }
+    }
+}
+
+/// The query-string pairs that [`QueryParams::from_pairs`] reads back into the same filter.
+pub fn filter_pairs(filter: &EventFilter) -> Vec<(&'static str, String)> {
+    let mut pairs = Vec::new();
+    let mut put = |key: &'static str, value: Option<String>| {
+        if let Some(value) = value {
+            pairs.push((key, value));
+        }
+    };
+    put("event_type", filter.event_type.as_ref().map(|p| p.as_str().to_owned()));
+    put("event_source", filter.event_source.map(|s| s.as_str().to_owned()));
+    put("event_category", filter.event_category.map(|c| c.as_str().to_owned()));
+    put("status", filter.status.map(|s| s.as_str().to_owned()));
+    put("user_id", filter.user_id.clone());
+    put("stream_id", filter.stream_id.clone());
+    put("tenant_id", filter.tenant_id.clone());
+    put("correlation_id", filter.correlation_id.clone());
+    put("start_time", filter.start_time.map(|t| t.to_string()));
+    put("end_time", filter.end_time.map(|t| t.to_string()));
+    put("text", filter.text.clone());
+    pairs
+}
+
+/// The parameters of a whole query (filter, page, order), as [`QueryParams`] reads them.
+pub fn query_pairs(query: &EventQuery) -> Vec<(&'static str, String)> {
+    let mut pairs = filter_pairs(&query.filter);
+    pairs.push(("limit", query.limit.to_string()));
+    pairs.push(("offset", query.offset.to_string()));
+    pairs.push(("order", if query.order == Order::Asc { "asc" } else { "desc" }.to_owned()));
+    pairs
+}
+
+impl From<&Subscription> for SubscriptionCreate {
+    /// The body that creates a subscription like `subscription` (the server assigns id and times).
+    fn from(subscription: &Subscription) -> Self {
+        Self {
+            subscriber_name: Some(subscription.subscriber_name.clone()),
+            subscriber_type: Some(subscription.subscriber_type.clone()),
+            event_types: subscription.event_types.iter().map(|p| p.as_str().to_owned()).collect(),
+            event_sources: subscription.event_sources.iter().map(|s| s.as_str().to_owned()).collect(),
+            event_categories: subscription.event_categories.iter().map(|c| c.as_str().to_owned()).collect(),
+            callback_url: Some(subscription.callback_url.clone()),
+            webhook_secret: subscription.secret.clone(),
+            retry_policy: Some(subscription.retry_policy),
+            enabled: Some(subscription.enabled),
+        }
+    }
+}
+
+impl From<&SubscriptionPatch> for SubscriptionUpdate {
+    fn from(patch: &SubscriptionPatch) -> Self {
+        Self {
+            enabled: patch.enabled,
+            event_types: patch.event_types.as_ref().map(|t| t.iter().map(|p| p.as_str().to_owned()).collect()),
+            event_sources: patch.event_sources.as_ref().map(|s| s.iter().map(|s| s.as_str().to_owned()).collect()),
+            event_categories: patch
+                .event_categories
+                .as_ref()
+                .map(|c| c.iter().map(|c| c.as_str().to_owned()).collect()),
+            callback_url: patch.callback_url.clone(),
+            retry_policy: patch.retry_policy,
+        }
+    }
+}
+
+/// `{"subscriptions": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionList {
+    pub subscriptions: Vec<Arc<Subscription>>,
+}
+
+/// `GET /api/v1/events/{event_id}/deliveries`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptList {
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+impl From<&DlqSelector> for DlqRetry {
+    fn from(selector: &DlqSelector) -> Self {
+        match selector {
+            DlqSelector::Ids(ids) => Self { ids: Some(ids.clone()), ..Self::default() },
+            DlqSelector::Subscription(id) => Self { subscription_id: Some(*id), ..Self::default() },
+            DlqSelector::All => Self { all: Some(true), ..Self::default() },
+        }
+    }
+}
+
+/// The answer of a DLQ retry: how many entries left the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retried {
+    pub retried: usize,
+}
+
+/// The parameters that [`dlq_query`] reads back into the same query.
+pub fn dlq_query_pairs(query: &DlqQuery) -> Vec<(&'static str, String)> {
+    let mut pairs = Vec::new();
+    if let Some(kind) = query.kind {
+        pairs.push(("kind", kind.as_str().to_owned()));
+    }
+    if let Some(id) = query.subscription_id {
+        pairs.push(("subscription_id", id.to_string()));
+    }
+    if let Some(id) = query.processor_id {
+        pairs.push(("processor_id", id.to_string()));
+    }
+    pairs.push(("limit", query.limit.to_string()));
+    pairs.push(("offset", query.offset.to_string()));
+    pairs
+}
+
+/// The `event: dlq` payload of the live stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DlqChange {
+    pub action: DlqAction,
+    pub entry: Arc<DeadLetter>,
+}
+
+/// `POST /api/v1/events/processors`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorCreate {
+    pub processor_name: Option<String>,
+    pub processor_type: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Higher runs first; default 0.
+    pub priority: Option<i32>,
+    pub filters: Option<ProcessorFiltersCreate>,
+    /// A JSON object; default `{}`.
+    pub config: Option<Value>,
+    /// Default 3.
+    pub max_retries: Option<u32>,
+}
+
+/// The `filters` of a [`ProcessorCreate`]; absent fields match everything.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorFiltersCreate {
+    pub event_type: Option<String>,
+    pub event_source: Option<String>,
+    pub event_category: Option<String>,
+}
+
+impl ProcessorCreate {
+    /// A new, validated processor stamped now.
+    pub fn into_processor(self) -> Result<Processor, FieldError> {
+        let name = self
+            .processor_name
+            .ok_or_else(|| FieldError::new("processor_name", "is required: a unique name of 1 to 128 characters"))?;
+        let kind = self.processor_type.ok_or_else(|| {
+            FieldError::new(
+                "processor_type",
+                format!("is required; accepted values: {}", ProcessorType::NAMES.join(", ")),
+            )
+        })?;
+        let mut processor = Processor::new(name, ProcessorType::parse("processor_type", &kind)?, Timestamp::now());
+        processor.enabled = self.enabled.unwrap_or(true);
+        processor.priority = self.priority.unwrap_or(0);
+        processor.max_retries = self.max_retries.unwrap_or(3);
+        processor.config = object("config", self.config)?;
+        if let Some(filters) = self.filters {
+            let field = |e: FieldError| e.within("filters");
+            processor.filters = ProcessorFilters {
+                event_type: filters
+                    .event_type
+                    .map(|p| TypePattern::parse("event_type", &p))
+                    .transpose()
+                    .map_err(field)?,
+                event_source: filters
+                    .event_source
+                    .map(|s| EventSource::parse("event_source", &s))
+                    .transpose()
+                    .map_err(field)?,
+                event_category: filters
+                    .event_category
+                    .map(|c| EventCategory::parse("event_category", &c))
+                    .transpose()
+                    .map_err(field)?,
+            };
+        }
+        processor.validate()?;
+        Ok(processor)
+    }
+}
+
+impl From<&Processor> for ProcessorCreate {
+    /// The body that registers a processor like `processor` (the server assigns id and times).
+    fn from(processor: &Processor) -> Self {
+        let filters = &processor.filters;
+        Self {
+            processor_name: Some(processor.processor_name.clone()),
+            processor_type: Some(processor.processor_type.as_str().to_owned()),
+            enabled: Some(processor.enabled),
+            priority: Some(processor.priority),
+            filters: Some(ProcessorFiltersCreate {
+                event_type: filters.event_type.as_ref().map(|p| p.as_str().to_owned()),
+                event_source: filters.event_source.map(|s| s.as_str().to_owned()),
+                event_category: filters.event_category.map(|c| c.as_str().to_owned()),
+            }),
+            config: Some(Value::Object(processor.config.clone())),
+            max_retries: Some(processor.max_retries),
+        }
+    }
+}
+
+/// `{"processors": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessorList {
+    pub processors: Vec<Arc<Processor>>,
+}
+
+/// `GET /api/v1/events/{event_id}/results`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultList {
+    pub results: Vec<ProcessingResult>,
+}
+
+/// Parses the `enabled` parameter of `PUT /api/v1/events/processors/{id}/toggle`.
+pub fn toggle_enabled<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<bool, FieldError> {
+    let mut enabled = None;
+    for (key, value) in pairs {
+        match key {
+            "enabled" => {
+                enabled = Some(match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(FieldError::one_of(key, value, &["true", "false"])),
+                });
+            }
+            _ => return Err(FieldError::new(key, "is not a parameter here; accepted: enabled")),
+        }
+    }
+    enabled.ok_or_else(|| FieldError::new("enabled", "is required: `?enabled=true` or `?enabled=false`"))
+}
+
+/// `POST /api/v1/events/replay`: exactly one selection (`event_ids`, `stream_id`, or
+/// `start_time`/`end_time`), narrowed by `event_type` and `event_source`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayCreate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_ids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_source: Option<String>,
+    /// None: every matching subscription and processor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<ReplayTargetCreate>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// The `target` of a [`ReplayCreate`]: one subscription or one processor.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayTargetCreate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processor_id: Option<String>,
+}
+
+const REPLAY_SELECTIONS: &str = "send exactly one selection: event_ids, stream_id, or start_time/end_time";
+
+impl ReplayCreate {
+    pub fn into_request(self) -> Result<ReplayRequest, FieldError> {
+        let times = self.start_time.is_some() || self.end_time.is_some();
+        let given: Vec<&str> = [
+            (self.event_ids.is_some(), "event_ids"),
+            (self.stream_id.is_some(), "stream_id"),
+            (times, if self.start_time.is_some() { "start_time" } else { "end_time" }),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        let selection = match (given.as_slice(), self.event_ids, self.stream_id) {
+            ([], ..) => return Err(FieldError::new("body", REPLAY_SELECTIONS)),
+            ([first, second, ..], ..) => {
+                return Err(FieldError::new(*second, format!("cannot be combined with {first}: {REPLAY_SELECTIONS}")));
+            }
+            (_, Some(ids), _) => {
+                if ids.is_empty() {
+                    return Err(FieldError::new("event_ids", "must list at least one event id"));
+                }
+                let ids = ids.iter().enumerate().map(|(i, id)| {
+                    id.parse::<EventId>()
+                        .map_err(|_| FieldError::new(format!("event_ids[{i}]"), format!("`{id}` is not an event id")))
+                });
+                ReplaySelection::Ids(ids.collect::<Result<_, _>>()?)
+            }
+            (_, _, Some(stream_id)) => {
+                validate_stream_id("stream_id", &stream_id)?;
+                ReplaySelection::Stream(stream_id)
+            }
+            _ => {
+                let start = self.start_time.map(|t| timestamp("start_time", &t)).transpose()?;
+                let end = self.end_time.map(|t| timestamp("end_time", &t)).transpose()?;
+                if let (Some(start), Some(end)) = (start, end)
+                    && end <= start
+                {
+                    return Err(FieldError::new("end_time", "must be after start_time"));
+                }
+                ReplaySelection::TimeRange { start, end }
+            }
+        };
+        let target = match self.target {
+            None => None,
+            Some(ReplayTargetCreate { subscription_id: Some(id), processor_id: None }) => {
+                Some(ReplayTarget::Subscription {
+                    subscription_id: SubscriptionId(uuid_field("target.subscription_id", &id)?),
+                })
+            }
+            Some(ReplayTargetCreate { subscription_id: None, processor_id: Some(id) }) => {
+                Some(ReplayTarget::Processor { processor_id: ProcessorId(uuid_field("target.processor_id", &id)?) })
+            }
+            Some(_) => {
+                return Err(FieldError::new(
+                    "target",
+                    "give exactly one of {\"subscription_id\": \"...\"} or {\"processor_id\": \"...\"}, or leave target out for every matching one",
+                ));
+            }
+        };
+        Ok(ReplayRequest {
+            selection,
+            event_type: self.event_type.map(|p| TypePattern::parse("event_type", &p)).transpose()?,
+            event_source: self.event_source.map(|s| EventSource::parse("event_source", &s)).transpose()?,
+            target,
+            dry_run: self.dry_run,
+            confirm: self.confirm,
+        })
+    }
+}
+
+impl From<&ReplayRequest> for ReplayCreate {
+    fn from(request: &ReplayRequest) -> Self {
+        let mut body = Self {
+            event_type: request.event_type.as_ref().map(|p| p.as_str().to_owned()),
+            event_source: request.event_source.map(|s| s.as_str().to_owned()),
+            target: request.target.map(|target| match target {
+                ReplayTarget::Subscription { subscription_id } => {
+                    ReplayTargetCreate { subscription_id: Some(subscription_id.to_string()), processor_id: None }
+                }
+                ReplayTarget::Processor { processor_id } => {
+                    ReplayTargetCreate { subscription_id: None, processor_id: Some(processor_id.to_string()) }
+                }
+            }),
+            dry_run: request.dry_run,
+            confirm: request.confirm,
+            ..Self::default()
+        };
+        match &request.selection {
+            ReplaySelection::Ids(ids) => body.event_ids = Some(ids.iter().map(ToString::to_string).collect()),
+            ReplaySelection::Stream(stream_id) => body.stream_id = Some(stream_id.clone()),
+            ReplaySelection::TimeRange { start, end } => {
+                body.start_time = start.map(|t| t.to_string());
+                body.end_time = end.map(|t| t.to_string());
+            }
+        }
+        body
+    }
+}
+
+fn uuid_field(field: &str, text: &str) -> Result<uuid::Uuid, FieldError> {
+    uuid::Uuid::parse_str(text).map_err(|_| FieldError::new(field, format!("`{text}` is not a UUID")))
+}
+
+/// Parses `at_version` / `at_time` of `GET /api/v1/events/projections/{entity_type}/{entity_id}`.
+pub fn projection_at<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<ProjectionAt, FieldError> {
+    let mut at = ProjectionAt::Latest;
+    for (key, value) in pairs {
+        let next = match key {
+            "at_version" => ProjectionAt::Version(
+                value
+                    .parse()
+                    .ok()
+                    .filter(|v| *v >= 1)
+                    .ok_or_else(|| FieldError::new(key, format!("`{value}` is not a stream version, 1 or more")))?,
+            ),
+            "at_time" => ProjectionAt::Time(timestamp(key, value)?),
+            _ => return Err(FieldError::new(key, "is not a parameter here; accepted: at_version, at_time")),
+        };
+        if at != ProjectionAt::Latest {
+            return Err(FieldError::new(key, "give at_version or at_time, not both (nor one twice)"));
+        }
+        at = next;
+    }
+    Ok(at)
+}
+
+/// The parameters that [`projection_at`] reads back into `at`.
+pub fn projection_pairs(at: ProjectionAt) -> Vec<(&'static str, String)> {
+    match at {
+        ProjectionAt::Latest => Vec::new(),
+        ProjectionAt::Version(version) => vec![("at_version", version.to_string())],
+        ProjectionAt::Time(time) => vec![("at_time", time.to_string())],
+    }
+}
+
+/// `GET /health` as a client reads it (the server's [`crate::service::Health`] has static strings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthAnswer {
+    pub status: String,
+    pub version: String,
+    pub uptime_s: u64,
+    pub storage: StorageHealthAnswer,
+    pub nats: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageHealthAnswer {
+    pub backend: String,
+    pub ok: bool,
+}
+
+#[cfg(test)]
+mod round_trip_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn query_pairs_read_back_into_the_same_query() {
+        let query = EventQuery {
+            filter: EventFilter {
+                event_type: Some(TypePattern::parse("event_type", "order.>").unwrap()),
+                event_source: Some(EventSource::IotDevice),
+                event_category: Some(EventCategory::Payment),
+                status: Some(EventStatus::Failed),
+                user_id: Some("u 1&x=y".into()),
+                stream_id: Some("order:7".into()),
+                tenant_id: Some("t".into()),
+                correlation_id: Some("c".into()),
+                start_time: Some(Timestamp::parse("2026-01-02T03:04:05.123456Z").unwrap()),
+                end_time: Some(Timestamp::parse("2026-02-02T00:00:00Z").unwrap()),
+                text: Some("needle".into()),
+            },
+            limit: 7,
+            offset: 21,
+            order: Order::Asc,
+        };
+        let pairs = query_pairs(&query);
+        let parsed = QueryParams::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+        assert_eq!(parsed.query, query);
+        assert_eq!(query_pairs(&EventQuery::default()).len(), 3, "an empty filter adds no pairs");
+    }
+
+    #[test]
+    fn dlq_pairs_and_selectors_read_back() {
+        let query = DlqQuery {
+            kind: Some(DeadLetterKind::Processing),
+            subscription_id: Some(SubscriptionId::new_v7()),
+            processor_id: Some(ProcessorId::new_v7()),
+            limit: 5,
+            offset: 10,
+        };
+        let pairs = dlq_query_pairs(&query);
+        assert_eq!(dlq_query(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap(), query);
+        for selector in [
+            DlqSelector::All,
+            DlqSelector::Subscription(SubscriptionId::new_v7()),
+            DlqSelector::Ids(vec![DlqId::new_v7()]),
+        ] {
+            let body = serde_json::to_value(DlqRetry::from(&selector)).unwrap();
+            let parsed: DlqRetry = serde_json::from_value(body).unwrap();
+            assert_eq!(parsed.into_selector().unwrap(), selector);
+        }
+    }
+
+    #[test]
+    fn new_events_and_subscriptions_survive_their_create_bodies() {
+        let mut event = NewEvent::new("order.paid");
+        event.event_source = EventSource::ExternalApi;
+        event.stream_id = Some("order:1".into());
+        event.expected_version = Some(0);
+        event.data.insert("n".into(), json!(1));
+        event.idempotency_key = Some("k".into());
+        let body = serde_json::to_value(EventCreate::from(&event)).unwrap();
+        assert_eq!(serde_json::from_value::<EventCreate>(body).unwrap().into_new_event().unwrap(), event);
+
+        let mut subscription = SubscriptionCreate {
+            callback_url: Some("https://example.com/hook".into()),
+            event_types: vec!["user.*".into()],
+            event_categories: vec!["payment".into()],
+            webhook_secret: Some("s3cret".into()),
+            ..SubscriptionCreate::default()
+        }
+        .into_subscription()
+        .unwrap();
+        subscription.enabled = false;
+        let body = serde_json::to_value(SubscriptionCreate::from(&subscription)).unwrap();
+        let again = serde_json::from_value::<SubscriptionCreate>(body).unwrap().into_subscription().unwrap();
+        assert_eq!(
+            (again.event_types, again.event_categories, again.secret, again.enabled),
+            (subscription.event_types, subscription.event_categories, subscription.secret, false)
+        );
+    }
+
+    fn processor(body: Value) -> Result<Processor, FieldError> {
+        serde_json::from_value::<ProcessorCreate>(body).unwrap().into_processor()
+    }
+
+    #[test]
+    fn processor_create_applies_defaults_and_names_bad_fields() {
+        let created = processor(json!({"processor_name": "audit", "processor_type": "log"})).unwrap();
+        assert!(created.enabled);
+        assert_eq!((created.priority, created.max_retries), (0, 3));
+        assert!(created.config.is_empty());
+
+        let cases = [
+            (json!({"processor_type": "log"}), "processor_name"),
+            (json!({"processor_name": "a"}), "processor_type"),
+            (json!({"processor_name": "a", "processor_type": "teleport"}), "processor_type"),
+            (json!({"processor_name": " ", "processor_type": "log"}), "processor_name"),
+            (json!({"processor_name": "a", "processor_type": "log", "config": [1]}), "config"),
+            (json!({"processor_name": "a", "processor_type": "webhook"}), "config.url"),
+            (json!({"processor_name": "a", "processor_type": "log", "max_retries": 101}), "max_retries"),
+            (
+                json!({"processor_name": "a", "processor_type": "log", "filters": {"event_type": "a..b"}}),
+                "filters.event_type",
+            ),
+            (
+                json!({"processor_name": "a", "processor_type": "log", "filters": {"event_source": "x"}}),
+                "filters.event_source",
+            ),
+        ];
+        for (body, field) in cases {
+            assert_eq!(processor(body.clone()).unwrap_err().field, field, "{body}");
+        }
+
+        let mut original = Processor::new("pii", ProcessorType::Redact, Timestamp::now());
+        original.config.insert("fields".into(), json!(["email"]));
+        original.priority = -4;
+        original.filters.event_source = Some(EventSource::Frontend);
+        let body = serde_json::to_value(ProcessorCreate::from(&original)).unwrap();
+        let again = processor(body).unwrap();
+        assert_eq!((again.config, again.priority, again.filters), (original.config, -4, original.filters));
+    }
+
+    fn replay(body: Value) -> Result<ReplayRequest, FieldError> {
+        serde_json::from_value::<ReplayCreate>(body).unwrap().into_request()
+    }
+
+    #[test]
+    fn replay_takes_exactly_one_selection() {
+        let cases = [
+            (json!({}), "body"),
+            (json!({"stream_id": "user:1", "event_ids": ["x"]}), "stream_id"),
+            (json!({"stream_id": "user:1", "end_time": "2026-01-01T00:00:00Z"}), "end_time"),
+            (json!({"event_ids": []}), "event_ids"),
+            (json!({"event_ids": ["nope"]}), "event_ids[0]"),
+            (json!({"stream_id": "nocolon"}), "stream_id"),
+            (json!({"start_time": "yesterday"}), "start_time"),
+            (json!({"start_time": "2026-01-02T00:00:00Z", "end_time": "2026-01-01T00:00:00Z"}), "end_time"),
+            (json!({"stream_id": "user:1", "event_type": "a..b"}), "event_type"),
+            (json!({"stream_id": "user:1", "event_source": "moon"}), "event_source"),
+            (json!({"stream_id": "user:1", "target": {}}), "target"),
+            (json!({"stream_id": "user:1", "target": {"subscription_id": "x"}}), "target.subscription_id"),
+        ];
+        for (body, field) in cases {
+            assert_eq!(replay(body.clone()).unwrap_err().field, field, "{body}");
+        }
+        let request = replay(json!({"start_time": "2026-01-01T00:00:00Z", "event_type": "user.*", "dry_run": true,
+            "target": {"processor_id": ProcessorId::new_v7()}}))
+        .unwrap();
+        assert!(matches!(request.selection, ReplaySelection::TimeRange { start: Some(_), end: None }));
+        assert!(request.dry_run && !request.confirm);
+        let again = serde_json::to_value(ReplayCreate::from(&request)).unwrap();
+        assert_eq!(replay(again).unwrap(), request);
+    }
+
+    #[test]
+    fn projection_points_parse_and_read_back() {
+        assert_eq!(projection_at([]).unwrap(), ProjectionAt::Latest);
+        for at in [ProjectionAt::Version(3), ProjectionAt::Time(Timestamp::parse("2026-01-01T00:00:00Z").unwrap())] {
+            let pairs = projection_pairs(at);
+            assert_eq!(projection_at(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap(), at);
+        }
+        let cases = [
+            (vec![("at_version", "0")], "at_version"),
+            (vec![("at_version", "x")], "at_version"),
+            (vec![("at_time", "noon")], "at_time"),
+            (vec![("at_version", "1"), ("at_time", "2026-01-01T00:00:00Z")], "at_time"),
+            (vec![("version", "1")], "version"),
+        ];
+        for (pairs, field) in cases {
+            assert_eq!(projection_at(pairs.clone()).unwrap_err().field, field, "{pairs:?}");
+        }
+        assert!(toggle_enabled([("enabled", "true")]).unwrap());
+        assert!(!toggle_enabled([("enabled", "false")]).unwrap());
+        for pairs in [vec![], vec![("enabled", "yes")], vec![("on", "true")]] {
+            assert!(toggle_enabled(pairs.clone()).is_err(), "{pairs:?}");
+        }
+        assert_eq!(toggle_enabled([]).unwrap_err().field, "enabled");
+    }
 }

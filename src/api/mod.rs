@@ -28,6 +28,9 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::subscriptions::router())
         .merge(routes::webhooks::router())
         .merge(routes::dlq::router())
+        .merge(routes::processors::router())
+        .merge(routes::replay::router())
+        .merge(routes::projections::router())
         .layer(from_fn_with_state(state.clone(), auth::headers));
     Router::new()
         .merge(open)

@@ -13,6 +13,9 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+mod processing;
+mod projection;
+
 use super::client::{Api, send};
 use crate::cli::{BenchArgs, Scenario};
 use eventdeck::domain::{EventCategory, EventSource, NewEvent, Timestamp};
@@ -44,6 +47,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Store => ingest_store(&args).await,
         Scenario::Query | Scenario::Stats => reads(&args).await,
         Scenario::Delivery => deliveries(&args).await,
+        Scenario::Processing => processing::run(&args).await,
+        Scenario::Projection => projection::run(&args).await,
     }
 }
 

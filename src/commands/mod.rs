@@ -2,6 +2,10 @@
 
 pub mod bench;
 pub mod client;
+pub mod console;
+pub mod demo;
+pub mod dlq;
 pub mod publish;
+pub mod replay;
 pub mod serve;
 pub mod tail;

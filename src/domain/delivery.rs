@@ -2,7 +2,7 @@
 
 use super::event::EventId;
 use super::id::uuid_id;
-use super::processor::ProcessorId;
+use super::processor::{ProcessingResult, ProcessorId};
 use super::subscription::SubscriptionId;
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,16 @@ pub struct DeadLetter {
     pub created_at: Timestamp,
     /// Filled only when one entry is read by id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempt_history: Option<Vec<DeliveryAttempt>>,
+    pub attempt_history: Option<AttemptHistory>,
+}
+
+/// What was tried before an entry was dead-lettered: the HTTP attempts of a delivery, or the runs of
+/// the processors on an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttemptHistory {
+    Delivery(Vec<DeliveryAttempt>),
+    Processing(Vec<ProcessingResult>),
 }
 
 /// Which dead letters to list.

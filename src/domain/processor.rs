@@ -116,9 +116,11 @@ impl Processor {
         }
     }
 
-    /// True when the processor takes `event`. Says nothing of `enabled`.
+    /// True when the processor takes `event`: its filters match, and for a projection the event belongs
+    /// to a stream. Says nothing of `enabled`.
     pub fn matches(&self, event: &Event) -> bool {
-        self.filters.matches(&event.event_type, event.event_source, event.event_category)
+        (self.processor_type != ProcessorType::Projection || event.stream_id.is_some())
+            && self.filters.matches(&event.event_type, event.event_source, event.event_category)
     }
 
     /// [`Processor::matches`] for an event not stored yet (redaction runs before the commit).
@@ -144,10 +146,10 @@ impl Processor {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(FieldError::new("config.url", "must be an http:// or https:// URL"));
                 }
-                if let Some(timeout) = self.config.get("timeout_ms") {
-                    if !timeout.as_u64().is_some_and(|ms| (100..=300_000).contains(&ms)) {
-                        return Err(FieldError::new("config.timeout_ms", "must be between 100 and 300000"));
-                    }
+                if let Some(timeout) = self.config.get("timeout_ms")
+                    && !timeout.as_u64().is_some_and(|ms| (100..=300_000).contains(&ms))
+                {
+                    return Err(FieldError::new("config.timeout_ms", "must be between 100 and 300000"));
                 }
             }
             ProcessorType::Nats => {

@@ -67,10 +67,15 @@ fn merge_object(target: &mut Value, patch: &Map<String, Value>) {
 /// Folds one event into `state`: its `data` is the merge patch. A deleted entity that gets a new
 /// event starts again from an empty object.
 pub fn apply(state: &mut Value, event: &Event) {
-    if event.event_type.ends_with(".deleted") {
+    apply_change(state, &event.event_type, &event.data);
+}
+
+/// [`apply`] for an event read as just its type and data.
+pub fn apply_change(state: &mut Value, event_type: &str, data: &Map<String, Value>) {
+    if event_type.ends_with(".deleted") {
         *state = Value::Null;
     } else {
-        merge_object(state, &event.data);
+        merge_object(state, data);
     }
 }
 

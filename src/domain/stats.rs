@@ -48,6 +48,11 @@ pub struct Statistics {
     pub processing_rate: f64,
     /// Percentage of finished events (processed + failed) that failed.
     pub error_rate: f64,
+    /// Mean duration of one processor run, in milliseconds, over all runs.
+    pub average_processing_time: f64,
+    /// Commit → processed latency of the last events processed by this instance.
+    pub processing_latency_ms: Percentiles,
+    pub processors_enabled: i64,
     pub top_users: Vec<NameCount>,
     pub top_event_types: Vec<NameCount>,
     /// Events stored per second over the last 60 seconds.
@@ -58,6 +63,14 @@ pub struct Statistics {
     /// Percentage of delivery attempts that were retries.
     pub retry_rate: f64,
     pub subscriptions_active: i64,
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
 }
 
 /// How many top entries the statistics list.
@@ -95,6 +108,10 @@ impl Statistics {
             events_this_month: since(month_start),
             processing_rate: percent(processed, processed + failed),
             error_rate: percent(failed, processed + failed),
+            // Filled by the engine, which knows its processors and its recent latencies.
+            average_processing_time: 0.0,
+            processing_latency_ms: Percentiles::default(),
+            processors_enabled: 0,
             dlq_size: counters.dlq_size,
             delivery_success_rate: percent(delivered, delivered + dead),
             retry_rate: percent(delivery("retries"), delivery("attempts")),

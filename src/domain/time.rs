@@ -26,6 +26,16 @@ impl Timestamp {
         self.0
     }
 
+    /// This moment moved `by` later (saturating).
+    pub fn plus(self, by: std::time::Duration) -> Self {
+        Self(self.0.saturating_add(i64::try_from(by.as_micros()).unwrap_or(i64::MAX)))
+    }
+
+    /// Microseconds from `earlier` to this moment (negative when `earlier` is later).
+    pub const fn micros_since(self, earlier: Timestamp) -> i64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
     pub fn to_datetime(self) -> DateTime<Utc> {
         DateTime::from_timestamp_micros(self.0).unwrap_or_default()
     }

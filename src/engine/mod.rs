@@ -3,13 +3,17 @@
 
 mod bus;
 mod ingest;
+mod processing;
+mod processors;
+mod projection;
+mod replay;
 mod stats;
 mod subscriptions;
 mod workers;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -22,6 +26,7 @@ pub use bus::EngineEvent;
 use crate::delivery::WebhookClient;
 use crate::delivery::guard::check_callback_url;
 use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::processor::redact;
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
     DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, FieldError, NewEvent,
@@ -31,9 +36,14 @@ use crate::domain::{
 use crate::service::{DlqAction, DlqPage, Error, EventService, Feed, Health, Ingested, StorageHealth, StreamEvents};
 use crate::storage::Store;
 use ingest::{Submission, Writer};
+use processing::Runner;
+use processors::Processors;
 use stats::IngestRate;
+use stats::Latencies;
 use subscriptions::Subscriptions;
+use workers::IngestBacklog;
 use workers::delivery::DeliveryWorker;
+use workers::processing::ProcessingWorker;
 
 /// Sizes of the engine's bounded queues.
 #[derive(Debug, Clone)]
@@ -48,6 +58,42 @@ pub struct EngineOptions {
     pub delivery_concurrency: usize,
     /// Whether callback URLs may point at loopback, private or link-local addresses.
     pub allow_private_networks: bool,
+    /// Stream versions between projection snapshots: a projection read folds at most this many events
+    /// past its cached fold or snapshot.
+    pub snapshot_every: u32,
+    pub processing: ProcessingOptions,
+    /// A replay selecting more events than this needs `confirm`.
+    pub replay_confirm_above: u64,
+}
+
+/// How the processing loop runs (`[processing]`).
+#[derive(Debug, Clone)]
+pub struct ProcessingOptions {
+    /// Off: events stay pending (processors can still be managed, and replays still run them).
+    pub enabled: bool,
+    pub batch_size: u32,
+    /// Longest wait between looks for due events when no new event arrives.
+    pub poll_interval: Duration,
+    /// Retries of a failed event whose processor is gone.
+    pub max_retries: u32,
+    pub retry_initial_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    /// Events of a batch processed at once.
+    pub concurrency: usize,
+}
+
+impl Default for ProcessingOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(100),
+            max_retries: 3,
+            retry_initial_delay_ms: 1000,
+            retry_max_delay_ms: 60_000,
+            concurrency: 32,
+        }
+    }
 }
 
 impl Default for EngineOptions {
@@ -58,6 +104,9 @@ impl Default for EngineOptions {
             max_group: 2000,
             delivery_concurrency: 32,
             allow_private_networks: true,
+            snapshot_every: 100,
+            processing: ProcessingOptions::default(),
+            replay_confirm_above: 10_000,
         }
     }
 }
@@ -77,6 +126,14 @@ struct Inner {
     /// Wakes the delivery worker when subscriptions change or dead letters are retried.
     delivery_wake: Arc<Notify>,
     allow_private_networks: bool,
+    projections: projection::Projections,
+    processors: Arc<Processors>,
+    runner: Arc<Runner>,
+    /// Wakes the processing loop when dead letters of kind processing are retried.
+    processing_wake: Arc<Notify>,
+    latencies: Arc<Latencies>,
+    ingest_backlog: IngestBacklog,
+    replay_confirm_above: u64,
     started: Instant,
     shutdown: CancellationToken,
     /// Stopped first, before the writer, so nothing is left half-recorded.
@@ -105,21 +162,49 @@ impl Engine {
         let delivery_wake = Arc::new(Notify::new());
         let client = WebhookClient::new(options.allow_private_networks)
             .map_err(|e| Error::Unavailable(format!("cannot build the webhook HTTP client: {e}")))?;
+        let ingest_backlog: IngestBacklog = {
+            let queue = queue.downgrade();
+            Arc::new(move || queue.upgrade().map_or(0, |q| q.max_capacity() - q.capacity()))
+        };
         let delivery = DeliveryWorker {
             store: store.clone(),
-            client,
+            client: client.clone(),
             bus: bus.clone(),
             subscriptions: subscriptions.clone(),
             wake: delivery_wake.clone(),
             concurrency: options.delivery_concurrency.max(1),
-            ingest_backlog: {
-                let queue = queue.downgrade();
-                Arc::new(move || queue.upgrade().map_or(0, |q| q.max_capacity() - q.capacity()))
-            },
+            ingest_backlog: ingest_backlog.clone(),
             last_seq: last_seq.clone(),
         };
-        let workers_stop = shutdown.child_token();
-        let workers = vec![tokio::spawn(delivery.run(workers_stop))];
+        let mut workers = vec![tokio::spawn(delivery.run(shutdown.child_token()))];
+
+        let processors = Arc::new(Processors::load(store.as_ref()).await?);
+        let runner = Arc::new(Runner {
+            store: store.clone(),
+            client,
+            concurrency: options.processing.concurrency.max(1),
+            snapshot_every: i64::from(options.snapshot_every.max(1)),
+        });
+        let processing_wake = Arc::new(Notify::new());
+        let latencies = Arc::new(Latencies::default());
+        if options.processing.enabled {
+            let processing = ProcessingWorker {
+                store: store.clone(),
+                runner: runner.clone(),
+                processors: processors.clone(),
+                bus: bus.clone(),
+                wake: processing_wake.clone(),
+                options: options.processing.clone(),
+                ingest_backlog: ingest_backlog.clone(),
+                latencies: latencies.clone(),
+            };
+            workers.push(tokio::spawn(processing.run(shutdown.child_token())));
+        }
+        let interrupted =
+            store.fail_running_replays("the server stopped before the replay finished; start it again").await?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "replays running at the last stop were marked failed");
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -130,6 +215,13 @@ impl Engine {
                 subscriptions,
                 delivery_wake,
                 allow_private_networks: options.allow_private_networks,
+                projections: projection::Projections::new(options.snapshot_every),
+                processors,
+                runner,
+                processing_wake,
+                latencies,
+                ingest_backlog,
+                replay_confirm_above: options.replay_confirm_above,
                 started: Instant::now(),
                 shutdown,
                 workers: Mutex::new(workers),
@@ -167,10 +259,11 @@ impl Engine {
 
 #[async_trait]
 impl EventService for Engine {
-    async fn ingest(&self, events: Vec<NewEvent>) -> Result<Vec<Result<Ingested, Error>>, Error> {
+    async fn ingest(&self, mut events: Vec<NewEvent>) -> Result<Vec<Result<Ingested, Error>>, Error> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        self.redact(&mut events);
         let (reply, answer) = oneshot::channel();
         self.inner.queue.send(Submission { events, reply }).await.map_err(|_| Error::ShuttingDown)?;
         answer.await.map_err(|_| Error::ShuttingDown)?
@@ -202,7 +295,15 @@ impl EventService for Engine {
 
     async fn statistics(&self) -> Result<Statistics, Error> {
         let counters = self.inner.store.counters().await?;
-        Ok(Statistics::from_counters(counters, Utc::now().date_naive(), self.inner.rate.per_second()))
+        let mut statistics = Statistics::from_counters(counters, Utc::now().date_naive(), self.inner.rate.per_second());
+        let processors = self.inner.store.processors().await?;
+        let runs: i64 = processors.iter().map(|p| p.processed_count + p.failed_count).sum();
+        let total_ms: f64 =
+            processors.iter().map(|p| p.avg_duration_ms * (p.processed_count + p.failed_count) as f64).sum();
+        statistics.average_processing_time = if runs == 0 { 0.0 } else { total_ms / runs as f64 };
+        statistics.processing_latency_ms = self.inner.latencies.percentiles();
+        statistics.processors_enabled = processors.iter().filter(|p| p.enabled).count() as i64;
+        Ok(statistics)
     }
 
     async fn health(&self) -> Health {
@@ -284,6 +385,7 @@ impl EventService for Engine {
         let count = removed.len();
         self.announce_removed(removed);
         self.inner.delivery_wake.notify_one();
+        self.inner.processing_wake.notify_one();
         Ok(count)
     }
 
@@ -293,40 +395,76 @@ impl EventService for Engine {
         Ok(())
     }
 
-    async fn create_processor(&self, _processor: Processor) -> Result<Arc<Processor>, Error> {
-        Err(Error::Unavailable("TEMP".into()))
+    async fn create_processor(&self, processor: Processor) -> Result<Arc<Processor>, Error> {
+        processor.validate().map_err(Error::Invalid)?;
+        if !self.inner.store.insert_processor(&processor).await? {
+            return Err(Error::Conflict(FieldError::new(
+                "processor_name",
+                format!("a processor named `{}` exists already: choose another name", processor.processor_name),
+            )));
+        }
+        self.inner.processors.reload(self.inner.store.as_ref()).await?;
+        Ok(Arc::new(processor))
     }
 
     async fn processors(&self) -> Result<Vec<Arc<Processor>>, Error> {
-        Err(Error::Unavailable("TEMP".into()))
+        // Read from the store, so the totals are current.
+        Ok(self.inner.store.processors().await?.into_iter().map(Arc::new).collect())
     }
 
-    async fn toggle_processor(&self, _id: ProcessorId, _enabled: bool) -> Result<Arc<Processor>, Error> {
-        Err(Error::Unavailable("TEMP".into()))
+    async fn toggle_processor(&self, id: ProcessorId, enabled: bool) -> Result<Arc<Processor>, Error> {
+        let processor = self
+            .inner
+            .store
+            .set_processor_enabled(id, enabled, Timestamp::now())
+            .await?
+            .ok_or_else(|| processor_not_found(id))?;
+        self.inner.processors.reload(self.inner.store.as_ref()).await?;
+        Ok(Arc::new(processor))
     }
 
-    async fn delete_processor(&self, _id: ProcessorId) -> Result<(), Error> {
-        Err(Error::Unavailable("TEMP".into()))
+    async fn delete_processor(&self, id: ProcessorId) -> Result<(), Error> {
+        if !self.inner.store.delete_processor(id).await? {
+            return Err(processor_not_found(id));
+        }
+        self.inner.processors.reload(self.inner.store.as_ref()).await?;
+        Ok(())
     }
 
-    async fn processing_results(&self, _event_id: EventId) -> Result<Vec<ProcessingResult>, Error> {
-        Err(Error::Unavailable("TEMP".into()))
+    async fn processing_results(&self, event_id: EventId) -> Result<Vec<ProcessingResult>, Error> {
+        if self.inner.store.event(event_id).await?.is_none() {
+            return Err(Error::NotFound { what: "event", id: event_id.to_string() });
+        }
+        Ok(self.inner.store.processing_results(event_id).await?)
     }
 
-    async fn replay(&self, _request: ReplayRequest) -> Result<ReplayStarted, Error> {
-        Err(Error::Unavailable("TEMP".into()))
+    async fn replay(&self, request: ReplayRequest) -> Result<ReplayStarted, Error> {
+        self.start_replay(request).await
     }
 
-    async fn replay_progress(&self, _id: ReplayId) -> Result<ReplayProgress, Error> {
-        Err(Error::Unavailable("TEMP".into()))
+    async fn replay_progress(&self, id: ReplayId) -> Result<ReplayProgress, Error> {
+        self.inner.store.replay(id).await?.ok_or_else(|| Error::NotFound { what: "replay", id: id.to_string() })
     }
 
-    async fn projection(&self, _entity_type: &str, _entity_id: &str, _at: ProjectionAt) -> Result<Projection, Error> {
-        Err(Error::Unavailable("TEMP".into()))
+    async fn projection(&self, entity_type: &str, entity_id: &str, at: ProjectionAt) -> Result<Projection, Error> {
+        self.inner.projections.read(self.inner.store.as_ref(), entity_type, entity_id, at).await
     }
 }
 
 impl Engine {
+    /// Applies the enabled redact processors to events before they are stored, so nothing unredacted
+    /// ever reaches the database, the bus or a delivery.
+    fn redact(&self, events: &mut [NewEvent]) {
+        let redactors = self.inner.processors.redactors();
+        for redactor in &redactors {
+            // Validated when the processor was saved.
+            let Ok(fields) = redactor.redact_fields() else { continue };
+            for event in events.iter_mut().filter(|e| redactor.matches_new(e)) {
+                redact(&mut event.data, &fields);
+            }
+        }
+    }
+
     async fn check_url(&self, url: &str) -> Result<(), Error> {
         check_callback_url(url, self.inner.allow_private_networks)
             .await
@@ -339,6 +477,10 @@ impl Engine {
             let _ = self.inner.bus.send(EngineEvent::DeadLetter { action: DlqAction::Removed, entry: Arc::new(entry) });
         }
     }
+}
+
+fn processor_not_found(id: ProcessorId) -> Error {
+    Error::NotFound { what: "processor", id: id.to_string() }
 }
 
 fn subscription_not_found(id: SubscriptionId) -> Error {

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use crate::domain::delivery::{DlqQuery, DlqSelector};
 use crate::domain::{
     Counters, DeadLetter, DeliveryAttempt, DeliveryId, DlqId, Event, EventFilter, EventId, EventPage, EventQuery,
-    NewEvent, Subscription, SubscriptionId, Timestamp,
+    NewEvent, ProcessingResult, Processor, ProcessorId, ReplayId, ReplayProgress, Subscription, SubscriptionId,
+    Timestamp,
 };
 
 pub use sqlite::SqliteStore;
@@ -53,10 +54,11 @@ pub enum Appended {
     VersionConflict { stream_id: String, expected: i64, actual: i64 },
 }
 
-/// Everything the engine needs from a database: the event log and the delivery tables.
-pub trait Store: EventStore + DeliveryStore {}
+/// Everything the engine needs from a database: the event log, the delivery tables, processing and replays,
+/// projections.
+pub trait Store: EventStore + DeliveryStore + ProcessingStore + ProjectionStore {}
 
-impl<T: EventStore + DeliveryStore> Store for T {}
+impl<T: EventStore + DeliveryStore + ProcessingStore + ProjectionStore> Store for T {}
 
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -103,6 +105,8 @@ pub struct NewDelivery {
     pub event_seq: i64,
     pub event_id: EventId,
     pub subscription_id: SubscriptionId,
+    /// Set for deliveries a replay created.
+    pub replay_id: Option<ReplayId>,
 }
 
 /// A delivery a worker has claimed and must send.
@@ -162,9 +166,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// How far the worker `name` has read the event log (0 at first).
     async fn cursor(&self, name: &str) -> Result<i64, Error>;
 
-    /// Writes deliveries and moves the cursor `name` to `seq` in one transaction, so a crash can never
-    /// lose a delivery between reading the log and queueing it.
-    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, name: &str, seq: i64) -> Result<(), Error>;
+    /// Writes deliveries and moves the cursor `(name, seq)` when given, in one transaction, so a crash can
+    /// never lose a delivery between reading the log and queueing it.
+    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, cursor: Option<(&str, i64)>) -> Result<(), Error>;
 
     /// Returns every in-flight claim to pending (after a restart nothing is in flight any more).
     async fn release_claims(&self) -> Result<u64, Error>;
@@ -197,6 +201,198 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Removes an entry; the event and its delivery record stay.
     async fn discard_dead_letter(&self, id: DlqId) -> Result<Option<DeadLetter>, Error>;
+}
+
+/// An event claimed for processing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedEvent {
+    pub event: Event,
+    /// Processors that already succeeded on it (before a retry): they are not run again.
+    pub succeeded: Vec<ProcessorId>,
+}
+
+/// Which pending events to claim: up to `limit` due by `now` (or whose claim expired), in seq order,
+/// marked `processing` until `lease_until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub now: Timestamp,
+    pub lease_until: Timestamp,
+    pub limit: u32,
+}
+
+/// What [`ProcessingStore::complete_and_claim`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Completed {
+    pub dead_letters: Vec<DeadLetter>,
+    pub claimed: Vec<ClaimedEvent>,
+}
+
+/// What becomes of a claimed event after its processors ran.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessingNext {
+    Processed,
+    /// Pending again, claimable from `due_at`.
+    Retry {
+        due_at: Timestamp,
+        error: String,
+    },
+    /// Out of retries: failed, with a dead letter naming the processor that failed.
+    Failed {
+        error: String,
+        processor_id: ProcessorId,
+    },
+}
+
+/// The outcome of one claimed event, recorded in one transaction with others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessingOutcome {
+    pub seq: i64,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub results: Vec<ProcessingResult>,
+    pub next: ProcessingNext,
+}
+
+#[async_trait]
+pub trait ProcessingStore: Send + Sync + 'static {
+    /// Saves a new processor; false when its name is taken.
+    async fn insert_processor(&self, processor: &Processor) -> Result<bool, Error>;
+
+    /// Every processor with its totals, highest priority first.
+    async fn processors(&self) -> Result<Vec<Processor>, Error>;
+
+    /// Turns a processor on or off; `None` when it does not exist.
+    async fn set_processor_enabled(
+        &self,
+        id: ProcessorId,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<Option<Processor>, Error>;
+
+    /// False when it does not exist.
+    async fn delete_processor(&self, id: ProcessorId) -> Result<bool, Error>;
+
+    /// Returns every event left in `processing` to `pending` (after a restart nothing is in flight).
+    async fn release_processing(&self) -> Result<u64, Error>;
+
+    /// When the next pending event becomes claimable, if any is waiting.
+    async fn next_processing_due(&self) -> Result<Option<Timestamp>, Error>;
+
+    /// In one transaction: records the outcomes of the last batch (results, each event's next status,
+    /// counters, processor totals, dead letters) and claims the next batch, so a busy loop pays one
+    /// commit per batch.
+    async fn complete_and_claim(
+        &self,
+        outcomes: Vec<ProcessingOutcome>,
+        claim: Option<Claim>,
+    ) -> Result<Completed, Error>;
+
+    /// Records runs that change no event status (a replay's), with the seq of each event.
+    async fn record_results(&self, results: &[(i64, ProcessingResult)]) -> Result<(), Error>;
+
+    /// Every processor run recorded for an event, oldest first.
+    async fn processing_results(&self, event_id: EventId) -> Result<Vec<ProcessingResult>, Error>;
+
+    /// Inserts or replaces a replay job's progress.
+    async fn save_replay(&self, progress: &ReplayProgress) -> Result<(), Error>;
+
+    async fn replay(&self, id: ReplayId) -> Result<Option<ReplayProgress>, Error>;
+
+    /// How many of a replay's deliveries have finished, and how many of those were dead-lettered.
+    async fn replay_deliveries_finished(&self, id: ReplayId) -> Result<(u64, u64), Error>;
+
+    /// Marks replays still running (from before a restart) as failed with `reason`.
+    async fn fail_running_replays(&self, reason: &str) -> Result<u64, Error>;
+}
+
+/// A stream folded up to `version`: what a cached projection and a snapshot both hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fold {
+    /// Null once deleted.
+    pub state: serde_json::Value,
+    pub version: i64,
+    pub last_event_id: EventId,
+    /// The `timestamp` of the last event folded.
+    pub updated_at: Timestamp,
+    /// The highest `timestamp` of the events folded (they need not arrive in time order).
+    pub max_timestamp: Timestamp,
+}
+
+/// The cached latest fold of a stream, with what its next snapshot needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedProjection {
+    pub stream_id: String,
+    pub fold: Fold,
+    /// The newest snapshot's version, 0 without one.
+    pub snapshot_version: i64,
+    /// The lowest `timestamp` of the events folded after `snapshot_version`, if any.
+    pub tail_min_timestamp: Option<Timestamp>,
+}
+
+/// A fold kept at one version of a stream, so reads of earlier states start near them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectionSnapshot {
+    pub stream_id: String,
+    pub fold: Fold,
+    /// The previous snapshot's version, 0 for the first: this snapshot covers (from_version, version].
+    pub from_version: i64,
+    /// The lowest `timestamp` of the events it covers.
+    pub min_timestamp: Timestamp,
+}
+
+/// One event of a stream, only the fields a fold reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamChange {
+    pub version: i64,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub data: serde_json::Map<String, serde_json::Value>,
+    pub timestamp: Timestamp,
+}
+
+/// A stretch of a stream, versions (after, until], as far as it goes when `until` is `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionRange {
+    pub after: i64,
+    pub until: Option<i64>,
+}
+
+#[async_trait]
+pub trait ProjectionStore: Send + Sync + 'static {
+    /// The cached latest fold of a stream, if one was saved.
+    async fn cached_projection(&self, stream_id: &str) -> Result<Option<CachedProjection>, Error>;
+
+    /// Of these streams, those whose cached fold (if any) is behind their newest event.
+    async fn stale_projections(&self, stream_ids: &[String]) -> Result<Vec<String>, Error>;
+
+    /// The newest snapshot at or before `version`.
+    async fn snapshot_at_version(&self, stream_id: &str, version: i64) -> Result<Option<ProjectionSnapshot>, Error>;
+
+    /// The newest snapshot whose events all have a `timestamp` at or before `time`.
+    async fn snapshot_at_time(&self, stream_id: &str, time: Timestamp) -> Result<Option<ProjectionSnapshot>, Error>;
+
+    /// Where a stream's events after version `after` with a `timestamp` at or before `time` can be: the
+    /// stretches later snapshots cover that hold such an event, then everything after the newest
+    /// snapshot. In version order, adjacent stretches joined.
+    async fn ranges_at_time(&self, stream_id: &str, after: i64, time: Timestamp) -> Result<Vec<VersionRange>, Error>;
+
+    /// A stream's events in `range` (and at or before `time` when given), in version order, at most `limit`.
+    async fn stream_changes(
+        &self,
+        stream_id: &str,
+        range: VersionRange,
+        time: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<StreamChange>, Error>;
+
+    /// Saves folds in one transaction. A cached fold only ever moves forward (one older than the saved
+    /// one is ignored) and a snapshot already saved is kept, so saving the same fold twice, or two
+    /// writers racing, changes nothing.
+    async fn save_projections(
+        &self,
+        cached: Vec<CachedProjection>,
+        snapshots: Vec<ProjectionSnapshot>,
+    ) -> Result<(), Error>;
 }
 
 /// Opens the store a URL names, creating it (and its folder) when missing, and brings its schema up to date.

@@ -14,6 +14,8 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::Mutex;
 
 mod delivery;
+mod processing;
+mod projection;
 
 use super::{Appended, Error, EventStore, SyncMode};
 use crate::domain::filter::Segment;

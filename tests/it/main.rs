@@ -5,8 +5,14 @@ mod sink;
 mod support;
 
 mod auth;
+mod console;
 mod delivery;
 mod ingest;
 mod live;
 mod process;
+mod processing;
+mod processors_api;
+mod projections;
 mod query;
+mod remote;
+mod tui_e2e;

@@ -410,7 +410,6 @@ async fn statistics_count_exactly_what_was_ingested() {
 
 /// Every Statistics field that API.md lists is in the answer.
 #[tokio::test]
-#[ignore = "not yet: average_processing_time, processing_latency_ms and processors_enabled arrive with processors (issue #4)"]
 async fn statistics_have_every_field_of_the_contract() {
     let server = TestServer::start().await;
     server.create(json!({"event_type": "a.b"})).await;

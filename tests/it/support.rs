@@ -34,11 +34,15 @@ impl TestServer {
         Self::with_config(|_| {}).await
     }
 
-    /// Starts with the default configuration changed by `configure` (storage is always a temp file).
+    /// Starts with the default configuration changed by `configure` (storage is always a temp file,
+    /// and the processing loop is off unless `configure` turns it on).
     pub async fn with_config(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::default();
         config.storage.url = format!("sqlite://{}", dir.path().join("events.db").display());
+        // Most tests check what ingest stored, exactly; the processing loop would change the status
+        // under them. Tests of processing turn it on.
+        config.processing.enabled = false;
         configure(&mut config);
         let store = storage::connect(&config.storage.url, config.storage.sync).await.expect("open store");
         let engine = Engine::start(store, config.engine_options()).await.expect("start engine");
@@ -72,6 +76,10 @@ impl TestServer {
 
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         answer(self.authorize(self.client.post(self.url(path))).json(body).send().await.expect("POST")).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        answer(self.authorize(self.client.put(self.url(path))).json(body).send().await.expect("PUT")).await
     }
 
     /// POSTs `body` as it is, for malformed input.

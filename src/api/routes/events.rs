@@ -1,4 +1,5 @@
-//! Events: ingest (single, batch, seed-compatible) and history (get, query, seed-compatible list).
+//! Events: ingest (single, batch, seed-compatible), history (get, query, seed-compatible list), and what
+//! happened to one event (deliveries, processing results).
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use crate::api::extract::{JsonBody, QueryPairs, from_value};
 use crate::api::state::AppState;
 use crate::domain::{Event, EventId, EventQuery, NewEvent};
 use crate::service::{self, EventService, Ingested};
-use crate::wire::{BatchAnswer, BatchItem, EventCreate, QueryAnswer, QueryParams};
+use crate::wire::{BatchAnswer, BatchItem, EventCreate, QueryAnswer, QueryParams, ResultList};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/events", get(query_string))
         .route("/api/v1/events/{event_id}", get(get_event))
         .route("/api/v1/events/{event_id}/deliveries", get(deliveries))
+        .route("/api/v1/events/{event_id}/results", get(results))
         .route("/events", post(create).get(seed_list))
 }
 
@@ -68,11 +70,11 @@ async fn batch(
         results.push(match outcome {
             Ok(Ingested { event, created: true }) => {
                 created += 1;
-                BatchItem::Stored { index, event }
+                BatchItem::Stored { index, event, duplicate: false }
             }
             Ok(Ingested { event, created: false }) => {
                 duplicates += 1;
-                BatchItem::Stored { index, event }
+                BatchItem::Stored { index, event, duplicate: true }
             }
             Err(error) => BatchItem::Failed { index, error: ApiError::from(error).body() },
         });
@@ -108,6 +110,11 @@ async fn get_event(State(state): State<AppState>, Path(id): Path<String>) -> Res
 async fn deliveries(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let attempts = state.service.delivery_attempts(event_id(&id)?).await?;
     Ok(Json(serde_json::json!({"attempts": attempts})))
+}
+
+/// The processing results of an event, oldest first.
+async fn results(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ResultList>, ApiError> {
+    Ok(Json(ResultList { results: state.service.processing_results(event_id(&id)?).await? }))
 }
 
 async fn query_json(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -47,16 +47,16 @@ pub struct DeliveryWorker {
     pub wake: Arc<Notify>,
     pub concurrency: usize,
     /// How many ingest submissions wait for the writer; delivery yields to them.
-    pub ingest_backlog: Arc<dyn Fn() -> usize + Send + Sync>,
+    pub ingest_backlog: super::IngestBacklog,
     /// The highest seq committed.
     pub last_seq: Arc<AtomicI64>,
 }
 
-/// With no subscriptions, how often the cursor's skip ahead is written down.
-const IDLE_CURSOR_SAVE: Duration = Duration::from_secs(5);
-
 /// Longest the dispatcher defers its own writes while ingest requests are queued.
 const YIELD_TO_INGEST: Duration = Duration::from_millis(20);
+
+/// With no subscriptions, how often the cursor's skip ahead is written down.
+const IDLE_CURSOR_SAVE: Duration = Duration::from_secs(5);
 
 /// A claimed delivery, ready to send.
 struct Job {
@@ -151,9 +151,19 @@ impl DeliveryWorker {
                 Ok(permit) = slots.clone().acquire_owned(), if !ready.is_empty() => drop(permit),
                 () = recorded.notified() => due_check = true,
                 message = log.recv() => {
-                    log_has_more = !matches!(message, Err(broadcast::error::RecvError::Closed));
-                    // One wake-up for a whole burst of stored events.
-                    while !matches!(log.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
+                    // Only stored events (or missed ones) mean new log to fan out; one wake-up serves a
+                    // whole burst of them.
+                    let mut stored = matches!(message, Ok(EngineEvent::Stored(_)) | Err(RecvError::Lagged(_)));
+                    loop {
+                        match log.try_recv() {
+                            Ok(EngineEvent::Stored(_)) | Err(TryRecvError::Lagged(_)) => stored = true,
+                            Ok(_) => {}
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                        }
+                    }
+                    if stored {
+                        log_has_more = true;
+                    }
                 }
                 () = self.wake.notified() => (log_has_more, due_check) = (true, true),
                 // Also a second look at the log, should a wake-up have been missed.
@@ -177,10 +187,7 @@ impl DeliveryWorker {
     /// claiming deliveries waits a little (never long): deliveries are durable and catch up later,
     /// while a caller waiting for its acknowledgement cannot.
     async fn yield_to_ingest(&self) {
-        let deadline = tokio::time::Instant::now() + YIELD_TO_INGEST;
-        while (self.ingest_backlog)() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        super::yield_to_ingest(&self.ingest_backlog, YIELD_TO_INGEST).await;
     }
 
     async fn read_cursor(&self, shutdown: &CancellationToken) -> Option<i64> {
@@ -211,7 +218,7 @@ impl DeliveryWorker {
         let subscriptions = self.subscriptions.enabled();
         let Some(from) = subscriptions.iter().map(|s| s.start_seq).min() else {
             if last > cursor && saved.elapsed() >= IDLE_CURSOR_SAVE {
-                self.store.enqueue_deliveries(Vec::new(), CURSOR, last).await?;
+                self.store.enqueue_deliveries(Vec::new(), Some((CURSOR, last))).await?;
                 *saved = Instant::now();
             }
             return Ok((last.max(cursor), false, false));
@@ -228,11 +235,12 @@ impl DeliveryWorker {
                     event_seq: event.seq,
                     event_id: event.event_id,
                     subscription_id: s.subscription_id,
+                    replay_id: None,
                 })
             })
             .collect();
         let queued = !deliveries.is_empty();
-        self.store.enqueue_deliveries(deliveries, CURSOR, last).await?;
+        self.store.enqueue_deliveries(deliveries, Some((CURSOR, last))).await?;
         *saved = Instant::now();
         Ok((last, events.len() == FAN_OUT_PAGE as usize, queued))
     }
@@ -246,7 +254,7 @@ impl DeliveryWorker {
     ) -> Result<(Vec<Job>, Duration), crate::storage::Error> {
         let now = Timestamp::now();
         let lease = LEASE_MARGIN + self.subscriptions.longest_timeout();
-        let lease_until = Timestamp::from_micros(now.as_micros() + lease.as_micros() as i64);
+        let lease_until = now.plus(lease);
         let claimed = self.store.claim_deliveries(now, lease_until, limit as u32).await?;
         if claimed.is_empty() {
             let due = self.store.next_delivery_due().await?;
@@ -358,7 +366,7 @@ async fn attempt(client: WebhookClient, job: Job) -> DeliveryResult {
         NextStep::Dead { event_type: event.event_type.clone() }
     } else {
         let wait = policy.delay(round, jitter());
-        NextStep::RetryAt(Timestamp::from_micros(Timestamp::now().as_micros() + wait.as_micros() as i64))
+        NextStep::RetryAt(Timestamp::now().plus(wait))
     };
     let attempt = DeliveryAttempt {
         delivery_id: claimed.delivery_id,

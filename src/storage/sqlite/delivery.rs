@@ -7,10 +7,10 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::{SqliteStore, closed, sql_offset};
-use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::delivery::{AttemptHistory, DlqQuery, DlqSelector};
 use crate::domain::{
-    DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, ProcessorId, RetryPolicy, Subscription,
-    SubscriptionId, Timestamp,
+    DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, ProcessorId, RetryPolicy,
+    Subscription, SubscriptionId, Timestamp,
 };
 use crate::storage::{ClaimedDelivery, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep};
 
@@ -23,7 +23,7 @@ const CLAIM_COLUMNS: &str =
     "delivery_id, event_seq, event_id, subscription_id, attempts, round_attempts, first_failed_at";
 
 /// Ids per `IN (…)` list, well under SQLite's bound-variable limit.
-const IDS_PER_STATEMENT: usize = 500;
+pub(super) const IDS_PER_STATEMENT: usize = 500;
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
@@ -77,20 +77,21 @@ impl DeliveryStore for SqliteStore {
         Ok(seq.unwrap_or(0))
     }
 
-    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, name: &str, seq: i64) -> Result<(), Error> {
+    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, cursor: Option<(&str, i64)>) -> Result<(), Error> {
         let now = Timestamp::now().as_micros();
         let mut writer = self.writer.lock().await;
         let conn = writer.conn.as_mut().ok_or_else(closed)?;
         let mut tx = conn.begin().await?;
         for chunk in deliveries.chunks(IDS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO deliveries (delivery_id, event_seq, event_id, subscription_id, state, next_attempt_at, created_at, updated_at) ",
+                "INSERT INTO deliveries (delivery_id, event_seq, event_id, subscription_id, replay_id, state, next_attempt_at, created_at, updated_at) ",
             );
             insert.push_values(chunk, |mut row, d| {
                 row.push_bind(d.delivery_id.0)
                     .push_bind(d.event_seq)
                     .push_bind(d.event_id.0)
                     .push_bind(d.subscription_id.0)
+                    .push_bind(d.replay_id.map(|id| id.0))
                     .push_bind("pending")
                     .push_bind(now)
                     .push_bind(now)
@@ -98,13 +99,15 @@ impl DeliveryStore for SqliteStore {
             });
             insert.build().execute(&mut *tx).await?;
         }
-        sqlx::query(
-            "INSERT INTO cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-        )
-        .bind(name)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
+        if let Some((name, seq)) = cursor {
+            sqlx::query(
+                "INSERT INTO cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            )
+            .bind(name)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -322,12 +325,18 @@ impl DeliveryStore for SqliteStore {
             return Ok(None);
         };
         let mut entry = decode_dead_letter(&row)?;
-        let mut history = Vec::new();
-        if let Some(delivery_id) = entry.delivery_id {
-            let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt");
-            let rows = sqlx::query(&sql).bind(delivery_id.0).fetch_all(&self.readers).await?;
-            history = rows.iter().map(decode_attempt).collect::<Result<_, _>>()?;
-        }
+        let history = match entry.delivery_id {
+            Some(delivery_id) => {
+                let sql =
+                    format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt");
+                let rows = sqlx::query(&sql).bind(delivery_id.0).fetch_all(&self.readers).await?;
+                AttemptHistory::Delivery(rows.iter().map(decode_attempt).collect::<Result<_, _>>()?)
+            }
+            None => {
+                let results = super::processing::results_of(&self.readers, entry.event_id).await?;
+                AttemptHistory::Processing(results.into_iter().filter(|r| r.replay_id.is_none()).collect())
+            }
+        };
         entry.attempt_history = Some(history);
         Ok(Some(entry))
     }
@@ -365,6 +374,27 @@ impl DeliveryStore for SqliteStore {
             }
             delete.push(")");
             delete.build().execute(&mut *tx).await?;
+
+            // A processing entry's event goes back to pending with a fresh retry budget.
+            let events: Vec<EventId> =
+                chunk.iter().filter(|e| e.kind == DeadLetterKind::Processing).map(|e| e.event_id).collect();
+            if !events.is_empty() {
+                let mut restart = QueryBuilder::<Sqlite>::new(
+                    "UPDATE events SET status = 'pending', retry_count = 0, due_at = 0, processed_at = NULL \
+                     WHERE status = 'failed' AND event_id IN (",
+                );
+                let mut list = restart.separated(", ");
+                for id in events {
+                    list.push_bind(id.0);
+                }
+                restart.push(")");
+                let moved = restart.build().execute(&mut *tx).await?.rows_affected() as i64;
+                super::processing::bump_status(
+                    &mut tx,
+                    &[(EventStatus::Failed, -moved), (EventStatus::Pending, moved)],
+                )
+                .await?;
+            }
 
             let deliveries: Vec<DeliveryId> = chunk.iter().filter_map(|e| e.delivery_id).collect();
             if !deliveries.is_empty() {
@@ -434,7 +464,7 @@ async fn cancel_pending(conn: &mut SqliteConnection, id: SubscriptionId, why: &s
     Ok(())
 }
 
-async fn insert_dead_letter(conn: &mut SqliteConnection, entry: &DeadLetter) -> Result<(), Error> {
+pub(super) async fn insert_dead_letter(conn: &mut SqliteConnection, entry: &DeadLetter) -> Result<(), Error> {
     let sql = format!("INSERT INTO dead_letters ({DLQ_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     sqlx::query(&sql)
         .bind(entry.dlq_id.0)

@@ -1,0 +1,54 @@
+//! Processors: register, list with their totals, turn on or off, delete.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, put};
+use axum::{Json, Router};
+
+use crate::api::error::ApiError;
+use crate::api::extract::{JsonBody, QueryPairs};
+use crate::api::state::AppState;
+use crate::domain::{Processor, ProcessorId};
+use crate::wire::{ProcessorCreate, ProcessorList, toggle_enabled};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/events/processors", get(list).post(create))
+        .route("/api/v1/events/processors/{processor_id}", delete(remove))
+        .route("/api/v1/events/processors/{processor_id}/toggle", put(toggle))
+}
+
+/// Parses a processor id from the path; anything else is an unknown processor.
+fn processor_id(text: &str) -> Result<ProcessorId, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found(format!("`{text}` is not a processor id: ids are UUIDs")))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ProcessorCreate>,
+) -> Result<(StatusCode, Json<Arc<Processor>>), ApiError> {
+    let processor = state.service.create_processor(body.into_processor()?).await?;
+    Ok((StatusCode::CREATED, Json(processor)))
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<ProcessorList>, ApiError> {
+    Ok(Json(ProcessorList { processors: state.service.processors().await? }))
+}
+
+/// `PUT …/toggle?enabled=true|false`: the processing loop sees the change from its next batch.
+async fn toggle(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    pairs: QueryPairs,
+) -> Result<Json<Arc<Processor>>, ApiError> {
+    let id = processor_id(&id)?;
+    let enabled = toggle_enabled(pairs.iter())?;
+    Ok(Json(state.service.toggle_processor(id, enabled).await?))
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.service.delete_processor(processor_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,237 @@
+//! The SQLite projection tables: each stream's cached latest fold and its snapshots, and the narrow
+//! reads of a stream's events that folding needs. Writes go through the store's one writer connection.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Connection, Row};
+
+use super::{SqliteStore, closed};
+use crate::domain::{EventId, Timestamp};
+use crate::storage::{CachedProjection, Error, Fold, ProjectionSnapshot, ProjectionStore, StreamChange, VersionRange};
+
+const SNAPSHOT_COLUMNS: &str =
+    "stream_id, version, from_version, state, last_event_id, updated_at, max_timestamp, min_timestamp";
+
+#[async_trait]
+impl ProjectionStore for SqliteStore {
+    async fn cached_projection(&self, stream_id: &str) -> Result<Option<CachedProjection>, Error> {
+        let row = sqlx::query(
+            "SELECT stream_id, state, version, last_event_id, updated_at, max_timestamp, snapshot_version, \
+             tail_min_timestamp FROM projections WHERE stream_id = ?",
+        )
+        .bind(stream_id)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|row| {
+            Ok(CachedProjection {
+                stream_id: row.try_get("stream_id")?,
+                fold: decode_fold(&row)?,
+                snapshot_version: row.try_get("snapshot_version")?,
+                tail_min_timestamp: row.try_get::<Option<i64>, _>("tail_min_timestamp")?.map(Timestamp::from_micros),
+            })
+        })
+        .transpose()
+    }
+
+    async fn stale_projections(&self, stream_ids: &[String]) -> Result<Vec<String>, Error> {
+        if stream_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The ids travel as one JSON array, so any number of them needs one bound value.
+        let ids = serde_json::to_string(stream_ids).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT s.value \
+             FROM (SELECT DISTINCT value FROM json_each(?) WHERE type = 'text') AS s \
+             LEFT JOIN projections AS p ON p.stream_id = s.value \
+             WHERE coalesce(p.version, 0) < \
+                 (SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = s.value) \
+             ORDER BY s.value",
+        )
+        .bind(ids)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(stale)
+    }
+
+    async fn snapshot_at_version(&self, stream_id: &str, version: i64) -> Result<Option<ProjectionSnapshot>, Error> {
+        let sql = format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM projection_snapshots WHERE stream_id = ? AND version <= ? \
+             ORDER BY version DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql).bind(stream_id).bind(version).fetch_optional(&self.readers).await?;
+        row.as_ref().map(decode_snapshot).transpose()
+    }
+
+    async fn snapshot_at_time(&self, stream_id: &str, time: Timestamp) -> Result<Option<ProjectionSnapshot>, Error> {
+        let sql = format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM projection_snapshots WHERE stream_id = ? AND max_timestamp <= ? \
+             ORDER BY max_timestamp DESC, version DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql).bind(stream_id).bind(time.as_micros()).fetch_optional(&self.readers).await?;
+        row.as_ref().map(decode_snapshot).transpose()
+    }
+
+    async fn ranges_at_time(&self, stream_id: &str, after: i64, time: Timestamp) -> Result<Vec<VersionRange>, Error> {
+        let covered: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT from_version, version FROM projection_snapshots \
+             WHERE stream_id = ? AND version > ? AND min_timestamp <= ? ORDER BY version",
+        )
+        .bind(stream_id)
+        .bind(after)
+        .bind(time.as_micros())
+        .fetch_all(&self.readers)
+        .await?;
+        let newest: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM projection_snapshots WHERE stream_id = ?")
+                .bind(stream_id)
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(join_ranges(after, &covered, newest))
+    }
+
+    async fn stream_changes(
+        &self,
+        stream_id: &str,
+        range: VersionRange,
+        time: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<StreamChange>, Error> {
+        // Real bounds (not `? IS NULL OR …`) so both ends of the version range come from the index.
+        let rows = sqlx::query(
+            "SELECT stream_version, event_id, event_type, data, timestamp FROM events \
+             WHERE stream_id = ? AND stream_version > ? AND stream_version <= ? AND timestamp <= ? \
+             ORDER BY stream_version LIMIT ?",
+        )
+        .bind(stream_id)
+        .bind(range.after)
+        .bind(range.until.unwrap_or(i64::MAX))
+        .bind(time.map_or(i64::MAX, Timestamp::as_micros))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let data: &str = row.try_get("data")?;
+                Ok(StreamChange {
+                    version: row.try_get("stream_version")?,
+                    event_id: EventId(row.try_get("event_id")?),
+                    event_type: row.try_get("event_type")?,
+                    data: serde_json::from_str(data).map_err(|e| Error::Corrupt(format!("data: {e}")))?,
+                    timestamp: Timestamp::from_micros(row.try_get("timestamp")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn save_projections(
+        &self,
+        cached: Vec<CachedProjection>,
+        snapshots: Vec<ProjectionSnapshot>,
+    ) -> Result<(), Error> {
+        if cached.is_empty() && snapshots.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.writer.lock().await;
+        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut tx = conn.begin().await?;
+        for snapshot in &snapshots {
+            let fold = &snapshot.fold;
+            sqlx::query(&format!(
+                "INSERT INTO projection_snapshots ({SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (stream_id, version) DO NOTHING"
+            ))
+            .bind(&snapshot.stream_id)
+            .bind(fold.version)
+            .bind(snapshot.from_version)
+            .bind(fold.state.to_string())
+            .bind(fold.last_event_id.0)
+            .bind(fold.updated_at.as_micros())
+            .bind(fold.max_timestamp.as_micros())
+            .bind(snapshot.min_timestamp.as_micros())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for projection in &cached {
+            let fold = &projection.fold;
+            sqlx::query(
+                "INSERT INTO projections (stream_id, state, version, last_event_id, updated_at, max_timestamp, \
+                     snapshot_version, tail_min_timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (stream_id) DO UPDATE SET state = excluded.state, version = excluded.version, \
+                     last_event_id = excluded.last_event_id, updated_at = excluded.updated_at, \
+                     max_timestamp = excluded.max_timestamp, snapshot_version = excluded.snapshot_version, \
+                     tail_min_timestamp = excluded.tail_min_timestamp \
+                 WHERE excluded.version > projections.version",
+            )
+            .bind(&projection.stream_id)
+            .bind(fold.state.to_string())
+            .bind(fold.version)
+            .bind(fold.last_event_id.0)
+            .bind(fold.updated_at.as_micros())
+            .bind(fold.max_timestamp.as_micros())
+            .bind(projection.snapshot_version)
+            .bind(projection.tail_min_timestamp.map(Timestamp::as_micros))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The stretches after `after` to read: those of `covered` (snapshot spans `(from, to]` in version
+/// order), then everything after `newest` (the newest snapshot's version), adjacent ones joined.
+fn join_ranges(after: i64, covered: &[(i64, i64)], newest: i64) -> Vec<VersionRange> {
+    let mut ranges: Vec<VersionRange> = Vec::with_capacity(covered.len() + 1);
+    let mut push = |start: i64, until: Option<i64>| match ranges.last_mut() {
+        Some(last) if last.until.is_some_and(|end| end >= start) => last.until = until,
+        _ => ranges.push(VersionRange { after: start, until }),
+    };
+    for &(from, to) in covered.iter().filter(|(_, to)| *to > after) {
+        push(from.max(after), Some(to));
+    }
+    push(newest.max(after), None);
+    ranges
+}
+
+fn decode_fold(row: &SqliteRow) -> Result<Fold, Error> {
+    let state: &str = row.try_get("state")?;
+    Ok(Fold {
+        state: serde_json::from_str::<Value>(state).map_err(|e| Error::Corrupt(format!("projection state: {e}")))?,
+        version: row.try_get("version")?,
+        last_event_id: EventId(row.try_get("last_event_id")?),
+        updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
+        max_timestamp: Timestamp::from_micros(row.try_get("max_timestamp")?),
+    })
+}
+
+fn decode_snapshot(row: &SqliteRow) -> Result<ProjectionSnapshot, Error> {
+    Ok(ProjectionSnapshot {
+        stream_id: row.try_get("stream_id")?,
+        fold: decode_fold(row)?,
+        from_version: row.try_get("from_version")?,
+        min_timestamp: Timestamp::from_micros(row.try_get("min_timestamp")?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(after: i64, until: Option<i64>) -> VersionRange {
+        VersionRange { after, until }
+    }
+
+    #[test]
+    fn ranges_join_adjacent_spans_and_end_with_the_tail() {
+        // No snapshots after the base: the whole rest of the stream.
+        assert_eq!(join_ranges(0, &[], 0), [range(0, None)]);
+        assert_eq!(join_ranges(200, &[], 100), [range(200, None)]);
+        // Spans 100..200 and 200..300 hold early events; 300..400 does not; the tail starts at 400.
+        assert_eq!(join_ranges(100, &[(100, 200), (200, 300)], 400), [range(100, Some(300)), range(400, None)]);
+        // The last span touches the tail.
+        assert_eq!(join_ranges(100, &[(300, 400)], 400), [range(300, None)]);
+        // A span that starts before the base is read from the base only.
+        assert_eq!(join_ranges(150, &[(100, 200)], 200), [range(150, None)]);
+    }
+}

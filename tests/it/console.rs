@@ -1,0 +1,845 @@
+//! The console without a terminal: every pane drawn on ratatui's `TestBackend` from fixed data, key
+//! sequences driven through `App::update` (filter editing, toggles, confirmations, the replay dialog),
+//! and the effects run against a real embedded engine.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::json;
+
+use eventdeck::domain::delivery::DlqSelector;
+use eventdeck::domain::replay::ReplaySelection;
+use eventdeck::domain::{
+    Counters, DeadLetter, DeadLetterKind, DlqId, Event, EventCategory, EventFilter, EventId, EventSource, EventStatus,
+    NewEvent, Processor, ProcessorType, ReplayId, ReplayProgress, ReplayStarted, ReplayStatus, ReplayTarget,
+    RetryPolicy, Statistics, Subscription, SubscriptionId, Timestamp, TypePattern,
+};
+use eventdeck::service::{DlqAction, DlqPage, EventService, FeedItem, Health, StorageHealth};
+use eventdeck::tui::action::{Action, EventDetail, FeedBatch, Response};
+use eventdeck::tui::app::App;
+use eventdeck::tui::effects::{self, Effect, Runner};
+use eventdeck::tui::popups::Popup;
+use eventdeck::tui::popups::replay::{ReplayPlan, ReplayStage};
+use eventdeck::tui::{Origin, OriginMode, Settings, ui};
+
+use crate::support::TestServer;
+
+fn now() -> Timestamp {
+    Timestamp::parse("2026-03-10T12:00:00Z").unwrap()
+}
+
+fn at(seconds_ago: i64) -> Timestamp {
+    Timestamp::from_micros(now().as_micros() - seconds_ago * 1_000_000)
+}
+
+fn event(seq: i64, event_type: &str, source: EventSource, status: EventStatus) -> Event {
+    Event {
+        event_id: EventId::new_v7(),
+        seq,
+        event_type: event_type.to_owned(),
+        event_source: source,
+        event_category: EventCategory::Order,
+        user_id: Some(format!("user-{seq}")),
+        tenant_id: None,
+        stream_id: None,
+        stream_version: None,
+        data: json!({"n": seq}).as_object().cloned().unwrap(),
+        metadata: Default::default(),
+        context: Default::default(),
+        correlation_id: None,
+        idempotency_key: None,
+        status,
+        retry_count: 0,
+        error_message: None,
+        timestamp: at(100 - seq),
+        created_at: at(100 - seq),
+        processed_at: None,
+    }
+}
+
+fn subscription(name: &str, enabled: bool) -> Arc<Subscription> {
+    Arc::new(Subscription {
+        subscription_id: SubscriptionId::new_v7(),
+        subscriber_name: name.to_owned(),
+        subscriber_type: "webhook".to_owned(),
+        event_types: vec![TypePattern::parse("t", "order.>").unwrap()],
+        event_sources: vec![],
+        event_categories: vec![],
+        callback_url: format!("http://127.0.0.1:9/{name}"),
+        has_secret: false,
+        retry_policy: RetryPolicy::default(),
+        enabled,
+        disabled_reason: None,
+        created_at: at(3600),
+        updated_at: at(3600),
+        secret: None,
+        start_seq: 0,
+    })
+}
+
+fn processor(name: &str, enabled: bool) -> Arc<Processor> {
+    let mut processor = Processor::new(name, ProcessorType::Log, at(3600));
+    processor.enabled = enabled;
+    processor.priority = 5;
+    processor.filters.event_type = Some(TypePattern::parse("t", "order.*").unwrap());
+    processor.processed_count = 1234;
+    processor.failed_count = 2;
+    processor.avg_duration_ms = 1.5;
+    Arc::new(processor)
+}
+
+fn dead_letter(event_type: &str, subscription: &Subscription, seconds_ago: i64) -> DeadLetter {
+    DeadLetter {
+        dlq_id: DlqId::new_v7(),
+        kind: DeadLetterKind::Delivery,
+        event_id: EventId::new_v7(),
+        event_type: event_type.to_owned(),
+        subscription_id: Some(subscription.subscription_id),
+        processor_id: None,
+        delivery_id: None,
+        attempts: 4,
+        last_status_code: Some(503),
+        last_error: Some("service unavailable".to_owned()),
+        first_failed_at: at(seconds_ago + 60),
+        last_failed_at: at(seconds_ago),
+        created_at: at(seconds_ago),
+        attempt_history: None,
+    }
+}
+
+fn statistics() -> Statistics {
+    let mut counters = Counters::default();
+    for (name, n) in [("order.created", 600), ("order.paid", 300), ("user.login", 100)] {
+        counters.by_type.insert(name.into(), n);
+    }
+    counters.by_source.insert("backend".into(), 700);
+    counters.by_source.insert("frontend".into(), 300);
+    counters.by_category.insert("order".into(), 900);
+    counters.by_category.insert("user_action".into(), 100);
+    counters.by_status.insert("processed".into(), 950);
+    counters.by_status.insert("failed".into(), 50);
+    counters.dlq_size = 3;
+    counters.subscriptions_active = 2;
+    let mut stats = Statistics::from_counters(counters, now().to_datetime().date_naive(), 42.5);
+    stats.average_processing_time = 1.25;
+    stats.processing_latency_ms.p50 = 3.0;
+    stats.processing_latency_ms.p95 = 9.5;
+    stats.processing_latency_ms.p99 = 21.0;
+    stats.processors_enabled = 1;
+    stats.delivery_success_rate = 97.5;
+    stats
+}
+
+fn health() -> Health {
+    Health {
+        status: "ok",
+        version: "0.1.0",
+        uptime_s: 5,
+        storage: StorageHealth { backend: "sqlite", ok: true },
+        nats: "disabled",
+    }
+}
+
+fn origin(mode: OriginMode) -> Origin {
+    let mut origin = Origin::new(mode, Some("http://127.0.0.1:8686".to_owned()));
+    origin.log_file = Some("/var/log/eventdeck-console.log".into());
+    origin
+}
+
+/// A console as it is right after start, 120 × 30.
+fn app_with(mode: OriginMode) -> App {
+    let (mut app, effects) = App::new(origin(mode), Settings { live_capacity: 50 }, now());
+    assert_eq!(
+        effects,
+        [
+            Effect::StartFeed { generation: 1, filter: EventFilter::default() },
+            Effect::Statistics,
+            Effect::Health,
+            Effect::Processors,
+            Effect::Subscriptions
+        ]
+    );
+    app.update(Action::Resize(120, 30));
+    app
+}
+
+fn app() -> App {
+    app_with(OriginMode::Embedded)
+}
+
+fn respond(app: &mut App, response: Response) -> Vec<Effect> {
+    app.update(Action::Response(Box::new(response)))
+}
+
+fn feed(app: &mut App, items: Vec<FeedItem>) {
+    let generation = app.live.generation;
+    app.update(Action::Feed(FeedBatch { generation, items, dropped: 0, backfill: false }));
+}
+
+fn stored(events: impl IntoIterator<Item = Event>) -> Vec<FeedItem> {
+    events.into_iter().map(|e| FeedItem::Stored(Arc::new(e))).collect()
+}
+
+fn press(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    let modifiers = match code {
+        KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
+        _ => KeyModifiers::NONE,
+    };
+    app.handle_key(KeyEvent::new(code, modifiers))
+}
+
+fn char(app: &mut App, c: char) -> Vec<Effect> {
+    press(app, KeyCode::Char(c))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        assert!(char(app, c).is_empty());
+    }
+}
+
+/// The screen as text, one line per row.
+fn screen(app: &App) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, app)).unwrap();
+    let buffer = terminal.backend().buffer();
+    let mut text = String::new();
+    for y in 0..buffer.area.height {
+        for x in 0..buffer.area.width {
+            text.push_str(buffer[(x, y)].symbol());
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn assert_shows(screen: &str, expected: &[&str]) {
+    for needle in expected {
+        assert!(screen.contains(needle), "the screen does not show {needle:?}:\n{screen}");
+    }
+}
+
+/// The line of the screen that contains `needle`.
+fn line_with<'a>(screen: &'a str, needle: &str) -> &'a str {
+    screen.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no line with {needle:?}:\n{screen}"))
+}
+
+/// A console with statistics, health, two subscriptions and two processors loaded.
+fn loaded_app() -> (App, Vec<Arc<Subscription>>, Vec<Arc<Processor>>) {
+    let mut app = app();
+    let subscriptions = vec![subscription("orders-to-fulfilment", true), subscription("alerts-pager", false)];
+    let processors = vec![processor("audit-log", true), processor("enrich", false)];
+    respond(&mut app, Response::Statistics(Ok(statistics())));
+    respond(&mut app, Response::Health(health()));
+    respond(&mut app, Response::Processors(Ok(processors.clone())));
+    let counts = HashMap::from([(subscriptions[0].subscription_id, 2), (subscriptions[1].subscription_id, 0)]);
+    respond(&mut app, Response::Subscriptions { list: Ok(subscriptions.clone()), dlq_counts: counts });
+    (app, subscriptions, processors)
+}
+
+#[test]
+fn an_empty_console_says_how_to_get_events_in() {
+    let mut app = app();
+    respond(&mut app, Response::Health(health()));
+    let text = screen(&app);
+    assert_shows(
+        &text,
+        &[
+            "1 Live 0",
+            "Live · 0 events · 0.0/s",
+            "No events yet",
+            "curl -X POST http://127.0.0.1:8686/api/v1/events/create",
+            "eventdeck demo",
+        ],
+    );
+    let status = text.lines().last().unwrap();
+    assert_shows(status, &["EMBEDDED", "http://127.0.0.1:8686", "sqlite", "NATS disabled"]);
+}
+
+#[test]
+fn live_pane_follows_new_events_newest_at_the_bottom_with_the_rate() {
+    let mut app = app();
+    feed(&mut app, stored((1..=3).map(|seq| event(seq, "order.created", EventSource::Backend, EventStatus::Pending))));
+    app.update(Action::Tick(now()));
+    feed(&mut app, stored([event(4, "payment.failed", EventSource::Frontend, EventStatus::Failed)]));
+    let text = screen(&app);
+    assert_shows(
+        &text,
+        &["1 Live 4", "Live · 4 events · 3.0/s", "Time (UTC)", "payment.failed", "user-4", "{\"n\":4}"],
+    );
+    let order = |needle: &str| text.find(needle).unwrap();
+    assert!(order("user-1") < order("user-3") && order("user-3") < order("user-4"), "newest last:\n{text}");
+    assert!(line_with(&text, "payment.failed").contains("failed"));
+
+    // A status change shows on the event's row; the ring keeps at most its capacity.
+    let change = eventdeck::service::StatusChange {
+        event_id: app.live.events[0].event_id,
+        seq: 1,
+        event_type: "order.created".into(),
+        status: EventStatus::Processed,
+        error_message: None,
+    };
+    feed(&mut app, vec![FeedItem::Status(change)]);
+    assert!(line_with(&screen(&app), "user-1 ").contains("processed"));
+    feed(
+        &mut app,
+        stored((5..=120).map(|seq| event(seq, "order.created", EventSource::Backend, EventStatus::Pending))),
+    );
+    assert_eq!(app.live.events.len(), 50, "the ring buffer is bounded");
+    assert_eq!(app.live.events.front().unwrap().seq, 71);
+}
+
+#[test]
+fn space_pauses_and_resumes_the_live_pane() {
+    let mut app = app();
+    feed(&mut app, stored([event(1, "a.b", EventSource::Backend, EventStatus::Pending)]));
+    char(&mut app, ' ');
+    feed(&mut app, stored((2..=4).map(|seq| event(seq, "a.b", EventSource::Backend, EventStatus::Pending))));
+    assert_eq!(app.live.events.len(), 1);
+    assert_shows(&screen(&app), &["PAUSED (+3 new)"]);
+    char(&mut app, ' ');
+    assert_eq!(app.live.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert!(!screen(&app).contains("PAUSED"));
+}
+
+#[test]
+fn editing_the_live_filter_restarts_the_feed_and_drops_old_batches() {
+    let mut app = app();
+    feed(&mut app, stored([event(1, "a.b", EventSource::Backend, EventStatus::Pending)]));
+    assert!(char(&mut app, '/').is_empty());
+    assert!(matches!(app.popup, Some(Popup::Filter(_))));
+    assert_shows(&screen(&app), &["Live filter", "Type pattern", "Source", "Text in data"]);
+    type_text(&mut app, "order.*");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "front");
+    let effects = press(&mut app, KeyCode::Enter);
+    let filter = EventFilter {
+        event_type: Some(TypePattern::parse("t", "order.*").unwrap()),
+        event_source: Some(EventSource::Frontend),
+        ..EventFilter::default()
+    };
+    assert_eq!(effects, [Effect::StartFeed { generation: 2, filter }]);
+    assert!(app.popup.is_none());
+    assert!(app.live.events.is_empty(), "events of the old filter are cleared");
+    // A batch from the replaced feed is ignored.
+    app.update(Action::Feed(FeedBatch {
+        generation: 1,
+        items: stored([event(2, "x.y", EventSource::Backend, EventStatus::Pending)]),
+        dropped: 0,
+        backfill: false,
+    }));
+    assert!(app.live.events.is_empty());
+    assert_shows(&screen(&app), &["filter type=order.*  source=frontend", "No new event matches the filter yet"]);
+}
+
+#[test]
+fn a_bad_filter_value_keeps_the_form_open_and_says_what_is_accepted() {
+    let mut app = app();
+    char(&mut app, '/');
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "mainframe");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert!(matches!(app.popup, Some(Popup::Filter(_))));
+    assert_shows(&screen(&app), &["Source: unknown value `mainframe`; accepted: frontend, backend"]);
+    press(&mut app, KeyCode::Esc);
+    assert!(app.popup.is_none());
+}
+
+#[test]
+fn enter_opens_the_event_with_its_results_and_attempts() {
+    let mut app = app();
+    let first = event(1, "order.created", EventSource::Backend, EventStatus::Processed);
+    feed(&mut app, stored([first.clone(), event(2, "order.paid", EventSource::Backend, EventStatus::Pending)]));
+    // Up selects the newest, Up again the one before.
+    press(&mut app, KeyCode::Up);
+    press(&mut app, KeyCode::Up);
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(effects, [Effect::EventDetail(first.event_id)]);
+    assert_shows(&screen(&app), &["Event #1 · order.created", "loading…"]);
+    let detail = EventDetail {
+        event_id: first.event_id,
+        event: Ok(Arc::new(first.clone())),
+        results: Err(eventdeck::service::Error::Unavailable("no processors here".into())),
+        attempts: Ok(vec![]),
+    };
+    respond(&mut app, Response::EventDetail(Box::new(detail)));
+    app.update(Action::Resize(120, 50));
+    let text = screen(&app);
+    assert_shows(&text, &["\"event\": {", "\"event_type\": \"order.created\"", "\"processing_results\": {"]);
+    assert_shows(
+        &text,
+        &["\"unavailable\": \"storage is unavailable: no processors here\"", "\"delivery_attempts\": []"],
+    );
+    // Scrolling stops at the end; Esc closes.
+    for _ in 0..100 {
+        press(&mut app, KeyCode::Down);
+    }
+    assert_shows(&screen(&app), &["\"delivery_attempts\": []"]);
+    press(&mut app, KeyCode::Esc);
+    assert!(app.popup.is_none());
+}
+
+#[test]
+fn history_pane_pages_with_the_total() {
+    let mut app = app();
+    let effects = char(&mut app, '2');
+    let [Effect::Query { request, query }] = effects.as_slice() else { panic!("a query expected: {effects:?}") };
+    assert_eq!((query.limit, query.offset), (100, 0));
+    let events: Vec<Event> =
+        (1..=100).rev().map(|seq| event(seq, "order.created", EventSource::Backend, EventStatus::Processed)).collect();
+    respond(
+        &mut app,
+        Response::History { request: *request, result: Ok(eventdeck::domain::EventPage { events, total: 250 }) },
+    );
+    assert_shows(&screen(&app), &["2 History 250", "History · 250 total · 1–100", "filter none", "user-100"]);
+    let effects = char(&mut app, 'n');
+    let [Effect::Query { query, .. }] = effects.as_slice() else { panic!("a query expected") };
+    assert_eq!(query.offset, 100);
+}
+
+#[test]
+fn history_filter_form_takes_status_stream_and_time() {
+    let mut app = app();
+    char(&mut app, '2');
+    char(&mut app, 'f');
+    assert_shows(&screen(&app), &["History filter", "Status", "Stream id", "From", "To"]);
+    // Type pattern, Source, Category, Status.
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Tab);
+    }
+    type_text(&mut app, "failed");
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "order:42");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "2h");
+    let effects = press(&mut app, KeyCode::Enter);
+    let [Effect::Query { query, .. }] = effects.as_slice() else { panic!("a query expected: {effects:?}") };
+    assert_eq!(query.filter.status, Some(EventStatus::Failed));
+    assert_eq!(query.filter.stream_id.as_deref(), Some("order:42"));
+    assert_eq!(query.filter.start_time, Some(at(7200)));
+}
+
+#[test]
+fn replay_dialog_runs_a_dry_run_asks_then_follows_progress() {
+    let (mut app, subscriptions, _) = loaded_app();
+    let effects = char(&mut app, '2');
+    let [Effect::Query { request, .. }] = effects.as_slice() else { panic!("a query expected") };
+    let events: Vec<Event> =
+        (1..=3).map(|seq| event(seq, "order.created", EventSource::Backend, EventStatus::Processed)).collect();
+    respond(
+        &mut app,
+        Response::History {
+            request: *request,
+            result: Ok(eventdeck::domain::EventPage { events: events.clone(), total: 3 }),
+        },
+    );
+    char(&mut app, '/');
+    type_text(&mut app, "order.*");
+    press(&mut app, KeyCode::Enter);
+
+    // R: the dry run of what the filter selects.
+    let effects = char(&mut app, 'R');
+    let [Effect::PrepareReplay(ReplayPlan::Direct(request))] = effects.as_slice() else {
+        panic!("a direct replay plan expected: {effects:?}")
+    };
+    assert_eq!(request.selection, ReplaySelection::TimeRange { start: None, end: None });
+    assert_eq!(request.event_type.as_ref().unwrap().as_str(), "order.*");
+    assert!(request.dry_run);
+    assert_shows(&screen(&app), &["Replay", "Selection  type=order.*", "counting the events"]);
+    // Confirming before the count is in does nothing.
+    assert!(char(&mut app, 'y').is_empty());
+
+    let sample = events.into_iter().map(Arc::new).collect();
+    let started = ReplayStarted { replay_id: None, status: ReplayStatus::DryRun, events_count: 1234, events: sample };
+    respond(&mut app, Response::ReplayDryRun(Ok((request.clone(), started))));
+    assert_shows(&screen(&app), &["Dry run: 1,234 events", "order.created", "Replay 1,234 events to this target?"]);
+
+    // → picks the first subscription as the target; y starts the replay for real.
+    press(&mut app, KeyCode::Right);
+    assert_shows(&screen(&app), &["◀ subscription orders-to-fulfilment ▶"]);
+    let effects = char(&mut app, 'y');
+    let [Effect::StartReplay(real)] = effects.as_slice() else { panic!("a replay expected: {effects:?}") };
+    assert!(!real.dry_run && real.confirm);
+    assert_eq!(real.target, Some(ReplayTarget::Subscription { subscription_id: subscriptions[0].subscription_id }));
+
+    let replay_id = ReplayId::new_v7();
+    let running =
+        ReplayStarted { replay_id: Some(replay_id), status: ReplayStatus::Running, events_count: 1234, events: vec![] };
+    respond(&mut app, Response::ReplayStarted(Ok(running)));
+    assert!(app.update(Action::Tick(now())).contains(&Effect::ReplayProgress(replay_id)));
+    let mut progress = ReplayProgress {
+        replay_id,
+        status: ReplayStatus::Running,
+        events_count: 1234,
+        total: 1234,
+        done: 617,
+        failed: 3,
+        started_at: now(),
+        finished_at: None,
+        error: None,
+    };
+    respond(&mut app, Response::ReplayProgress(Ok(progress.clone())));
+    assert_shows(&screen(&app), &["50% · 617 / 1,234 work items · 3 failed", "██████"]);
+
+    // The feed's replay progress ends it.
+    progress.status = ReplayStatus::Completed;
+    progress.done = 1234;
+    feed(&mut app, vec![FeedItem::Replay(Arc::new(progress))]);
+    let Some(Popup::Replay(dialog)) = &app.popup else { panic!("the dialog stays open") };
+    assert!(matches!(dialog.stage, ReplayStage::Finished(_)));
+    assert_shows(&screen(&app), &["Replay completed: 1,234 of 1,234 work items done, 3 failed."]);
+    press(&mut app, KeyCode::Esc);
+    assert!(app.popup.is_none());
+}
+
+#[test]
+fn a_replay_closed_while_running_goes_on_in_the_status_bar() {
+    let mut app = app();
+    char(&mut app, '2');
+    char(&mut app, 'R');
+    let request = match &app.popup {
+        Some(Popup::Replay(_)) => eventdeck::domain::ReplayRequest {
+            selection: ReplaySelection::TimeRange { start: None, end: None },
+            event_type: None,
+            event_source: None,
+            target: None,
+            dry_run: true,
+            confirm: false,
+        },
+        other => panic!("the replay dialog expected, got {other:?}"),
+    };
+    let started = ReplayStarted { replay_id: None, status: ReplayStatus::DryRun, events_count: 10, events: vec![] };
+    respond(&mut app, Response::ReplayDryRun(Ok((request, started))));
+    char(&mut app, 'y');
+    let replay_id = ReplayId::new_v7();
+    respond(
+        &mut app,
+        Response::ReplayStarted(Ok(ReplayStarted {
+            replay_id: Some(replay_id),
+            status: ReplayStatus::Running,
+            events_count: 10,
+            events: vec![],
+        })),
+    );
+    press(&mut app, KeyCode::Esc);
+    assert!(app.popup.is_none());
+    let progress = ReplayProgress {
+        replay_id,
+        status: ReplayStatus::Running,
+        events_count: 10,
+        total: 10,
+        done: 4,
+        failed: 0,
+        started_at: now(),
+        finished_at: None,
+        error: None,
+    };
+    respond(&mut app, Response::ReplayProgress(Ok(progress.clone())));
+    assert_shows(screen(&app).lines().last().unwrap(), &["replay 40%"]);
+    respond(
+        &mut app,
+        Response::ReplayProgress(Ok(ReplayProgress { status: ReplayStatus::Completed, done: 10, ..progress })),
+    );
+    assert!(app.background_replay.is_none());
+    assert_shows(screen(&app).lines().last().unwrap(), &["replay completed: 10 done, 0 failed"]);
+}
+
+#[test]
+fn statistics_pane_shows_rates_bars_latency_and_the_dlq() {
+    let (mut app, _, _) = loaded_app();
+    char(&mut app, '3');
+    app.update(Action::Resize(140, 40));
+    let text = screen(&app);
+    assert_shows(
+        &text,
+        &[
+            "Statistics · 1,000 events",
+            "Ingest rate, last 5 minutes · now 42.5/s",
+            "By type (top 10)",
+            "order.created",
+            "By source",
+            "frontend",
+            "By category",
+            "user_action",
+            "processing rate",
+            "95.0%",
+            "error rate",
+            "5.0%",
+            "latency p50",
+            "3.0 ms",
+            "latency p95",
+            "9.5 ms",
+            "latency p99",
+            "21.0 ms",
+            "DLQ size",
+            "delivery success",
+            "97.5%",
+        ],
+    );
+    assert!(line_with(&text, "order.created").contains('█'), "bars are drawn");
+    assert!(line_with(&text, "processed ").contains("950"));
+    assert_shows(text.lines().last().unwrap(), &["42.5/s in", "DLQ 3"]);
+}
+
+#[test]
+fn dlq_pane_lists_entries_and_retries_one_after_confirming() {
+    let (mut app, subscriptions, _) = loaded_app();
+    let effects = char(&mut app, '4');
+    let [Effect::DeadLetters { request, query }] = effects.as_slice() else { panic!("a DLQ load expected") };
+    assert_eq!(query.subscription_id, None);
+    let entries = vec![
+        dead_letter("order.created", &subscriptions[0], 30),
+        dead_letter("order.paid", &subscriptions[0], 600),
+        dead_letter("alert.raised", &subscriptions[1], 7200),
+    ];
+    respond(
+        &mut app,
+        Response::DeadLetters { request: *request, result: Ok(DlqPage { entries: entries.clone(), total: 3 }) },
+    );
+    let text = screen(&app);
+    assert_shows(&text, &["4 DLQ 3", "DLQ · 3 entries", "Kind", "Target", "Attempts", "Last status / error", "Age"]);
+    let row = line_with(&text, "order.created");
+    assert_shows(row, &["delivery", "orders-to-fulfilment", "4", "503 service unavailable", "30s"]);
+    assert_shows(line_with(&text, "alert.raised"), &["alerts-pager", "2h"]);
+
+    // r asks first; n does nothing; r then y retries that one entry.
+    assert!(char(&mut app, 'r').is_empty());
+    assert_shows(&screen(&app), &["Retry 1 dead letter", "1 entry leaves the queue"]);
+    assert!(char(&mut app, 'n').is_empty());
+    assert!(app.popup.is_none());
+    char(&mut app, 'r');
+    let effects = char(&mut app, 'y');
+    assert_eq!(effects, [Effect::RetryDeadLetters(DlqSelector::Ids(vec![entries[0].dlq_id]))]);
+    let effects = respond(&mut app, Response::Retried(Ok(1)));
+    assert!(matches!(effects.as_slice(), [Effect::DeadLetters { .. }]), "the list is reloaded");
+}
+
+#[test]
+fn dlq_marks_retry_many_with_the_count_and_discard_asks_first() {
+    let (mut app, subscriptions, _) = loaded_app();
+    let effects = char(&mut app, '4');
+    let [Effect::DeadLetters { request, .. }] = effects.as_slice() else { panic!("a DLQ load expected") };
+    let entries: Vec<DeadLetter> = (0..3).map(|i| dead_letter("order.created", &subscriptions[0], 10 * i)).collect();
+    respond(
+        &mut app,
+        Response::DeadLetters { request: *request, result: Ok(DlqPage { entries: entries.clone(), total: 3 }) },
+    );
+
+    // No marks: R retries all shown, and says how many.
+    char(&mut app, 'R');
+    assert_shows(&screen(&app), &["Retry 3 dead letters", "all 3 shown entries", "3 entries leave the queue"]);
+    press(&mut app, KeyCode::Esc);
+
+    // Space marks and moves down: mark the first two.
+    char(&mut app, ' ');
+    char(&mut app, ' ');
+    assert_shows(&screen(&app), &["DLQ · 3 entries · 2 marked", "●"]);
+    char(&mut app, 'R');
+    assert_shows(&screen(&app), &["Retry 2 dead letters", "the 2 marked entries"]);
+    let effects = press(&mut app, KeyCode::Enter);
+    let mut marked = vec![entries[0].dlq_id, entries[1].dlq_id];
+    marked.sort();
+    assert_eq!(effects, [Effect::RetryDeadLetters(DlqSelector::Ids(marked))]);
+
+    // d asks, y discards the selected (third) entry; the answer removes it.
+    char(&mut app, 'd');
+    assert_shows(&screen(&app), &["Discard 1 dead letter", "the event itself stays stored"]);
+    let effects = char(&mut app, 'y');
+    assert_eq!(effects, [Effect::DiscardDeadLetter(entries[2].dlq_id)]);
+    respond(&mut app, Response::Discarded { id: entries[2].dlq_id, result: Ok(()) });
+    assert_eq!(app.dlq.entries.len(), 2);
+
+    // The feed's dead-letter changes apply at once.
+    feed(&mut app, vec![FeedItem::DeadLetter { action: DlqAction::Removed, entry: Arc::new(entries[0].clone()) }]);
+    let added = dead_letter("order.refunded", &subscriptions[0], 1);
+    feed(&mut app, vec![FeedItem::DeadLetter { action: DlqAction::Added, entry: Arc::new(added) }]);
+    let text = screen(&app);
+    assert_shows(&text, &["DLQ · 2 entries", "order.refunded"]);
+}
+
+#[test]
+fn dlq_filter_cycles_through_subscriptions_and_processors() {
+    let (mut app, subscriptions, processors) = loaded_app();
+    char(&mut app, '4');
+    let effects = char(&mut app, 'f');
+    let [Effect::DeadLetters { query, .. }] = effects.as_slice() else { panic!("a DLQ load expected") };
+    assert_eq!(query.subscription_id, Some(subscriptions[0].subscription_id));
+    char(&mut app, 'f');
+    let effects = char(&mut app, 'f');
+    let [Effect::DeadLetters { query, .. }] = effects.as_slice() else { panic!("a DLQ load expected") };
+    assert_eq!(query.processor_id, Some(processors[0].processor_id));
+    assert_shows(&screen(&app), &["processor audit-log"]);
+    let effects = char(&mut app, 'F');
+    let [Effect::DeadLetters { query, .. }] = effects.as_slice() else { panic!("a DLQ load expected") };
+    assert_eq!(query.subscription_id, Some(subscriptions[1].subscription_id));
+}
+
+#[test]
+fn processors_pane_lists_and_toggles() {
+    let (mut app, _, processors) = loaded_app();
+    assert_eq!(char(&mut app, '5'), [Effect::Processors], "showing the pane refreshes it");
+    assert!(char(&mut app, 'g').is_empty(), "a load in flight is not asked for twice");
+    let text = screen(&app);
+    assert_shows(&text, &["5 Processors 2", "Processors · 2 (1 on)", "Priority", "Filters", "Processed", "Avg ms"]);
+    assert_shows(line_with(&text, "audit-log"), &["log", "on", "5", "type=order.*", "1,234", "2", "1.50"]);
+    assert_shows(line_with(&text, "enrich"), &["off"]);
+
+    let effects = char(&mut app, 't');
+    assert_eq!(effects, [Effect::ToggleProcessor { id: processors[0].processor_id, enabled: false }]);
+    let mut off = (*processors[0]).clone();
+    off.enabled = false;
+    respond(&mut app, Response::ProcessorToggled(Ok(Arc::new(off))));
+    assert_shows(&screen(&app), &["Processors · 2 (0 on)", "processor audit-log is off"]);
+    press(&mut app, KeyCode::Down);
+    let effects = char(&mut app, ' ');
+    assert_eq!(effects, [Effect::ToggleProcessor { id: processors[1].processor_id, enabled: true }]);
+    press(&mut app, KeyCode::Enter);
+    assert_shows(&screen(&app), &["Processor enrich · log", "\"processor_name\": \"enrich\""]);
+}
+
+#[test]
+fn subscriptions_pane_toggles_and_deletes_after_confirming() {
+    let (mut app, subscriptions, _) = loaded_app();
+    char(&mut app, '6');
+    let text = screen(&app);
+    assert_shows(&text, &["6 Subscriptions 2", "Subscriptions · 2 (1 on)", "URL", "Patterns", "DLQ"]);
+    assert_shows(
+        line_with(&text, "orders-to-fulfilment"),
+        &["http://127.0.0.1:9/orders-to-fulfilment", "order.>", "on", "2"],
+    );
+    assert_shows(line_with(&text, "alerts-pager"), &["off"]);
+
+    let effects = char(&mut app, 't');
+    assert_eq!(effects, [Effect::UpdateSubscription { id: subscriptions[0].subscription_id, enabled: false }]);
+
+    assert!(char(&mut app, 'x').is_empty());
+    assert_shows(&screen(&app), &["Delete 1 subscription", "Delete subscription orders-to-fulfilment"]);
+    assert!(press(&mut app, KeyCode::Esc).is_empty());
+    char(&mut app, 'x');
+    let effects = char(&mut app, 'y');
+    assert_eq!(effects, [Effect::DeleteSubscription(subscriptions[0].subscription_id)]);
+    respond(&mut app, Response::SubscriptionDeleted { id: subscriptions[0].subscription_id, result: Ok(()) });
+    app.update(Action::Resize(160, 30));
+    assert_shows(&screen(&app), &["Subscriptions · 1 (0 on)", "subscription orders-to-fulfilment deleted"]);
+
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(effects, [Effect::SubscriptionDetail(subscriptions[1].clone())]);
+}
+
+#[test]
+fn help_lists_the_current_panes_keys_and_the_log_file() {
+    let mut app = app();
+    char(&mut app, '4');
+    char(&mut app, '?');
+    app.update(Action::Resize(120, 60));
+    let text = screen(&app);
+    assert_shows(&text, &["DLQ pane", "retry the selected entry", "mark / unmark", "Everywhere", "quit"]);
+    assert_shows(&text, &["Log file: /var/log/eventdeck-console.log"]);
+    char(&mut app, '?');
+    assert!(app.popup.is_none());
+    char(&mut app, '5');
+    char(&mut app, '?');
+    assert_shows(&screen(&app), &["Processors pane", "turn the selected processor on / off"]);
+}
+
+#[test]
+fn panes_switch_with_numbers_and_tab_and_q_quits() {
+    let mut app = app();
+    press(&mut app, KeyCode::Tab);
+    assert_shows(&screen(&app), &["History"]);
+    app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    assert_shows(&screen(&app), &["Subscriptions · 0 (0 on)"]);
+    char(&mut app, '3');
+    assert_shows(&screen(&app), &["Statistics", "loading…"]);
+    assert!(!app.quit);
+    char(&mut app, 'q');
+    assert!(app.quit);
+}
+
+#[test]
+fn service_errors_show_in_the_status_bar_and_attached_mode_says_reconnecting() {
+    let mut app = app_with(OriginMode::Attached);
+    respond(&mut app, Response::Statistics(Err(eventdeck::service::Error::Unavailable("connection refused".into()))));
+    let status = screen(&app).lines().last().unwrap().to_owned();
+    assert_shows(&status, &["ATTACHED", "reconnecting (0s): storage is unavailable: connection refused"]);
+    app.update(Action::Tick(at(-5)));
+    respond(&mut app, Response::Statistics(Ok(statistics())));
+    let status = screen(&app).lines().last().unwrap().to_owned();
+    assert!(!status.contains("reconnecting"), "{status}");
+    assert_shows(&status, &["connected again"]);
+
+    let mut embedded = app_with(OriginMode::Embedded);
+    respond(&mut embedded, Response::Retried(Err(eventdeck::service::Error::ShuttingDown)));
+    assert_shows(screen(&embedded).lines().last().unwrap(), &["⚠", "retry: the server is shutting down"]);
+}
+
+#[test]
+fn the_mouse_wheel_scrolls_and_resizing_redraws() {
+    let mut app = app();
+    feed(&mut app, stored((1..=40).map(|seq| event(seq, "a.b", EventSource::Backend, EventStatus::Pending))));
+    app.update(Action::Scroll(-3));
+    assert_eq!(app.live.selected, Some(38), "three rows up from following the newest (40)");
+    app.update(Action::Scroll(6));
+    assert_eq!(app.live.selected, None, "scrolling past the newest follows again");
+    app.update(Action::Resize(80, 12));
+    let text = screen(&app);
+    assert_eq!(text.lines().count(), 12);
+    assert_shows(&text, &["user-40"]);
+    assert!(!text.contains("user-20 "), "only the newest rows fit:\n{text}");
+}
+
+async fn next(rx: &mut tokio::sync::mpsc::Receiver<Action>) -> Action {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("an action within 10 s")
+        .expect("open channel")
+}
+
+/// The effects against a real engine: the feed task's backfill and live batches, and a query.
+#[tokio::test]
+async fn effects_run_against_the_embedded_engine() {
+    let server = TestServer::start().await;
+    let service: Arc<dyn EventService> = Arc::new(server.engine.clone());
+    service.ingest(vec![NewEvent::new("order.created")]).await.unwrap();
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut runner = Runner::new(service.clone(), tx, tokio::runtime::Handle::current(), stop.clone());
+    runner.run(Effect::StartFeed { generation: 7, filter: EventFilter::default() });
+    let mut app = app();
+    app.live.generation = 7;
+    // The backfill brings the stored event.
+    let action = next(&mut rx).await;
+    assert!(matches!(&action, Action::Feed(batch) if batch.backfill && batch.items.len() == 1), "{action:?}");
+    app.update(action);
+    // A new event arrives through the live feed.
+    service.ingest(vec![NewEvent::new("order.paid")]).await.unwrap();
+    while app.live.events.len() < 2 {
+        app.update(next(&mut rx).await);
+    }
+    assert_eq!(
+        app.live.events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(),
+        ["order.created", "order.paid"]
+    );
+    stop.cancel();
+
+    // One-shot effects answer with what the service says.
+    let answer = effects::call(service.clone(), Effect::Statistics).await;
+    let Action::Response(response) = answer else { panic!("a response expected") };
+    let Response::Statistics(Ok(stats)) = *response else { panic!("statistics expected") };
+    assert_eq!(stats.total_events, 2);
+    let request = 9;
+    let query = eventdeck::domain::EventQuery::default();
+    let Action::Response(response) = effects::call(service.clone(), Effect::Query { request, query }).await else {
+        panic!("a response expected")
+    };
+    app.update(Action::Response(response));
+    assert!(!app.history.loaded, "an answer to another request is dropped");
+    server.stop().await;
+}
