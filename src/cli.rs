@@ -135,6 +135,8 @@ pub enum Scenario {
     /// A backlog of `--fill` events drained through one `log` processor in this process while
     /// `--events` more are ingested; reports processed/s and the ingest rate against processing off.
     Processing,
+    /// `--events` stored events replayed to a subscription on a local sink, in this process.
+    Replay,
     /// One entity with `--events` events in this process, then `--requests` projection reads each of
     /// the latest state, at_version and at_time near the middle; reports read latency.
     Projection,

@@ -30,6 +30,7 @@ pub struct Config {
     pub replay: ReplayConfig,
     pub projections: ProjectionsConfig,
     pub console: ConsoleConfig,
+    pub nats: NatsConfig,
     pub log: LogConfig,
 }
 
@@ -117,6 +118,13 @@ pub struct ConsoleConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Empty: no NATS.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub level: String,
 }
@@ -183,6 +191,12 @@ impl Config {
         check((1..=3600).contains(&self.live.keep_alive_secs), "live.keep_alive_secs", "must be between 1 and 3600")?;
         check(self.live.buffer >= 1, "live.buffer", "must be at least 1")?;
         check((1..=4096).contains(&self.delivery.concurrency), "delivery.concurrency", "must be between 1 and 4096")?;
+        let nats = self.nats.url.trim();
+        check(
+            nats.is_empty() || nats.starts_with("nats://") || nats.starts_with("tls://"),
+            "nats.url",
+            "must be empty (no NATS) or a nats:// URL, e.g. nats://127.0.0.1:4222",
+        )?;
         let processing = &self.processing;
         check((1..=10_000).contains(&processing.batch_size), "processing.batch_size", "must be between 1 and 10000")?;
         check(
@@ -232,6 +246,7 @@ impl Config {
                 concurrency: self.processing.concurrency,
             },
             replay_confirm_above: self.replay.confirm_above,
+            nats_url: Some(self.nats.url.trim()).filter(|url| !url.is_empty()).map(str::to_owned),
             snapshot_every: self.projections.snapshot_every,
         }
     }

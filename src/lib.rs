@@ -3,6 +3,7 @@
 //! only through [`service::EventService`].
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod domain;

@@ -744,7 +744,7 @@ pub struct ProcessorCreate {
     pub filters: Option<ProcessorFiltersCreate>,
     /// A JSON object; default `{}`.
     pub config: Option<Value>,
-    /// Default 3.
+    /// Default `[processing] max_retries` (3).
     pub max_retries: Option<u32>,
 }
 
@@ -758,8 +758,8 @@ pub struct ProcessorFiltersCreate {
 }
 
 impl ProcessorCreate {
-    /// A new, validated processor stamped now.
-    pub fn into_processor(self) -> Result<Processor, FieldError> {
+    /// A new, validated processor stamped now; `max_retries` defaults to `default_max_retries`.
+    pub fn into_processor(self, default_max_retries: u32) -> Result<Processor, FieldError> {
         let name = self
             .processor_name
             .ok_or_else(|| FieldError::new("processor_name", "is required: a unique name of 1 to 128 characters"))?;
@@ -772,7 +772,7 @@ impl ProcessorCreate {
         let mut processor = Processor::new(name, ProcessorType::parse("processor_type", &kind)?, Timestamp::now());
         processor.enabled = self.enabled.unwrap_or(true);
         processor.priority = self.priority.unwrap_or(0);
-        processor.max_retries = self.max_retries.unwrap_or(3);
+        processor.max_retries = self.max_retries.unwrap_or(default_max_retries);
         processor.config = object("config", self.config)?;
         if let Some(filters) = self.filters {
             let field = |e: FieldError| e.within("filters");
@@ -1121,7 +1121,7 @@ mod round_trip_tests {
     }
 
     fn processor(body: Value) -> Result<Processor, FieldError> {
-        serde_json::from_value::<ProcessorCreate>(body).unwrap().into_processor()
+        serde_json::from_value::<ProcessorCreate>(body).unwrap().into_processor(3)
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_batch: usize,
     pub max_body_bytes: usize,
     pub keep_alive: Duration,
+    /// Retries of a processor registered without `max_retries`.
+    pub processor_max_retries: u32,
 }
 
 impl Limits {
@@ -31,6 +33,7 @@ impl Limits {
             max_batch: config.ingest.max_batch,
             max_body_bytes: config.ingest.max_body_bytes,
             keep_alive: Duration::from_secs(config.live.keep_alive_secs),
+            processor_max_retries: config.processing.max_retries,
         }
     }
 }

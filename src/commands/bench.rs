@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 mod processing;
+mod replay;
 mod projection;
 
 use super::client::{Api, send};
@@ -48,6 +49,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Query | Scenario::Stats => reads(&args).await,
         Scenario::Delivery => deliveries(&args).await,
         Scenario::Processing => processing::run(&args).await,
+        Scenario::Replay => replay::run(&args).await,
         Scenario::Projection => projection::run(&args).await,
     }
 }

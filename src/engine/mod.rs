@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use bus::EngineEvent;
 
+use crate::cluster::nats::Nats;
 use crate::delivery::WebhookClient;
 use crate::delivery::guard::check_callback_url;
 use crate::domain::delivery::{DlqQuery, DlqSelector};
@@ -62,6 +63,8 @@ pub struct EngineOptions {
     /// past its cached fold or snapshot.
     pub snapshot_every: u32,
     pub processing: ProcessingOptions,
+    /// NATS server for `nats` processors (`[nats] url`); `None`: no NATS.
+    pub nats_url: Option<String>,
     /// A replay selecting more events than this needs `confirm`.
     pub replay_confirm_above: u64,
 }
@@ -106,6 +109,7 @@ impl Default for EngineOptions {
             allow_private_networks: true,
             snapshot_every: 100,
             processing: ProcessingOptions::default(),
+            nats_url: None,
             replay_confirm_above: 10_000,
         }
     }
@@ -179,9 +183,14 @@ impl Engine {
         let mut workers = vec![tokio::spawn(delivery.run(shutdown.child_token()))];
 
         let processors = Arc::new(Processors::load(store.as_ref()).await?);
+        let nats = match &options.nats_url {
+            Some(url) => Nats::connect(url).await.map_err(Error::Unavailable)?,
+            None => Nats::disabled(),
+        };
         let runner = Arc::new(Runner {
             store: store.clone(),
             client,
+            nats,
             concurrency: options.processing.concurrency.max(1),
             snapshot_every: i64::from(options.snapshot_every.max(1)),
         });
@@ -313,7 +322,7 @@ impl EventService for Engine {
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: self.inner.started.elapsed().as_secs(),
             storage: StorageHealth { backend: self.inner.store.backend(), ok },
-            nats: "disabled",
+            nats: self.inner.runner.nats.state(),
         }
     }
 

@@ -9,13 +9,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::projection;
+use crate::cluster::nats::Nats;
 use crate::delivery::{WebhookClient, WebhookRequest};
 use crate::domain::{Event, ProcessingResult, Processor, ProcessorId, ProcessorType, ReplayId, Timestamp};
 use crate::storage::Store;
-
-/// Why a `nats` processor fails while this server has no NATS connection.
-pub const NATS_NOT_CONFIGURED: &str =
-    "NATS is not configured on this server, so a nats processor cannot publish; disable it or run with NATS";
 
 /// One event and the processors to skip on it (they already succeeded before a retry).
 pub struct Work {
@@ -26,6 +23,7 @@ pub struct Work {
 pub struct Runner {
     pub store: Arc<dyn Store>,
     pub client: WebhookClient,
+    pub nats: Nats,
     /// Events of a batch processed at once.
     pub concurrency: usize,
     pub snapshot_every: i64,
@@ -93,7 +91,11 @@ impl Runner {
     pub async fn run(&self, processor: &Processor, event: &Event) -> Result<(), String> {
         match processor.processor_type {
             ProcessorType::Webhook => self.post(processor, event).await,
-            ProcessorType::Nats => Err(NATS_NOT_CONFIGURED.to_owned()),
+            ProcessorType::Nats => {
+                let subject = processor.config.get("subject").and_then(|s| s.as_str()).unwrap_or_default();
+                let body = serde_json::to_vec(event).map_err(|e| format!("cannot serialize the event: {e}"))?;
+                self.nats.publish(subject, Bytes::from(body)).await
+            }
             ProcessorType::Log => {
                 tracing::info!(
                     target: "eventdeck::processor",

@@ -320,3 +320,50 @@ async fn replay_to_a_processor_records_new_results_and_big_replays_need_confirm(
     assert_eq!(unknown.0, StatusCode::NOT_FOUND, "{}", unknown.1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_nats_processor_without_nats_fails_saying_how_to_configure_it() {
+    let server = fast_server().await;
+    let (_, health) = server.get("/health").await;
+    assert_eq!(health["nats"], "disabled", "{health}");
+    register(&server, json!({"processor_name": "bus", "processor_type": "nats", "max_retries": 0,
+        "config": {"subject": "events.all"}}))
+    .await;
+    let event = server.create(json!({"event_type": "a.b"})).await;
+    let failed = wait_for_status(&server, event["event_id"].as_str().unwrap(), "failed").await;
+    assert!(failed["error_message"].as_str().unwrap().contains("[nats] url"), "{failed}");
+    server.stop().await;
+}
+
+/// Runs against the NATS server named by EVENTDECK_TEST_NATS_URL (CI sets it); skipped, saying so, without.
+#[tokio::test]
+async fn a_nats_processor_publishes_each_event_to_its_subject() {
+    let Ok(url) = std::env::var("EVENTDECK_TEST_NATS_URL") else {
+        eprintln!("SKIPPED a_nats_processor_publishes_each_event_to_its_subject: EVENTDECK_TEST_NATS_URL is not set");
+        return;
+    };
+    let subject = format!("eventdeck.test.{}", uuid::Uuid::now_v7().simple());
+    let client = async_nats::connect(&url).await.expect("connect to the test NATS server");
+    let mut messages = client.subscribe(subject.clone()).await.expect("subscribe");
+    client.flush().await.expect("flush the subscription");
+
+    let server = TestServer::with_config(|config| {
+        config.processing.enabled = true;
+        config.nats.url = url.clone();
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server.get("/health").await.1["nats"] != "connected" {
+        assert!(tokio::time::Instant::now() < deadline, "never connected to NATS at {url}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    register(&server, json!({"processor_name": "bus", "processor_type": "nats", "config": {"subject": subject}})).await;
+    let event = server.create(json!({"event_type": "order.created", "data": {"n": 7}})).await;
+
+    let message = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut messages)).await.expect("a message").unwrap();
+    let published: Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(published["event_id"], event["event_id"]);
+    assert_eq!(published["data"], json!({"n": 7}));
+    wait_for_status(&server, event["event_id"].as_str().unwrap(), "processed").await;
+    server.stop().await;
+}

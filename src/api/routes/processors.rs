@@ -29,7 +29,7 @@ async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ProcessorCreate>,
 ) -> Result<(StatusCode, Json<Arc<Processor>>), ApiError> {
-    let processor = state.service.create_processor(body.into_processor()?).await?;
+    let processor = state.service.create_processor(body.into_processor(state.limits.processor_max_retries)?).await?;
     Ok((StatusCode::CREATED, Json(processor)))
 }
 
