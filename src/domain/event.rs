@@ -141,6 +141,9 @@ pub struct NewEvent {
     pub correlation_id: Option<String>,
     pub idempotency_key: Option<String>,
     pub timestamp: Timestamp,
+    /// Stored as `processed` at once: the engine found no processor that wants it, so it never
+    /// needs a trip through the processing loop.
+    pub skip_processing: bool,
 }
 
 impl NewEvent {
@@ -160,6 +163,7 @@ impl NewEvent {
             correlation_id: None,
             idempotency_key: None,
             timestamp: Timestamp::now(),
+            skip_processing: false,
         }
     }
 }

@@ -125,7 +125,8 @@ impl Processor {
 
     /// [`Processor::matches`] for an event not stored yet (redaction runs before the commit).
     pub fn matches_new(&self, event: &NewEvent) -> bool {
-        self.filters.matches(&event.event_type, event.event_source, event.event_category)
+        (self.processor_type != ProcessorType::Projection || event.stream_id.is_some())
+            && self.filters.matches(&event.event_type, event.event_source, event.event_category)
     }
 
     /// Checks the name, the retry budget and the config keys the type needs.

@@ -138,6 +138,8 @@ struct Inner {
     latencies: Arc<Latencies>,
     ingest_backlog: IngestBacklog,
     replay_confirm_above: u64,
+    /// Whether the processing loop runs; when it does not, every event stays pending.
+    processing_enabled: bool,
     started: Instant,
     shutdown: CancellationToken,
     /// Stopped first, before the writer, so nothing is left half-recorded.
@@ -231,6 +233,7 @@ impl Engine {
                 latencies,
                 ingest_backlog,
                 replay_confirm_above: options.replay_confirm_above,
+                processing_enabled: options.processing.enabled,
                 started: Instant::now(),
                 shutdown,
                 workers: Mutex::new(workers),
@@ -273,6 +276,13 @@ impl EventService for Engine {
             return Ok(Vec::new());
         }
         self.redact(&mut events);
+        if self.inner.processing_enabled {
+            // An event no processor wants is stored processed: no trip through the processing loop.
+            let runnable = self.inner.processors.runnable();
+            for event in &mut events {
+                event.skip_processing = !runnable.iter().any(|p| p.matches_new(event));
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.inner.queue.send(Submission { events, reply }).await.map_err(|_| Error::ShuttingDown)?;
         answer.await.map_err(|_| Error::ShuttingDown)?

@@ -167,6 +167,10 @@ impl EventStore for SqliteStore {
             if let Some(key) = key {
                 claimed_keys.insert(key, out.len());
             }
+            let (status, processed_at) = match new.skip_processing {
+                true => (EventStatus::Processed, Some(created_at)),
+                false => (EventStatus::Pending, None),
+            };
             out.push(Appended::Created(Event {
                 event_id: EventId::new_v7(),
                 seq,
@@ -182,12 +186,12 @@ impl EventStore for SqliteStore {
                 context: new.context,
                 correlation_id: new.correlation_id,
                 idempotency_key: new.idempotency_key,
-                status: EventStatus::Pending,
+                status,
                 retry_count: 0,
                 error_message: None,
                 timestamp: new.timestamp,
                 created_at,
-                processed_at: None,
+                processed_at,
             }));
             seq += 1;
         }

@@ -116,7 +116,7 @@ const CHANNEL: usize = 256;
 /// Actions applied per wake-up before the loop looks at keys and frames again.
 const DRAIN: usize = 64;
 
-/// Runs the console until the user quits (or SIGTERM/SIGHUP). The terminal is restored on return
+/// Runs the console until the user quits (or SIGINT/SIGTERM/SIGHUP). The terminal is restored on return
 /// and on panic.
 pub async fn run(service: Arc<dyn EventService>, origin: Origin, settings: Settings) -> anyhow::Result<()> {
     let runtime = Handle::current();
@@ -144,6 +144,8 @@ async fn console_loop(
 ) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    // In raw mode Ctrl-C is a key; a SIGINT still comes from `kill -INT` and must restore the terminal.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut guard = terminal::enter().context("cannot take over the terminal (the console needs a TTY)")?;
     let (tx, mut rx) = mpsc::channel(CHANNEL);
     let stop = CancellationToken::new();
@@ -177,6 +179,7 @@ async fn console_loop(
             },
             _ = terminate.recv() => break,
             _ = hangup.recv() => break,
+            _ = interrupt.recv() => break,
             _ = frame.tick() => {
                 if app.dirty {
                     guard.terminal.draw(|f| ui::draw(f, &app)).context("cannot draw on the terminal")?;

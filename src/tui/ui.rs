@@ -56,22 +56,33 @@ fn tab_count(app: &App, pane: Pane) -> String {
 }
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
-    let mut spans = vec![Span::styled(" eventdeck ", theme::title())];
-    for pane in Pane::ALL {
-        let text = format!(" {} {} {} ", pane.number(), pane.name(), tab_count(app, pane));
-        let style = if pane == app.pane { theme::active_tab() } else { Style::new() };
-        spans.push(Span::styled(text, style));
-        spans.push(Span::styled("│", theme::muted()));
-    }
-    spans.pop();
     let help = Line::from(vec![
         Span::styled("?", theme::key()),
         Span::raw(" help  "),
         Span::styled("q", theme::key()),
         Span::raw(" quit "),
     ]);
-    let [left, right] = Layout::horizontal([Constraint::Min(10), Constraint::Length(help.width() as u16)]).areas(area);
-    frame.render_widget(Paragraph::new(Line::from(spans)), left);
+    let tabs = |short: bool| {
+        let mut spans = if short { Vec::new() } else { vec![Span::styled(" eventdeck ", theme::title())] };
+        for pane in Pane::ALL {
+            let name = if short { pane.short_name() } else { pane.name() };
+            let text = format!(" {} {name} {} ", pane.number(), tab_count(app, pane));
+            let style = if pane == app.pane { theme::active_tab() } else { Style::new() };
+            spans.push(Span::styled(text, style));
+            spans.push(Span::styled("│", theme::muted()));
+        }
+        spans.pop();
+        Line::from(spans)
+    };
+    // Short names when the full ones do not fit beside the help hint.
+    let mut spans = tabs(false);
+    if spans.width() + help.width() > usize::from(area.width) {
+        spans = tabs(true);
+    }
+    // The help hint gives way last (the help overlay itself says `?` opens it).
+    let help_width = if spans.width() + help.width() > usize::from(area.width) { 0 } else { help.width() as u16 };
+    let [left, right] = Layout::horizontal([Constraint::Min(10), Constraint::Length(help_width)]).areas(area);
+    frame.render_widget(Paragraph::new(spans), left);
     frame.render_widget(Paragraph::new(help), right);
 }
 

@@ -605,6 +605,7 @@ fn dlq_pane_lists_entries_and_retries_one_after_confirming() {
     assert_shows(&text, &["4 DLQ 3", "DLQ · 3 entries", "Kind", "Target", "Attempts", "Last status / error", "Age"]);
     let row = line_with(&text, "order.created");
     assert_shows(row, &["delivery", "orders-to-fulfilment", "4", "503 service unavailable", "30s"]);
+    assert!(!row.contains("503 503"));
     assert_shows(line_with(&text, "alert.raised"), &["alerts-pager", "2h"]);
 
     // r asks first; n does nothing; r then y retries that one entry.
@@ -790,6 +791,7 @@ fn the_mouse_wheel_scrolls_and_resizing_redraws() {
     app.update(Action::Resize(80, 12));
     let text = screen(&app);
     assert_eq!(text.lines().count(), 12);
+    assert_shows(text.lines().next().unwrap(), &["1 Live 40", "2 Hist", "6 Subs 0"]);
     assert_shows(&text, &["user-40"]);
     assert!(!text.contains("user-20 "), "only the newest rows fit:\n{text}");
 }

@@ -325,6 +325,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .map(|entry| {
             let marked = dlq.marked.contains(&entry.dlq_id);
             let last = match (entry.last_status_code, &entry.last_error) {
+                (Some(code), Some(error)) if error.contains(&code.to_string()) => error.clone(),
                 (Some(code), Some(error)) => format!("{code} {error}"),
                 (Some(code), None) => code.to_string(),
                 (None, Some(error)) => error.clone(),

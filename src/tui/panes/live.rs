@@ -90,12 +90,16 @@ impl LiveState {
             self.received += 1;
             self.this_second += 1;
         }
-        let target = if self.paused { &mut self.held } else { &mut self.events };
         // The backfill and the feed may overlap by an event; seqs only grow.
-        if target.back().is_some_and(|last| last.seq >= event.seq) {
+        let newest = self.held.back().or(self.events.back()).map(|e| e.seq);
+        if newest.is_some_and(|seq| seq >= event.seq) {
             return;
         }
-        target.push_back(event);
+        if self.paused {
+            self.held.push_back(event)
+        } else {
+            self.events.push_back(event)
+        }
         if self.paused {
             if self.held.len() > self.capacity {
                 self.held.pop_front();

@@ -38,6 +38,18 @@ impl Pane {
         }
     }
 
+    /// The name in a narrow tab bar.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Pane::Live => "Live",
+            Pane::History => "Hist",
+            Pane::Statistics => "Stats",
+            Pane::Dlq => "DLQ",
+            Pane::Processors => "Procs",
+            Pane::Subscriptions => "Subs",
+        }
+    }
+
     /// 1-based, as the keys `1`…`6` choose them.
     pub fn number(self) -> u8 {
         Self::ALL.iter().position(|p| *p == self).map_or(1, |i| i as u8 + 1)
