@@ -48,8 +48,9 @@ impl Nats {
     /// means the message left this process.
     pub async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), String> {
         let Some(client) = &self.client else {
-            return Err("NATS is not configured: set [nats] url (e.g. nats://127.0.0.1:4222) to use nats processors"
-                .to_owned());
+            return Err(
+                "NATS is not configured: set [nats] url (e.g. nats://127.0.0.1:4222) to use nats processors".to_owned()
+            );
         };
         if client.connection_state() != async_nats::connection::State::Connected {
             return Err("NATS is disconnected; the event will be retried".to_owned());

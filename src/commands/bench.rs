@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 mod processing;
-mod replay;
 mod projection;
+mod replay;
 
 use super::client::{Api, send};
 use crate::cli::{BenchArgs, Scenario};
@@ -201,22 +201,32 @@ async fn post_events(
     .await
 }
 
+/// Ingests `total` synthetic events straight into `engine`, `batch` per call, `concurrency` calls at once.
+async fn ingest_in_process(
+    engine: &Engine,
+    total: u64,
+    batch: u64,
+    concurrency: u64,
+    rate: u64,
+) -> anyhow::Result<Report> {
+    let engine = engine.clone();
+    drive(total, batch, concurrency, rate, move |seed, n| {
+        let engine = engine.clone();
+        async move {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            engine.ingest((0..n).map(|_| synthetic_new(&mut rng)).collect()).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 async fn ingest_store(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let path = args.db.clone().unwrap_or_else(|| dir.path().join("bench.db"));
     let store = storage::connect(&format!("sqlite://{}", path.display()), SyncMode::Full).await?;
     let engine = Engine::start(store, EngineOptions::default()).await?;
-    let service = engine.clone();
-    let report = drive(args.events, args.batch, args.concurrency, 0, move |seed, n| {
-        let service = service.clone();
-        async move {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            let events = (0..n).map(|_| synthetic_new(&mut rng)).collect();
-            service.ingest(events).await?;
-            Ok(())
-        }
-    })
-    .await?;
+    let report = ingest_in_process(&engine, args.events, args.batch, args.concurrency, 0).await?;
     engine.shutdown().await;
     report.print(
         &format!("ingest through the store, no HTTP (batch {}, concurrency {})", args.batch, args.concurrency),

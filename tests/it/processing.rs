@@ -326,8 +326,11 @@ async fn a_nats_processor_without_nats_fails_saying_how_to_configure_it() {
     let server = fast_server().await;
     let (_, health) = server.get("/health").await;
     assert_eq!(health["nats"], "disabled", "{health}");
-    register(&server, json!({"processor_name": "bus", "processor_type": "nats", "max_retries": 0,
-        "config": {"subject": "events.all"}}))
+    register(
+        &server,
+        json!({"processor_name": "bus", "processor_type": "nats", "max_retries": 0,
+        "config": {"subject": "events.all"}}),
+    )
     .await;
     let event = server.create(json!({"event_type": "a.b"})).await;
     let failed = wait_for_status(&server, event["event_id"].as_str().unwrap(), "failed").await;
@@ -360,7 +363,8 @@ async fn a_nats_processor_publishes_each_event_to_its_subject() {
     register(&server, json!({"processor_name": "bus", "processor_type": "nats", "config": {"subject": subject}})).await;
     let event = server.create(json!({"event_type": "order.created", "data": {"n": 7}})).await;
 
-    let message = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut messages)).await.expect("a message").unwrap();
+    let message =
+        tokio::time::timeout(WAIT, futures::StreamExt::next(&mut messages)).await.expect("a message").unwrap();
     let published: Value = serde_json::from_slice(&message.payload).unwrap();
     assert_eq!(published["event_id"], event["event_id"]);
     assert_eq!(published["data"], json!({"n": 7}));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{Report, Rng, drive, synthetic_new};
+use super::ingest_in_process;
 use crate::cli::BenchArgs;
 use eventdeck::domain::{Processor, ProcessorType, Timestamp};
 use eventdeck::engine::{Engine, EngineOptions, ProcessingOptions};
@@ -27,7 +27,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ..EngineOptions::default()
     };
     let engine = Engine::start(storage::connect(&url, SyncMode::Full).await?, off).await?;
-    let backlog = ingest(&engine, args.fill.max(1), args).await?;
+    let backlog = ingest_in_process(&engine, args.fill.max(1), args.batch, args.concurrency, args.rate).await?;
     let rate_off = backlog.items as f64 / backlog.elapsed.as_secs_f64();
     backlog.print("backlog stored with processing off", "events");
     engine.shutdown().await;
@@ -35,7 +35,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let engine = Engine::start(storage::connect(&url, SyncMode::Full).await?, EngineOptions::default()).await?;
     engine.create_processor(Processor::new("bench-log", ProcessorType::Log, Timestamp::now())).await?;
     let started = Instant::now();
-    let during = ingest(&engine, args.events, args).await?;
+    let during = ingest_in_process(&engine, args.events, args.batch, args.concurrency, args.rate).await?;
     let rate_on = during.items as f64 / during.elapsed.as_secs_f64();
     during.print("ingest while the backlog drains", "events");
 
@@ -65,18 +65,4 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         rate_on * 100.0 / rate_off
     );
     Ok(())
-}
-
-async fn ingest(engine: &Engine, total: u64, args: &BenchArgs) -> anyhow::Result<Report> {
-    let service = engine.clone();
-    drive(total, args.batch, args.concurrency, args.rate, move |seed, n| {
-        let service = service.clone();
-        async move {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            let events = (0..n).map(|_| synthetic_new(&mut rng)).collect();
-            service.ingest(events).await?;
-            Ok(())
-        }
-    })
-    .await
 }

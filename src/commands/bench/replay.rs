@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::{Rng, drive, synthetic_new};
+use super::ingest_in_process;
 use crate::cli::BenchArgs;
 use eventdeck::domain::replay::ReplaySelection;
-use eventdeck::domain::{ReplayRequest, ReplayStatus, ReplayTarget, RetryPolicy, Subscription, SubscriptionId, Timestamp};
+use eventdeck::domain::{
+    ReplayRequest, ReplayStatus, ReplayTarget, RetryPolicy, Subscription, SubscriptionId, Timestamp,
+};
 use eventdeck::engine::{Engine, EngineOptions, ProcessingOptions};
 use eventdeck::service::EventService;
 use eventdeck::storage::{self, SyncMode};
@@ -36,19 +38,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         processing: ProcessingOptions { enabled: false, ..ProcessingOptions::default() },
         ..EngineOptions::default()
     };
-    let engine = Engine::start(storage::connect(&format!("sqlite://{}", path.display()), SyncMode::Full).await?, options)
-        .await?;
-    let service = engine.clone();
-    drive(args.events, args.batch.max(100), args.concurrency, 0, move |seed, n| {
-        let service = service.clone();
-        async move {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            service.ingest((0..n).map(|_| synthetic_new(&mut rng)).collect()).await?;
-            Ok(())
-        }
-    })
-    .await?
-    .print("stored", "events");
+    let engine =
+        Engine::start(storage::connect(&format!("sqlite://{}", path.display()), SyncMode::Full).await?, options)
+            .await?;
+    ingest_in_process(&engine, args.events, args.batch.max(100), args.concurrency, 0).await?.print("stored", "events");
 
     let now = Timestamp::now();
     let subscription = Subscription {
