@@ -67,7 +67,10 @@ impl Engine {
         let job = ReplayJob { engine: self.clone(), request, progress };
         let stop = self.inner.shutdown.child_token();
         let handle = tokio::spawn(job.run(stop));
-        self.inner.workers.lock().await.push(handle);
+        let mut workers = self.inner.workers.lock().await;
+        // Finished replays need no joining at shutdown; keep the list to what still runs.
+        workers.retain(|worker| !worker.is_finished());
+        workers.push(handle);
         Ok(ReplayStarted {
             replay_id: Some(replay_id),
             status: ReplayStatus::Running,

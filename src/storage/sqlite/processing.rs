@@ -491,3 +491,75 @@ fn decode_replay(row: &SqliteRow) -> Result<ReplayProgress, Error> {
         error: row.try_get("error")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NewEvent;
+    use crate::storage::{EventStore, SyncMode};
+
+    async fn store_with(events: usize) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), SyncMode::Normal).await.unwrap();
+        store.append((0..events).map(|i| NewEvent::new(format!("t.e{i}"))).collect()).await.unwrap();
+        (dir, store)
+    }
+
+    fn claim(limit: u32) -> Claim {
+        let now = Timestamp::now();
+        Claim { now, lease_until: now.plus(std::time::Duration::from_secs(60)), limit }
+    }
+
+    async fn statuses(store: &SqliteStore) -> Vec<(String, i64)> {
+        let counters = store.counters().await.unwrap();
+        counters.by_status.into_iter().filter(|(_, n)| *n != 0).collect()
+    }
+
+    #[tokio::test]
+    async fn claims_are_leases_released_at_start_and_counters_follow_every_step() {
+        let (_dir, store) = store_with(5).await;
+        let first = store.complete_and_claim(Vec::new(), Some(claim(3))).await.unwrap().claimed;
+        assert_eq!(first.iter().map(|c| c.event.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(statuses(&store).await, [("pending".into(), 2), ("processing".into(), 3)]);
+        // A claimed event is not claimed again while its lease runs.
+        let second = store.complete_and_claim(Vec::new(), Some(claim(10))).await.unwrap().claimed;
+        assert_eq!(second.iter().map(|c| c.event.seq).collect::<Vec<_>>(), [4, 5]);
+
+        // As after a crash: every claim goes back to pending.
+        assert_eq!(store.release_processing().await.unwrap(), 5);
+        assert_eq!(statuses(&store).await, [("pending".into(), 5)]);
+
+        let again = store.complete_and_claim(Vec::new(), Some(claim(10))).await.unwrap().claimed;
+        let outcomes = again
+            .iter()
+            .map(|c| ProcessingOutcome {
+                seq: c.event.seq,
+                event_id: c.event.event_id,
+                event_type: c.event.event_type.clone(),
+                results: Vec::new(),
+                next: if c.event.seq == 5 {
+                    ProcessingNext::Failed { error: "boom".into(), processor_id: ProcessorId::new_v7() }
+                } else {
+                    ProcessingNext::Processed
+                },
+            })
+            .collect();
+        let done = store.complete_and_claim(outcomes, Some(claim(10))).await.unwrap();
+        assert!(done.claimed.is_empty());
+        assert_eq!(done.dead_letters.len(), 1);
+        assert_eq!(done.dead_letters[0].attempts, 1);
+        assert_eq!(statuses(&store).await, [("failed".into(), 1), ("processed".into(), 4)]);
+    }
+
+    #[tokio::test]
+    async fn an_expired_claim_is_taken_again_without_counting_it_twice() {
+        let (_dir, store) = store_with(1).await;
+        let now = Timestamp::now();
+        let short = Claim { now, lease_until: now, limit: 10 };
+        assert_eq!(store.complete_and_claim(Vec::new(), Some(short)).await.unwrap().claimed.len(), 1);
+        let later = Claim { now: now.plus(std::time::Duration::from_millis(1)), ..claim(10) };
+        let retaken = store.complete_and_claim(Vec::new(), Some(later)).await.unwrap().claimed;
+        assert_eq!(retaken.len(), 1, "the lease ran out");
+        assert_eq!(statuses(&store).await, [("processing".into(), 1)]);
+    }
+}
