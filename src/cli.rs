@@ -132,6 +132,9 @@ pub enum Scenario {
     /// Webhook deliveries from a running server to a sink in this process, one subscription per
     /// `--subscriptions`; reports deliveries/s and commit-to-sink latency.
     Delivery,
+    /// A healthy webhook endpoint's delivery rate alone and beside endpoints that hang, answer late,
+    /// trickle their answer forever or refuse connections (a running server, a sink in this process).
+    Isolation,
     /// A backlog of `--fill` events drained through one `log` processor in this process while
     /// `--events` more are ingested; reports processed/s and the ingest rate against processing off.
     Processing,

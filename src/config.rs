@@ -79,6 +79,8 @@ pub struct LiveConfig {
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     pub concurrency: usize,
+    /// Requests in flight at once to one subscription (at most `concurrency`).
+    pub per_subscription_concurrency: usize,
     pub allow_private_networks: bool,
 }
 
@@ -191,6 +193,11 @@ impl Config {
         check((1..=3600).contains(&self.live.keep_alive_secs), "live.keep_alive_secs", "must be between 1 and 3600")?;
         check(self.live.buffer >= 1, "live.buffer", "must be at least 1")?;
         check((1..=4096).contains(&self.delivery.concurrency), "delivery.concurrency", "must be between 1 and 4096")?;
+        check(
+            (1..=self.delivery.concurrency).contains(&self.delivery.per_subscription_concurrency),
+            "delivery.per_subscription_concurrency",
+            "must be between 1 and delivery.concurrency",
+        )?;
         let nats = self.nats.url.trim();
         check(
             nats.is_empty() || nats.starts_with("nats://") || nats.starts_with("tls://"),
@@ -235,6 +242,7 @@ impl Config {
             queue_capacity: self.ingest.queue,
             max_group: self.ingest.max_group,
             delivery_concurrency: self.delivery.concurrency,
+            delivery_per_subscription: self.delivery.per_subscription_concurrency,
             allow_private_networks: self.delivery.allow_private_networks,
             processing: crate::engine::ProcessingOptions {
                 enabled: self.processing.enabled,

@@ -13,6 +13,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+mod isolation;
 mod processing;
 mod projection;
 mod replay;
@@ -48,6 +49,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Store => ingest_store(&args).await,
         Scenario::Query | Scenario::Stats => reads(&args).await,
         Scenario::Delivery => deliveries(&args).await,
+        Scenario::Isolation => isolation::run(&args).await,
         Scenario::Processing => processing::run(&args).await,
         Scenario::Replay => replay::run(&args).await,
         Scenario::Projection => projection::run(&args).await,

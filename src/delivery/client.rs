@@ -21,6 +21,11 @@ pub const MAX_RESPONSE_BODY: usize = 4096;
 /// How long opening a connection (DNS, TCP, TLS) may take, within the request's own timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the body may take to arrive once the status is in, within the request's own timeout. The
+/// status decides the outcome; the body is only kept for people to read, so an endpoint that trickles
+/// (or streams forever) does not hold a sending slot for the whole timeout.
+const BODY_GRACE: Duration = Duration::from_secs(1);
+
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -35,7 +40,8 @@ pub struct WebhookRequest {
     /// Sent as given, Content-Type among them.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
-    /// For the whole attempt: connecting, sending, and reading up to 4 KiB of the answer.
+    /// For the whole attempt: connecting, sending, and reading up to 4 KiB of the answer (the body
+    /// itself gets at most [`BODY_GRACE`] of it).
     pub timeout: Duration,
 }
 
@@ -87,8 +93,9 @@ impl WebhookClient {
         Ok(Self { http, allow_private_networks })
     }
 
-    /// POSTs `request.body` with its headers; gives up after `request.timeout`. A timeout while reading the
-    /// body keeps the status already received and the part of the body that arrived.
+    /// POSTs `request.body` with its headers; gives up after `request.timeout`. The answer's body is read
+    /// up to 4 KiB and for at most [`BODY_GRACE`], then the response is dropped (closing its connection
+    /// when unread body remains); running out of time there keeps the status and what arrived.
     pub async fn send(&self, request: WebhookRequest) -> AttemptOutcome {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + request.timeout;
@@ -107,8 +114,9 @@ impl WebhookClient {
         };
         let status = response.status();
         let mut body = Vec::new();
+        let body_deadline = deadline.min(tokio::time::Instant::now() + BODY_GRACE);
         // Running out of time here keeps what was read: the status already says how the attempt went.
-        let _ = tokio::time::timeout_at(deadline, read_prefix(response, &mut body)).await;
+        let _ = tokio::time::timeout_at(body_deadline, read_prefix(response, &mut body)).await;
         let error = if status.is_success() {
             None
         } else if status.is_redirection() {
@@ -329,6 +337,16 @@ mod tests {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 respond("200 OK", "", b"late")
             }
+            "/trickle" => {
+                // A byte a second, forever: the status is in at once, the body never ends.
+                if stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await.is_err() {
+                    return;
+                }
+                while stream.write_all(b"z").await.is_ok() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                return;
+            }
             "/endless" => {
                 // No length: the body runs until the connection closes, which this server never does itself.
                 if stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await.is_err() {
@@ -375,6 +393,17 @@ mod tests {
         assert_eq!(outcome.status_code, Some(200));
         assert_eq!(outcome.response_body.as_deref().map(str::len), Some(4096));
         assert!(outcome.duration_ms < 4000, "stopped reading early, took {} ms", outcome.duration_ms);
+    }
+
+    #[tokio::test]
+    async fn a_trickling_body_is_cut_short_after_the_grace() {
+        let server = TestServer::start().await;
+        let outcome = open_client().send(post(server.url("/trickle"), Duration::from_secs(10))).await;
+        assert_eq!(outcome.status_code, Some(200));
+        assert!(outcome.success(), "the status decides: {:?}", outcome.error);
+        assert!(outcome.response_body.is_some_and(|b| !b.is_empty() && b.len() < 10));
+        let grace = BODY_GRACE.as_millis() as u64;
+        assert!((grace..grace + 2000).contains(&outcome.duration_ms), "took {} ms", outcome.duration_ms);
     }
 
     #[tokio::test]

@@ -57,6 +57,9 @@ pub struct EngineOptions {
     pub max_group: usize,
     /// Webhook requests in flight at once.
     pub delivery_concurrency: usize,
+    /// Webhook requests in flight at once to one subscription, so a slow endpoint holds only so many of
+    /// the `delivery_concurrency` slots.
+    pub delivery_per_subscription: usize,
     /// Whether callback URLs may point at loopback, private or link-local addresses.
     pub allow_private_networks: bool,
     /// Stream versions between projection snapshots: a projection read folds at most this many events
@@ -106,6 +109,7 @@ impl Default for EngineOptions {
             queue_capacity: 1024,
             max_group: 2000,
             delivery_concurrency: 32,
+            delivery_per_subscription: 8,
             allow_private_networks: true,
             snapshot_every: 100,
             processing: ProcessingOptions::default(),
@@ -179,6 +183,7 @@ impl Engine {
             subscriptions: subscriptions.clone(),
             wake: delivery_wake.clone(),
             concurrency: options.delivery_concurrency.max(1),
+            per_subscription: options.delivery_per_subscription.clamp(1, options.delivery_concurrency.max(1)),
             ingest_backlog: ingest_backlog.clone(),
             last_seq: last_seq.clone(),
         };

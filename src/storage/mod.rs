@@ -173,16 +173,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Returns every in-flight claim to pending (after a restart nothing is in flight any more).
     async fn release_claims(&self) -> Result<u64, Error>;
 
-    /// Claims up to `limit` deliveries due by `now` (or whose claim expired), leasing them until `lease_until`.
+    /// Claims, for each `(subscription, n)` of `wants`, up to `n` of that subscription's deliveries due by
+    /// `now` (the longest due first), leasing them until `lease_until`. Claims whose lease ran out before
+    /// `now` are due again first. Claiming per subscription keeps one endpoint's backlog from standing in
+    /// front of another's.
     async fn claim_deliveries(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
-        limit: u32,
+        wants: &[(SubscriptionId, u32)],
     ) -> Result<Vec<ClaimedDelivery>, Error>;
-
-    /// When the next pending delivery is due, if any.
-    async fn next_delivery_due(&self) -> Result<Option<Timestamp>, Error>;
 
     /// Records attempts and next steps in one transaction; returns the dead letters it wrote.
     async fn complete_deliveries(&self, results: Vec<DeliveryResult>) -> Result<Vec<DeadLetter>, Error>;

@@ -1,5 +1,6 @@
 //! A webhook sink for delivery tests: an HTTP server on port 0 that records every request and answers
-//! as each path is told to (a status, fail N times then succeed, or hang).
+//! as each path is told to (a status, fail N times then succeed, answer late, trickle a body that never
+//! ends, or hang).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -39,6 +41,10 @@ pub enum Answer {
     FailTimes(u32),
     /// Never answers within the test.
     Hang,
+    /// Answers 200 after this long.
+    Late(Duration),
+    /// Answers 200 at once, then sends its body a byte a second, forever.
+    Trickle,
 }
 
 #[derive(Default)]
@@ -96,7 +102,7 @@ async fn receive(
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     let answer = {
         let mut shared = shared.lock().unwrap();
         shared.received.push(Received { path: path.clone(), headers, body, at: Instant::now() });
@@ -107,11 +113,22 @@ async fn receive(
         answer
     };
     match answer {
-        Answer::Status(code) => StatusCode::from_u16(code).unwrap(),
-        Answer::FailTimes(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Answer::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+        Answer::FailTimes(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            StatusCode::OK
+            StatusCode::OK.into_response()
+        }
+        Answer::Late(after) => {
+            tokio::time::sleep(after).await;
+            StatusCode::OK.into_response()
+        }
+        Answer::Trickle => {
+            let bytes = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Some((Ok::<_, std::convert::Infallible>(Bytes::from_static(b"z")), ()))
+            });
+            axum::body::Body::from_stream(bytes).into_response()
         }
     }
 }
