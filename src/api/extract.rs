@@ -1,20 +1,53 @@
 //! Request extractors that answer bad input with API errors: JSON bodies (400 malformed, 422 naming the
-//! field, 413 too large) and query strings.
+//! field, 413 too large, 415 not sent as JSON where that is required) and query strings.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use super::error::ApiError;
 use crate::domain::FieldError;
 
-/// A JSON body parsed into `T`. No Content-Type is required: scripts often forget it.
+/// A management request's JSON body parsed into `T`; it must be sent with `Content-Type: application/json`
+/// (or another `application/…+json` type), else 415. Browsers send other types cross-site without asking
+/// the server first (a CORS preflight), so requiring JSON keeps any web page the operator opens from
+/// driving the management API.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if !content_type.is_some_and(is_json) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "send the body as JSON with `Content-Type: application/json` (got {}): management requests \
+                     need it, so that no web page can send them from another site",
+                    content_type.map_or_else(|| "none".to_owned(), |t| format!("`{t}`")),
+                ),
+            ));
+        }
+        AnyJsonBody::from_request(request, state).await.map(|AnyJsonBody(value)| JsonBody(value))
+    }
+}
+
+/// `application/json` or `application/<anything>+json`, parameters (`; charset=utf-8`) allowed.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A JSON body parsed into `T`, whatever its Content-Type: for ingest and reads, where `curl -d` (a form
+/// type) and `navigator.sendBeacon` (text/plain) must work.
+pub struct AnyJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AnyJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
@@ -27,7 +60,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::malformed(format!("the request body could not be read: {rejection}"))
             }
         })?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&bytes).map(AnyJsonBody)
     }
 }
 
@@ -80,5 +113,20 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 impl QueryPairs {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_media_types() {
+        for accepted in ["application/json", "Application/JSON; charset=utf-8", "application/merge-patch+json"] {
+            assert!(is_json(accepted), "{accepted}");
+        }
+        for refused in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "json", ""] {
+            assert!(!is_json(refused), "{refused}");
+        }
     }
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod console;
+mod cross_site;
 mod delivery;
 mod ingest;
 mod live;

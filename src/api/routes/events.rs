@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, QueryPairs, from_value};
+use crate::api::extract::{AnyJsonBody, QueryPairs, from_value};
 use crate::api::state::AppState;
 use crate::domain::{Event, EventId, EventQuery, NewEvent};
 use crate::service::{self, EventService, Ingested};
@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
 /// 201 with the stored event; 200 with the earlier one when the idempotency key was seen before.
 async fn create(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<EventCreate>,
+    AnyJsonBody(body): AnyJsonBody<EventCreate>,
 ) -> Result<(StatusCode, Json<Arc<Event>>), ApiError> {
     let event = body.into_new_event()?;
     let Ingested { event, created } = ingest_one(state.service.as_ref(), event).await?;
@@ -47,7 +47,7 @@ pub(super) async fn ingest_one(service: &dyn EventService, event: NewEvent) -> R
 
 async fn batch(
     State(state): State<AppState>,
-    JsonBody(items): JsonBody<Vec<Value>>,
+    AnyJsonBody(items): AnyJsonBody<Vec<Value>>,
 ) -> Result<Json<BatchAnswer>, ApiError> {
     check_batch_size(items.len(), state.limits.max_batch)?;
     let mut failures = Vec::new();
@@ -119,7 +119,7 @@ async fn results(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 
 async fn query_json(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<Map<String, Value>>,
+    AnyJsonBody(body): AnyJsonBody<Map<String, Value>>,
 ) -> Result<Json<QueryAnswer>, ApiError> {
     run_query(&state, QueryParams::from_json(body)?.query).await.map(Json)
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::events::{check_batch_size, ingest_one};
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, from_value};
+use crate::api::extract::{AnyJsonBody, from_value};
 use crate::api::state::AppState;
 use crate::domain::FieldError;
 use crate::wire::{FrontendBatch, FrontendEvent};
@@ -27,7 +27,7 @@ async fn single(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<FrontendEvent>,
+    AnyJsonBody(body): AnyJsonBody<FrontendEvent>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let event = body.into_new_event(&client_context(peer, &headers))?;
     let stored = ingest_one(state.service.as_ref(), event).await?;
@@ -38,7 +38,7 @@ async fn batch(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<FrontendBatch>,
+    AnyJsonBody(body): AnyJsonBody<FrontendBatch>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     check_batch_size(body.events.len(), state.limits.max_batch)?;
     let mut client = client_context(peer, &headers);
