@@ -36,6 +36,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// List, retry or discard dead letters.
     Dlq(DlqArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at /api/v1/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Default, Args)]

@@ -18,8 +18,10 @@ use crate::domain::{
 };
 use crate::service::DlqAction;
 
+pub mod rudderstack;
+
 /// `POST /api/v1/events/create`, an item of `/batch`, and the seed-compatible `POST /events`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct EventCreate {
     #[serde(alias = "type")]
     pub event_type: Option<String>,
@@ -77,7 +79,7 @@ impl EventCreate {
 }
 
 /// `POST /api/v1/events/frontend` and each item of `/frontend/batch`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct FrontendEvent {
     pub event_type: Option<String>,
     pub category: Option<String>,
@@ -89,7 +91,7 @@ pub struct FrontendEvent {
 }
 
 /// `POST /api/v1/events/frontend/batch`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct FrontendBatch {
     pub events: Vec<Value>,
     #[serde(default)]
@@ -248,8 +250,39 @@ impl QueryParams {
     }
 }
 
+/// The parameters of a history query as documented: the body of `POST /api/v1/events/query` and the
+/// query string of `GET /api/v1/events` and the live stream. Parsing goes through [`QueryParams`],
+/// which also takes numbers as strings and the aliases; a test keeps the two lists equal.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQueryBody {
+    pub user_id: Option<String>,
+    /// A type pattern (alias `type`).
+    pub event_type: Option<TypePattern>,
+    /// Alias `source`.
+    pub event_source: Option<EventSource>,
+    /// Alias `category`.
+    pub event_category: Option<EventCategory>,
+    pub status: Option<EventStatus>,
+    pub stream_id: Option<String>,
+    /// Absent: all tenants.
+    pub tenant_id: Option<String>,
+    pub correlation_id: Option<String>,
+    /// On `timestamp`, inclusive (alias `since`).
+    pub start_time: Option<Timestamp>,
+    /// On `timestamp`, exclusive.
+    pub end_time: Option<Timestamp>,
+    /// 1 to 1000, default 100.
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+    /// By `timestamp`, ties by `seq`: `desc` (default) or `asc`.
+    pub order: Option<String>,
+    /// Case-insensitive substring of the data JSON.
+    pub text: Option<String>,
+}
+
 /// The answer of a history query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueryAnswer {
     pub events: Vec<Event>,
     pub total: u64,
@@ -260,7 +293,7 @@ pub struct QueryAnswer {
 
 /// The answer of `POST /api/v1/events/batch`: `created` new, `duplicates` seen before (their stored
 /// event is returned), `failed` rejected; `results` in request order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchAnswer {
     pub created: usize,
     pub duplicates: usize,
@@ -268,7 +301,7 @@ pub struct BatchAnswer {
     pub results: Vec<BatchItem>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum BatchItem {
     Stored {
@@ -285,7 +318,7 @@ pub enum BatchItem {
 }
 
 /// The inside of every error answer: `{"error": {"code", "message", "field"?}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
@@ -293,7 +326,7 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
@@ -371,7 +404,7 @@ mod tests {
 }
 
 /// `POST /api/v1/events/subscriptions`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionCreate {
     pub subscriber_name: Option<String>,
@@ -428,7 +461,7 @@ impl SubscriptionCreate {
 }
 
 /// `PATCH /api/v1/events/subscriptions/{id}`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionUpdate {
     pub enabled: Option<bool>,
@@ -462,7 +495,7 @@ impl SubscriptionUpdate {
 }
 
 /// Seed-compatible `POST /webhooks`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct WebhookCreate {
     pub url: Option<String>,
     #[serde(default)]
@@ -490,7 +523,7 @@ impl WebhookCreate {
 }
 
 /// A subscription as the seed-compatible `/webhooks` endpoints show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookView {
     pub id: SubscriptionId,
     pub url: String,
@@ -512,7 +545,7 @@ impl From<&Subscription> for WebhookView {
 }
 
 /// `POST /api/v1/events/dlq/retry`: exactly one of `ids`, `subscription_id`, `all: true`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DlqRetry {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -679,14 +712,41 @@ impl From<&SubscriptionPatch> for SubscriptionUpdate {
     }
 }
 
+/// `POST /api/v1/events/frontend`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrontendAccepted {
+    pub accepted: bool,
+    pub event_id: EventId,
+}
+
+/// `POST /api/v1/events/frontend/batch`: `event_ids` in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrontendBatchAccepted {
+    pub accepted: usize,
+    pub event_ids: Vec<EventId>,
+}
+
+/// `GET /api/v1/events/frontend/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrontendHealth {
+    pub status: String,
+    pub nats: String,
+}
+
+/// Seed-compatible `GET /webhooks`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookView>,
+}
+
 /// `{"subscriptions": [...]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubscriptionList {
     pub subscriptions: Vec<Arc<Subscription>>,
 }
 
 /// `GET /api/v1/events/{event_id}/deliveries`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptList {
     pub attempts: Vec<DeliveryAttempt>,
 }
@@ -702,7 +762,7 @@ impl From<&DlqSelector> for DlqRetry {
 }
 
 /// The answer of a DLQ retry: how many entries left the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Retried {
     pub retried: usize,
 }
@@ -725,14 +785,14 @@ pub fn dlq_query_pairs(query: &DlqQuery) -> Vec<(&'static str, String)> {
 }
 
 /// The `event: dlq` payload of the live stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DlqChange {
     pub action: DlqAction,
     pub entry: Arc<DeadLetter>,
 }
 
 /// `POST /api/v1/events/processors`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorCreate {
     pub processor_name: Option<String>,
@@ -749,7 +809,7 @@ pub struct ProcessorCreate {
 }
 
 /// The `filters` of a [`ProcessorCreate`]; absent fields match everything.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorFiltersCreate {
     pub event_type: Option<String>,
@@ -820,13 +880,13 @@ impl From<&Processor> for ProcessorCreate {
 }
 
 /// `{"processors": [...]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProcessorList {
     pub processors: Vec<Arc<Processor>>,
 }
 
 /// `GET /api/v1/events/{event_id}/results`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultList {
     pub results: Vec<ProcessingResult>,
 }
@@ -851,7 +911,7 @@ pub fn toggle_enabled<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -
 
 /// `POST /api/v1/events/replay`: exactly one selection (`event_ids`, `stream_id`, or
 /// `start_time`/`end_time`), narrowed by `event_type` and `event_source`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayCreate {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -876,7 +936,7 @@ pub struct ReplayCreate {
 }
 
 /// The `target` of a [`ReplayCreate`]: one subscription or one processor.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayTargetCreate {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1022,7 +1082,7 @@ pub fn projection_pairs(at: ProjectionAt) -> Vec<(&'static str, String)> {
 }
 
 /// `GET /health` as a client reads it (the server's [`crate::service::Health`] has static strings).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthAnswer {
     pub status: String,
     pub version: String,
@@ -1031,7 +1091,7 @@ pub struct HealthAnswer {
     pub nats: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StorageHealthAnswer {
     pub backend: String,
     pub ok: bool,

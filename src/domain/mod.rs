@@ -9,9 +9,11 @@ mod id;
 pub mod processor;
 pub mod projection;
 pub mod replay;
+mod schema;
 pub mod stats;
 pub mod subscription;
 pub mod time;
+pub mod trace;
 
 pub use delivery::{DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId};
 pub use error::FieldError;

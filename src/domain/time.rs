@@ -58,6 +58,17 @@ impl fmt::Display for Timestamp {
     }
 }
 
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            Some(utoipa::openapi::KnownFormat::DateTime),
+            "RFC 3339 UTC with microseconds, e.g. 2026-01-02T03:04:05.123456Z",
+        )
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 impl FromStr for Timestamp {
     type Err = chrono::ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -18,12 +18,14 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::delivery::signing::{standard_webhooks_signature, x_signature};
-use crate::delivery::{WebhookClient, WebhookRequest, jitter};
+use crate::delivery::{WebhookClient, WebhookRequest, jitter, trace_headers};
 use crate::domain::{DeliveryAttempt, Event, EventFilter, Subscription, Timestamp};
 use crate::engine::bus::{DlqAction, EngineEvent};
 use crate::engine::subscriptions::Subscriptions;
+use crate::metrics::{DeliveryOutcome, Metrics};
 use crate::storage::{ClaimedDelivery, DeliveryResult, NewDelivery, NextStep, Store};
 
 const CURSOR: &str = "delivery";
@@ -50,6 +52,7 @@ pub struct DeliveryWorker {
     pub ingest_backlog: super::IngestBacklog,
     /// The highest seq committed.
     pub last_seq: Arc<AtomicI64>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Longest the dispatcher defers its own writes while ingest requests are queued.
@@ -98,7 +101,13 @@ impl DeliveryWorker {
                     match self.subscriptions.get(job.claimed.subscription_id).filter(|s| s.enabled) {
                         Some(current) => {
                             job.subscription = current;
-                            sending.spawn(send(self.client.clone(), job, results.clone(), permit));
+                            sending.spawn(send(
+                                self.client.clone(),
+                                job,
+                                results.clone(),
+                                permit,
+                                self.metrics.clone(),
+                            ));
                         }
                         None => {
                             let cancelled =
@@ -321,13 +330,45 @@ impl Recorder {
 
 /// Sends one delivery, decides what comes next, and hands the outcome to the recorder; the sending
 /// slot is held until then.
-async fn send(client: WebhookClient, job: Job, results: mpsc::Sender<DeliveryResult>, _slot: OwnedSemaphorePermit) {
+async fn send(
+    client: WebhookClient,
+    job: Job,
+    results: mpsc::Sender<DeliveryResult>,
+    _slot: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+) {
+    let span = tracing::debug_span!(
+        "delivery",
+        event_id = %job.event.event_id,
+        subscription_id = %job.subscription.subscription_id,
+        attempt = job.claimed.attempts + 1,
+        otel.kind = "client",
+    );
+    let created_at = job.event.created_at;
+    let result = attempt(client, job, &span).instrument(span.clone()).await;
+    record_metrics(&metrics, &result, created_at);
     // The recorder outlives every send, so it is there to receive.
-    let _ = results.send(attempt(client, job).await).await;
+    let _ = results.send(result).await;
+}
+
+/// Counts the attempt in `eventdeck_deliveries_total` and times it; a delivered one also gives the
+/// commit → 2xx lag.
+fn record_metrics(metrics: &Metrics, result: &DeliveryResult, created_at: Timestamp) {
+    let Some(attempt) = &result.attempt else { return };
+    let outcome = match result.next {
+        NextStep::Delivered => DeliveryOutcome::Delivered,
+        NextStep::RetryAt(_) => DeliveryOutcome::Retry,
+        NextStep::Dead { .. } => DeliveryOutcome::DeadLettered,
+        NextStep::Gone { .. } => DeliveryOutcome::Disabled,
+        NextStep::Cancelled => return,
+    };
+    let lag = (outcome == DeliveryOutcome::Delivered)
+        .then(|| Duration::from_micros(Timestamp::now().micros_since(created_at).max(0) as u64));
+    metrics.delivery(attempt.subscription_id, outcome, Duration::from_millis(attempt.duration_ms), lag);
 }
 
 /// Makes one attempt at a delivery and decides what comes next.
-async fn attempt(client: WebhookClient, job: Job) -> DeliveryResult {
+async fn attempt(client: WebhookClient, job: Job, span: &tracing::Span) -> DeliveryResult {
     let Job { claimed, subscription, event } = job;
     let attempt = claimed.attempts + 1;
     let attempted_at = Timestamp::now();
@@ -344,6 +385,7 @@ async fn attempt(client: WebhookClient, job: Job) -> DeliveryResult {
         ("X-Event-Type".to_owned(), event.event_type.clone()),
         ("X-Delivery-Attempt".to_owned(), attempt.to_string()),
     ];
+    trace_headers(&event, span, &mut headers);
     if let Some(secret) = &subscription.secret {
         let id = claimed.delivery_id.to_string();
         let unix = attempted_at.as_micros() / 1_000_000;
