@@ -106,11 +106,11 @@ pub struct PublishArgs {
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// Base URL of the eventdeck server.
-    #[arg(env = "EVENTDECK_URL", default_value = "http://127.0.0.1:8686")]
-    pub url: String,
-    #[arg(long, env = "EVENTDECK_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The server's base URL given without `--url` (the older form; `--url` is preferred).
+    #[arg(value_name = "URL", conflicts_with = "url")]
+    pub positional_url: Option<String>,
     /// Type pattern, e.g. `user.*` or `order.>`.
     #[arg(long = "type", value_name = "PATTERN")]
     pub event_type: Option<String>,

@@ -13,15 +13,17 @@ use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DlqId, Event, EventCategory, EventFilter, EventId, EventQuery,
     EventSource, EventStatus, FieldError, NewEvent, Order, ProcessingResult, Processor, ProcessorFilters, ProcessorId,
-    ProcessorType, ProjectionAt, ReplayRequest, ReplayTarget, RetryPolicy, Subscription, SubscriptionId, Timestamp,
-    TypePattern,
+    ProcessorType, ProjectionAt, ReplayRequest, ReplayTarget, RetryPolicy, Subscription, SubscriptionId, TimeError,
+    Timestamp, TypePattern,
 };
 use crate::service::DlqAction;
 
 pub mod rudderstack;
 
-/// `POST /api/v1/events/create`, an item of `/batch`, and the seed-compatible `POST /events`.
+/// `POST /api/v1/events/create`, an item of `/batch`, and the seed-compatible `POST /events`. Unknown
+/// fields are refused: a misspelt `expected_version` must not skip the check it asks for.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EventCreate {
     #[serde(alias = "type")]
     pub event_type: Option<String>,
@@ -78,8 +80,9 @@ impl EventCreate {
     }
 }
 
-/// `POST /api/v1/events/frontend` and each item of `/frontend/batch`.
+/// `POST /api/v1/events/frontend` and each item of `/frontend/batch` (unknown fields refused).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FrontendEvent {
     pub event_type: Option<String>,
     pub category: Option<String>,
@@ -92,6 +95,7 @@ pub struct FrontendEvent {
 
 /// `POST /api/v1/events/frontend/batch`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FrontendBatch {
     pub events: Vec<Value>,
     #[serde(default)]
@@ -144,8 +148,15 @@ fn object(field: &str, value: Option<Value>) -> Result<Map<String, Value>, Field
 }
 
 fn timestamp(field: &str, text: &str) -> Result<Timestamp, FieldError> {
-    Timestamp::parse(text).map_err(|_| {
-        FieldError::new(field, format!("`{text}` is not an RFC 3339 time: use e.g. \"2026-01-02T03:04:05.123456Z\""))
+    Timestamp::parse(text).map_err(|error| match error {
+        TimeError::OutOfRange => FieldError::new(
+            field,
+            format!("`{text}` is outside the years 1 to 9999 once converted to UTC: give a time within them"),
+        ),
+        TimeError::Syntax(_) => FieldError::new(
+            field,
+            format!("`{text}` is not an RFC 3339 time: use e.g. \"2026-01-02T03:04:05.123456Z\""),
+        ),
     })
 }
 
@@ -437,7 +448,11 @@ impl SubscriptionCreate {
             Some(secret) if secret.is_empty() => {
                 return Err(FieldError::new("webhook_secret", "must not be empty; leave it out instead"));
             }
-            other => other,
+            Some(secret) => {
+                crate::delivery::signing::whsec_key(&secret).map_err(|e| FieldError::new("webhook_secret", e))?;
+                Some(secret)
+            }
+            None => None,
         };
         let now = Timestamp::now();
         Ok(Subscription {

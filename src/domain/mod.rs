@@ -24,4 +24,4 @@ pub use projection::{Projection, ProjectionAt};
 pub use replay::{ReplayId, ReplayProgress, ReplayRequest, ReplayStarted, ReplayStatus, ReplayTarget};
 pub use stats::{Counters, NameCount, Statistics};
 pub use subscription::{RetryPolicy, Subscription, SubscriptionId};
-pub use time::Timestamp;
+pub use time::{TimeError, Timestamp};
