@@ -50,7 +50,9 @@ impl FieldError {
         {
             let expected = expected.split(" at line ").next().unwrap_or(expected);
             let accepted: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            return Self::unknown_field(at(field), &accepted);
+            // serde_path_to_error's path may already end at the unknown field.
+            let full = if parent.rsplit('.').next() == Some(field) { parent.to_owned() } else { at(field) };
+            return Self::unknown_field(full, &accepted);
         }
         Self::new(if parent.is_empty() { "body".to_owned() } else { parent.to_owned() }, message)
     }
@@ -86,6 +88,8 @@ mod tests {
 
         let error = FieldError::from_serde("retry_policy", "unknown field `zzz`, expected `a` or `b`");
         assert_eq!(error.field, "retry_policy.zzz");
+        let error = FieldError::from_serde("retry_policy.zzz", "unknown field `zzz`, expected `a` or `b`");
+        assert_eq!(error.field, "retry_policy.zzz", "a path that names the field already");
         assert_eq!(error.message, "is not a field here; accepted: a, b");
 
         let other = FieldError::from_serde("data", "invalid type: string, expected a map");

@@ -9,6 +9,7 @@ mod console;
 mod delivery;
 mod ingest;
 mod live;
+mod ops;
 mod process;
 mod processing;
 mod processors_api;

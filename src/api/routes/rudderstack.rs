@@ -61,15 +61,14 @@ pub(crate) async fn receive(
     if let Some(secret) = &state.limits.rudderstack_secret {
         check_secret(secret, &headers, &body)?;
     }
-    let messages = match parse_json::<Value>(&body)? {
-        Value::Array(messages) => messages,
-        message => vec![message],
+    let (messages, single) = match parse_json::<Value>(&body)? {
+        Value::Array(messages) => (messages, false),
+        message => (vec![message], true),
     };
     check_batch_size(messages.len(), state.limits.max_batch)?;
     if messages.is_empty() {
         return Err(ApiError::invalid(crate::domain::FieldError::new("body", "holds no message: send one or more")));
     }
-    let single = messages.len() == 1;
     let mut failed = Vec::new();
     let (mut events, mut positions) = (Vec::with_capacity(messages.len()), Vec::with_capacity(messages.len()));
     for (index, message) in messages.into_iter().enumerate() {
