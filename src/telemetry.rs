@@ -93,11 +93,10 @@ pub fn set_remote_parent(span: &Span, parent: &TraceParent) {
 }
 
 /// The `traceparent` for an outgoing call made within `span` on behalf of an event created under
-/// `parent`: the same trace, with `span` as the parent when it is exported, else a fresh random parent
-/// id. `span` becomes a child of `parent` first.
+/// `parent`: the same trace, with `span` as the parent when it is exported (and was made a child of
+/// `parent` with [`set_remote_parent`] before it was entered), else a fresh random parent id.
 pub fn outgoing(span: &Span, parent: &TraceParent) -> TraceParent {
     if exporting() {
-        set_remote_parent(span, parent);
         let context = span.context();
         let own = context.span().span_context().clone();
         if own.is_valid() && own.trace_id().to_bytes() == parent.trace_id {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use client::{AttemptOutcome, ClientError, WebhookClient, WebhookRequest};
-pub use trace::trace_headers;
+pub use trace::{adopt_trace, trace_headers};
 
 /// A random number in [-1, 1] for retry jitter.
 ///

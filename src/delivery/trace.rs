@@ -6,11 +6,23 @@ use crate::domain::Event;
 use crate::domain::trace::{METADATA_KEY, TraceParent};
 use crate::telemetry;
 
+/// Makes `span` (not entered yet) part of the trace the event was created in, when spans are exported.
+pub fn adopt_trace(event: &Event, span: &Span) {
+    if let Some(parent) = traceparent(event) {
+        telemetry::set_remote_parent(span, &parent);
+    }
+}
+
+fn traceparent(event: &Event) -> Option<TraceParent> {
+    event.metadata.get(METADATA_KEY).and_then(|v| v.as_str()).and_then(TraceParent::parse)
+}
+
 /// Adds `traceparent` (the trace the event was created in, with a new parent id: `span`'s when spans
 /// are exported) and `X-Correlation-Id` (the event's correlation id) to `headers`. A correlation id
-/// that cannot be a header value is left out rather than failing every attempt.
+/// that cannot be a header value is left out rather than failing every attempt. `span` should have
+/// adopted the trace ([`adopt_trace`]) before it was entered.
 pub fn trace_headers(event: &Event, span: &Span, headers: &mut Vec<(String, String)>) {
-    if let Some(parent) = event.metadata.get(METADATA_KEY).and_then(|v| v.as_str()).and_then(TraceParent::parse) {
+    if let Some(parent) = traceparent(event) {
         headers.push(("traceparent".to_owned(), telemetry::outgoing(span, &parent).to_string()));
     }
     if let Some(correlation_id) = &event.correlation_id

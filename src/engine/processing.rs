@@ -11,8 +11,8 @@ use tracing::Instrument;
 
 use super::projection;
 use crate::cluster::nats::Nats;
-use crate::delivery::trace_headers;
 use crate::delivery::{WebhookClient, WebhookRequest};
+use crate::delivery::{adopt_trace, trace_headers};
 use crate::domain::{Event, ProcessingResult, Processor, ProcessorId, ProcessorType, ReplayId, Timestamp};
 use crate::metrics::Metrics;
 use crate::storage::Store;
@@ -95,6 +95,7 @@ impl Runner {
                         event_id = %event.event_id,
                         otel.kind = "client",
                     );
+                    adopt_trace(&event, &span);
                     self.run(processor, &event, &span).instrument(span.clone()).await
                 }
             };

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::delivery::signing::{standard_webhooks_signature, x_signature};
-use crate::delivery::{WebhookClient, WebhookRequest, jitter, trace_headers};
+use crate::delivery::{WebhookClient, WebhookRequest, adopt_trace, jitter, trace_headers};
 use crate::domain::{DeliveryAttempt, Event, EventFilter, Subscription, Timestamp};
 use crate::engine::bus::{DlqAction, EngineEvent};
 use crate::engine::subscriptions::Subscriptions;
@@ -344,6 +344,7 @@ async fn send(
         attempt = job.claimed.attempts + 1,
         otel.kind = "client",
     );
+    adopt_trace(&job.event, &span);
     let created_at = job.event.created_at;
     let result = attempt(client, job, &span).instrument(span.clone()).await;
     record_metrics(&metrics, &result, created_at);
