@@ -125,6 +125,9 @@ pub struct TailArgs {
 pub enum Scenario {
     /// POST events to a running server (batch size 1 uses /create, larger sizes /batch).
     Ingest,
+    /// Single-event POSTs to one in-process engine served with and without the request-id, request
+    /// span and HTTP metrics layers, in alternating rounds; reports both rates and the overhead.
+    IngestOverhead,
     /// The same rows through the engine's writer and the store in this process, no HTTP.
     Store,
     /// History queries by type pattern and a one-day window on a running server.

@@ -64,7 +64,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::tail::run(args).await
         }
         Command::Bench(args) => {
-            init_stderr_logs();
+            if args.scenario == cli::Scenario::IngestOverhead {
+                // Log as `serve` does (JSON at info), to nowhere: the request span then costs what it
+                // costs in production.
+                let logs = tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::sink)
+                    .with_filter(EnvFilter::new("info"));
+                tracing_subscriber::registry().with(logs).init();
+            } else {
+                init_stderr_logs();
+            }
             commands::bench::run(args).await
         }
         Command::Replay(args) => {

@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(kept.headers()[X_REQUEST_ID], "abc-123_x.y");
         let max = vec![b'a'; MAX_REQUEST_ID];
         assert!(drop_unusable_request_id(with_id(&max)).headers().contains_key(X_REQUEST_ID));
-        for bad in [&b"has space"[..], &vec![b'a'; MAX_REQUEST_ID + 1], b"tab\there", b"\xc3\xa9t\xc3\xa9"] {
+        for bad in [&b"has space"[..], &[b'a'; MAX_REQUEST_ID + 1], b"tab\there", b"\xc3\xa9t\xc3\xa9"] {
             assert!(!drop_unusable_request_id(with_id(bad)).headers().contains_key(X_REQUEST_ID), "{bad:?}");
         }
     }

@@ -15,6 +15,9 @@ use crate::support::{TestServer, assert_error};
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
+/// A histogram series' buckets: (upper bound, cumulative count).
+type Buckets = Vec<(f64, f64)>;
+
 /// One sample of a metrics exposition.
 #[derive(Debug, Clone, PartialEq)]
 struct Sample {
@@ -75,7 +78,7 @@ impl Exposition {
 
     fn check_histograms(&self) {
         for (family, _) in self.types.iter().filter(|(_, kind)| *kind == "histogram") {
-            let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+            let mut series: BTreeMap<Vec<(String, String)>, Buckets> = BTreeMap::new();
             for sample in self.samples.iter().filter(|s| s.name == format!("{family}_bucket")) {
                 let le = sample.labels.get("le").expect("bucket has le");
                 let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().expect("le is a number") };
@@ -126,7 +129,7 @@ fn parse_sample(line: &str) -> Sample {
             }
             let key_start = i;
             let mut key_end = i;
-            while let Some((j, c)) = chars.next() {
+            for (j, c) in chars.by_ref() {
                 if c == '=' {
                     key_end = j;
                     break;
