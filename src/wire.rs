@@ -395,6 +395,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_query_has_exactly_the_parsed_parameters() {
+        let documented = serde_json::to_value(EventQueryBody::default()).unwrap();
+        let mut documented: Vec<&str> = documented.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut parsed: Vec<&str> = QUERY_KEYS.iter().copied().filter(|k| *k != "since_seq").collect();
+        documented.sort_unstable();
+        parsed.sort_unstable();
+        assert_eq!(documented, parsed);
+    }
+
+    #[test]
     fn query_parameters_parse_with_aliases_and_bounds() {
         let params =
             QueryParams::from_pairs([("type", "user.*"), ("limit", "5"), ("order", "asc"), ("since_seq", "7")])

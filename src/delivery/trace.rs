@@ -8,7 +8,9 @@ use crate::telemetry;
 
 /// Makes `span` (not entered yet) part of the trace the event was created in, when spans are exported.
 pub fn adopt_trace(event: &Event, span: &Span) {
-    if let Some(parent) = traceparent(event) {
+    if telemetry::exporting()
+        && let Some(parent) = traceparent(event)
+    {
         telemetry::set_remote_parent(span, &parent);
     }
 }
