@@ -18,8 +18,9 @@ use eventdeck::config::Config;
 use eventdeck::engine::{Engine, EngineOptions};
 use eventdeck::storage::{self, SyncMode};
 
-/// Alternating rounds per variant.
-const ROUNDS: u64 = 3;
+/// Measured rounds per variant, after one warm-up round each; the order alternates (ABBA) so drift of
+/// a shared machine falls on both alike.
+const ROUNDS: u64 = 6;
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
@@ -37,9 +38,16 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let without = serve(api::router_without_observability(state), &shutdown).await?;
 
     let per_round = (args.events / (2 * ROUNDS)).max(1_000);
+    for api in [&without, &with] {
+        post_events(api, per_round, 1, args.concurrency, 0, false).await?;
+    }
     let (mut rate_with, mut rate_without) = (Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
-        for (label, api, rates) in [("without", &without, &mut rate_without), ("with", &with, &mut rate_with)] {
+        let mut order = [("without", &without, &mut rate_without), ("with", &with, &mut rate_with)];
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for (label, api, rates) in order {
             let report = post_events(api, per_round, 1, args.concurrency, 0, false).await?;
             let rate = report.items as f64 / report.elapsed.as_secs_f64();
             report.print(&format!("round {round}, {label} request ids, request span and HTTP metrics"), "events");
