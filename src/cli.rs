@@ -36,6 +36,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// List, retry or discard dead letters.
     Dlq(DlqArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at /api/v1/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Default, Args)]
@@ -104,11 +106,11 @@ pub struct PublishArgs {
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// Base URL of the eventdeck server.
-    #[arg(env = "EVENTDECK_URL", default_value = "http://127.0.0.1:8686")]
-    pub url: String,
-    #[arg(long, env = "EVENTDECK_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The server's base URL given without `--url` (the older form; `--url` is preferred).
+    #[arg(value_name = "URL", conflicts_with = "url")]
+    pub positional_url: Option<String>,
     /// Type pattern, e.g. `user.*` or `order.>`.
     #[arg(long = "type", value_name = "PATTERN")]
     pub event_type: Option<String>,
@@ -123,6 +125,9 @@ pub struct TailArgs {
 pub enum Scenario {
     /// POST events to a running server (batch size 1 uses /create, larger sizes /batch).
     Ingest,
+    /// Single-event POSTs to one in-process engine served with and without the request-id, request
+    /// span and HTTP metrics layers, in alternating rounds; reports both rates and the overhead.
+    IngestOverhead,
     /// The same rows through the engine's writer and the store in this process, no HTTP.
     Store,
     /// History queries by type pattern and a one-day window on a running server.

@@ -31,6 +31,8 @@ pub struct Config {
     pub projections: ProjectionsConfig,
     pub console: ConsoleConfig,
     pub nats: NatsConfig,
+    pub rudderstack: RudderstackConfig,
+    pub tracing: TracingConfig,
     pub log: LogConfig,
 }
 
@@ -38,6 +40,10 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub addr: SocketAddr,
+    /// Origins whose pages may call the frontend ingest routes (`*`: any).
+    pub cors_frontend_origins: Vec<String>,
+    /// Origins whose pages may call every other route (live stream, management API) with a key.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +129,28 @@ pub struct ConsoleConfig {
 pub struct NatsConfig {
     /// Empty: no NATS.
     pub url: String,
+}
+
+/// `POST /webhooks/rudderstack`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RudderstackConfig {
+    /// Empty: requests are not checked.
+    pub secret: String,
+}
+
+impl fmt::Debug for RudderstackConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = if self.secret.is_empty() { "" } else { "[redacted]" };
+        f.debug_struct("RudderstackConfig").field("secret", &secret).finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// OTLP/HTTP base URL spans are exported to; empty: no export.
+    pub otlp_endpoint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +256,25 @@ impl Config {
             "console.live_buffer",
             "must be between 100 and 100000",
         )?;
+        for (key, origins) in [
+            ("server.cors_frontend_origins", &self.server.cors_frontend_origins),
+            ("server.cors_origins", &self.server.cors_origins),
+        ] {
+            if let Some(bad) = origins.iter().find(|origin| !valid_origin(origin)) {
+                return Err(ConfigError::Value {
+                    key,
+                    message: format!(
+                        "`{bad}` is not an origin: use \"*\" or scheme://host[:port] with no path, e.g. \"https://app.example.com\""
+                    ),
+                });
+            }
+        }
+        let otlp = self.tracing.otlp_endpoint.trim();
+        check(
+            otlp.is_empty() || otlp.starts_with("http://") || otlp.starts_with("https://"),
+            "tracing.otlp_endpoint",
+            "must be empty (no export) or an OTLP/HTTP base URL, e.g. http://127.0.0.1:4318",
+        )?;
         check(
             self.auth.api_keys.iter().all(|k| !k.trim().is_empty()),
             "auth.api_keys",
@@ -258,6 +305,18 @@ impl Config {
             snapshot_every: self.projections.snapshot_every,
         }
     }
+}
+
+/// `*`, or `scheme://host[:port]` as a browser sends it in `Origin` (no path, no trailing slash).
+fn valid_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else { return false };
+    !scheme.is_empty()
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && !rest.is_empty()
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
 }
 
 impl Default for Config {
@@ -301,6 +360,9 @@ mod tests {
         assert_eq!(config.live.keep_alive_secs, 15);
         assert_eq!(config.projections.snapshot_every, 100);
         assert!(config.auth.api_keys.is_empty());
+        assert_eq!(config.server.cors_frontend_origins, ["*"]);
+        assert!(config.server.cors_origins.is_empty());
+        assert!(config.rudderstack.secret.is_empty() && config.tracing.otlp_endpoint.is_empty());
     }
 
     #[test]
@@ -332,6 +394,14 @@ mod tests {
         assert!(err.contains("addr"), "{err}");
         let err = load_with(None, &[("EVENTDECK_LIVE__KEEP_ALIVE_SECS", "0")]).unwrap_err().to_string();
         assert!(err.contains("live.keep_alive_secs"), "{err}");
+        let err = load_with(None, &[("EVENTDECK_SERVER__CORS_ORIGINS", "[\"https://a.example/app\"]")]).unwrap_err();
+        assert!(err.to_string().contains("server.cors_origins"), "{err}");
+        let err = load_with(None, &[("EVENTDECK_TRACING__OTLP_ENDPOINT", "127.0.0.1:4318")]).unwrap_err();
+        assert!(err.to_string().contains("tracing.otlp_endpoint"), "{err}");
+        let config =
+            load_with(None, &[("EVENTDECK_SERVER__CORS_ORIGINS", "[\"https://a.example\", \"http://[::1]:8080\"]")])
+                .unwrap();
+        assert_eq!(config.server.cors_origins, ["https://a.example", "http://[::1]:8080"]);
     }
 
     #[test]

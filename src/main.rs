@@ -6,8 +6,10 @@ mod commands;
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
 use cli::{Cli, Command, ServeArgs};
 use eventdeck::config::{Config, Overrides};
@@ -41,8 +43,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(ServeArgs { addr, storage_url }) => {
             let config = Config::load(cli.config.as_deref(), &Overrides { addr, storage_url })?;
-            init_json_logs(&config.log.level);
-            commands::serve::run(config).await
+            let exporter = init_json_logs(&config.log.level, config.tracing.otlp_endpoint.trim())?;
+            let served = commands::serve::run(config).await;
+            if let Some(exporter) = exporter {
+                // Flushing sends the last spans over blocking HTTP: off the async threads.
+                tokio::task::spawn_blocking(move || exporter.shutdown()).await.context("exporting the last spans")?;
+            }
+            served
+        }
+        Command::Openapi => {
+            print!("{}", eventdeck::api::openapi::document_json());
+            Ok(())
         }
         Command::Publish(args) => {
             init_stderr_logs();
@@ -53,7 +64,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::tail::run(args).await
         }
         Command::Bench(args) => {
-            init_stderr_logs();
+            if args.scenario == cli::Scenario::IngestOverhead {
+                // Log as `serve` does (JSON at info), to nowhere: the request span then costs what it
+                // costs in production.
+                let logs = tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::sink)
+                    .with_filter(EnvFilter::new("info"));
+                tracing_subscriber::registry().with(logs).init();
+            } else {
+                init_stderr_logs();
+            }
             commands::bench::run(args).await
         }
         Command::Replay(args) => {
@@ -67,10 +88,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `serve`: JSON lines on stdout, level from RUST_LOG or `[log] level`.
-fn init_json_logs(level: &str) {
+/// `serve`: JSON lines on stdout, level from RUST_LOG or `[log] level`; with an OTLP endpoint, spans
+/// are exported too (whatever the log level: the filter applies to the log lines only).
+fn init_json_logs(level: &str, otlp_endpoint: &str) -> anyhow::Result<Option<eventdeck::telemetry::Exporter>> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stdout).init();
+    let logs = tracing_subscriber::fmt::layer().json().with_writer(std::io::stdout).with_filter(filter);
+    let registry = tracing_subscriber::registry().with(logs);
+    if otlp_endpoint.is_empty() {
+        registry.init();
+        return Ok(None);
+    }
+    let (spans, exporter) = eventdeck::telemetry::otlp_layer(otlp_endpoint)?;
+    registry.with(spans).init();
+    Ok(Some(exporter))
 }
 
 /// Client commands keep stdout for their data; warnings go to stderr.

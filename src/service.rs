@@ -63,7 +63,7 @@ pub enum FeedItem {
 }
 
 /// The `event: status` payload.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StatusChange {
     pub event_id: EventId,
     pub seq: i64,
@@ -73,7 +73,7 @@ pub struct StatusChange {
 }
 
 /// A change to the dead-letter queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DlqAction {
     Added,
@@ -81,7 +81,7 @@ pub enum DlqAction {
 }
 
 /// One page of dead letters.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DlqPage {
     pub entries: Vec<DeadLetter>,
     pub total: u64,
@@ -92,14 +92,14 @@ pub struct DlqPage {
 pub type Feed = BoxStream<'static, Result<FeedItem, Error>>;
 
 /// One page of a stream's events, with the stream's current version.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StreamEvents {
     pub stream_id: String,
     pub version: i64,
     pub events: Vec<Arc<Event>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok`, or `degraded` when storage does not answer.
     pub status: &'static str,
@@ -110,7 +110,7 @@ pub struct Health {
     pub nats: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StorageHealth {
     pub backend: &'static str,
     pub ok: bool,

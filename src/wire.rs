@@ -13,13 +13,17 @@ use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DlqId, Event, EventCategory, EventFilter, EventId, EventQuery,
     EventSource, EventStatus, FieldError, NewEvent, Order, ProcessingResult, Processor, ProcessorFilters, ProcessorId,
-    ProcessorType, ProjectionAt, ReplayRequest, ReplayTarget, RetryPolicy, Subscription, SubscriptionId, Timestamp,
-    TypePattern,
+    ProcessorType, ProjectionAt, ReplayRequest, ReplayTarget, RetryPolicy, Subscription, SubscriptionId, TimeError,
+    Timestamp, TypePattern,
 };
 use crate::service::DlqAction;
 
-/// `POST /api/v1/events/create`, an item of `/batch`, and the seed-compatible `POST /events`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub mod rudderstack;
+
+/// `POST /api/v1/events/create`, an item of `/batch`, and the seed-compatible `POST /events`. Unknown
+/// fields are refused: a misspelt `expected_version` must not skip the check it asks for.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EventCreate {
     #[serde(alias = "type")]
     pub event_type: Option<String>,
@@ -76,8 +80,9 @@ impl EventCreate {
     }
 }
 
-/// `POST /api/v1/events/frontend` and each item of `/frontend/batch`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// `POST /api/v1/events/frontend` and each item of `/frontend/batch` (unknown fields refused).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FrontendEvent {
     pub event_type: Option<String>,
     pub category: Option<String>,
@@ -89,7 +94,8 @@ pub struct FrontendEvent {
 }
 
 /// `POST /api/v1/events/frontend/batch`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FrontendBatch {
     pub events: Vec<Value>,
     #[serde(default)]
@@ -142,8 +148,15 @@ fn object(field: &str, value: Option<Value>) -> Result<Map<String, Value>, Field
 }
 
 fn timestamp(field: &str, text: &str) -> Result<Timestamp, FieldError> {
-    Timestamp::parse(text).map_err(|_| {
-        FieldError::new(field, format!("`{text}` is not an RFC 3339 time: use e.g. \"2026-01-02T03:04:05.123456Z\""))
+    Timestamp::parse(text).map_err(|error| match error {
+        TimeError::OutOfRange => FieldError::new(
+            field,
+            format!("`{text}` is outside the years 1 to 9999 once converted to UTC: give a time within them"),
+        ),
+        TimeError::Syntax(_) => FieldError::new(
+            field,
+            format!("`{text}` is not an RFC 3339 time: use e.g. \"2026-01-02T03:04:05.123456Z\""),
+        ),
     })
 }
 
@@ -248,8 +261,39 @@ impl QueryParams {
     }
 }
 
+/// The parameters of a history query as documented: the body of `POST /api/v1/events/query` and the
+/// query string of `GET /api/v1/events` and the live stream. Parsing goes through [`QueryParams`],
+/// which also takes numbers as strings and the aliases; a test keeps the two lists equal.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQueryBody {
+    pub user_id: Option<String>,
+    /// A type pattern (alias `type`).
+    pub event_type: Option<TypePattern>,
+    /// Alias `source`.
+    pub event_source: Option<EventSource>,
+    /// Alias `category`.
+    pub event_category: Option<EventCategory>,
+    pub status: Option<EventStatus>,
+    pub stream_id: Option<String>,
+    /// Absent: all tenants.
+    pub tenant_id: Option<String>,
+    pub correlation_id: Option<String>,
+    /// On `timestamp`, inclusive (alias `since`).
+    pub start_time: Option<Timestamp>,
+    /// On `timestamp`, exclusive.
+    pub end_time: Option<Timestamp>,
+    /// 1 to 1000, default 100.
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+    /// By `timestamp`, ties by `seq`: `desc` (default) or `asc`.
+    pub order: Option<String>,
+    /// Case-insensitive substring of the data JSON.
+    pub text: Option<String>,
+}
+
 /// The answer of a history query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueryAnswer {
     pub events: Vec<Event>,
     pub total: u64,
@@ -260,7 +304,7 @@ pub struct QueryAnswer {
 
 /// The answer of `POST /api/v1/events/batch`: `created` new, `duplicates` seen before (their stored
 /// event is returned), `failed` rejected; `results` in request order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchAnswer {
     pub created: usize,
     pub duplicates: usize,
@@ -268,7 +312,7 @@ pub struct BatchAnswer {
     pub results: Vec<BatchItem>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum BatchItem {
     Stored {
@@ -285,7 +329,7 @@ pub enum BatchItem {
 }
 
 /// The inside of every error answer: `{"error": {"code", "message", "field"?}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
@@ -293,7 +337,7 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
@@ -351,6 +395,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_query_has_exactly_the_parsed_parameters() {
+        let documented = serde_json::to_value(EventQueryBody::default()).unwrap();
+        let mut documented: Vec<&str> = documented.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut parsed: Vec<&str> = QUERY_KEYS.iter().copied().filter(|k| *k != "since_seq").collect();
+        documented.sort_unstable();
+        parsed.sort_unstable();
+        assert_eq!(documented, parsed);
+    }
+
+    #[test]
     fn query_parameters_parse_with_aliases_and_bounds() {
         let params =
             QueryParams::from_pairs([("type", "user.*"), ("limit", "5"), ("order", "asc"), ("since_seq", "7")])
@@ -371,7 +425,7 @@ mod tests {
 }
 
 /// `POST /api/v1/events/subscriptions`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionCreate {
     pub subscriber_name: Option<String>,
@@ -404,7 +458,11 @@ impl SubscriptionCreate {
             Some(secret) if secret.is_empty() => {
                 return Err(FieldError::new("webhook_secret", "must not be empty; leave it out instead"));
             }
-            other => other,
+            Some(secret) => {
+                crate::delivery::signing::whsec_key(&secret).map_err(|e| FieldError::new("webhook_secret", e))?;
+                Some(secret)
+            }
+            None => None,
         };
         let now = Timestamp::now();
         Ok(Subscription {
@@ -428,7 +486,7 @@ impl SubscriptionCreate {
 }
 
 /// `PATCH /api/v1/events/subscriptions/{id}`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionUpdate {
     pub enabled: Option<bool>,
@@ -462,7 +520,7 @@ impl SubscriptionUpdate {
 }
 
 /// Seed-compatible `POST /webhooks`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct WebhookCreate {
     pub url: Option<String>,
     #[serde(default)]
@@ -490,7 +548,7 @@ impl WebhookCreate {
 }
 
 /// A subscription as the seed-compatible `/webhooks` endpoints show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookView {
     pub id: SubscriptionId,
     pub url: String,
@@ -512,7 +570,7 @@ impl From<&Subscription> for WebhookView {
 }
 
 /// `POST /api/v1/events/dlq/retry`: exactly one of `ids`, `subscription_id`, `all: true`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DlqRetry {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -679,14 +737,41 @@ impl From<&SubscriptionPatch> for SubscriptionUpdate {
     }
 }
 
+/// `POST /api/v1/events/frontend`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrontendAccepted {
+    pub accepted: bool,
+    pub event_id: EventId,
+}
+
+/// `POST /api/v1/events/frontend/batch`: `event_ids` in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrontendBatchAccepted {
+    pub accepted: usize,
+    pub event_ids: Vec<EventId>,
+}
+
+/// `GET /api/v1/events/frontend/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrontendHealth {
+    pub status: String,
+    pub nats: String,
+}
+
+/// Seed-compatible `GET /webhooks`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookView>,
+}
+
 /// `{"subscriptions": [...]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubscriptionList {
     pub subscriptions: Vec<Arc<Subscription>>,
 }
 
 /// `GET /api/v1/events/{event_id}/deliveries`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptList {
     pub attempts: Vec<DeliveryAttempt>,
 }
@@ -702,7 +787,7 @@ impl From<&DlqSelector> for DlqRetry {
 }
 
 /// The answer of a DLQ retry: how many entries left the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Retried {
     pub retried: usize,
 }
@@ -725,14 +810,14 @@ pub fn dlq_query_pairs(query: &DlqQuery) -> Vec<(&'static str, String)> {
 }
 
 /// The `event: dlq` payload of the live stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DlqChange {
     pub action: DlqAction,
     pub entry: Arc<DeadLetter>,
 }
 
 /// `POST /api/v1/events/processors`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorCreate {
     pub processor_name: Option<String>,
@@ -749,7 +834,7 @@ pub struct ProcessorCreate {
 }
 
 /// The `filters` of a [`ProcessorCreate`]; absent fields match everything.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorFiltersCreate {
     pub event_type: Option<String>,
@@ -820,13 +905,13 @@ impl From<&Processor> for ProcessorCreate {
 }
 
 /// `{"processors": [...]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProcessorList {
     pub processors: Vec<Arc<Processor>>,
 }
 
 /// `GET /api/v1/events/{event_id}/results`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultList {
     pub results: Vec<ProcessingResult>,
 }
@@ -851,7 +936,7 @@ pub fn toggle_enabled<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -
 
 /// `POST /api/v1/events/replay`: exactly one selection (`event_ids`, `stream_id`, or
 /// `start_time`/`end_time`), narrowed by `event_type` and `event_source`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayCreate {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -876,7 +961,7 @@ pub struct ReplayCreate {
 }
 
 /// The `target` of a [`ReplayCreate`]: one subscription or one processor.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayTargetCreate {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1022,7 +1107,7 @@ pub fn projection_pairs(at: ProjectionAt) -> Vec<(&'static str, String)> {
 }
 
 /// `GET /health` as a client reads it (the server's [`crate::service::Health`] has static strings).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthAnswer {
     pub status: String,
     pub version: String,
@@ -1031,7 +1116,7 @@ pub struct HealthAnswer {
     pub nats: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StorageHealthAnswer {
     pub backend: String,
     pub ok: bool,

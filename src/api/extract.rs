@@ -77,10 +77,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         // malformed JSON first.
         let well_formed = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
         match inner.classify() {
-            Category::Data if well_formed => {
-                let field = if path == "." { "body".to_owned() } else { path };
-                ApiError::invalid(FieldError::new(field, inner.to_string()))
-            }
+            Category::Data if well_formed => ApiError::invalid(FieldError::from_serde(&path, &inner.to_string())),
             _ => ApiError::malformed(format!("the request body is not valid JSON: {inner}")),
         }
     })?;
@@ -90,10 +87,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// Converts an already-parsed JSON value into `T`, naming the failing field.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        FieldError::new(if path == "." { "body".to_owned() } else { path }, error.into_inner().to_string())
-    })
+    serde_path_to_error::deserialize(value)
+        .map_err(|error| FieldError::from_serde(&error.path().to_string(), &error.into_inner().to_string()))
 }
 
 /// The query string as key-value pairs, in order.

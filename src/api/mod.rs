@@ -1,8 +1,11 @@
 //! The HTTP API of shared/API.md, on axum. Handlers reach the engine only through `EventService`.
 
 mod auth;
+mod conn;
 pub mod error;
 mod extract;
+mod layers;
+pub mod openapi;
 mod routes;
 pub mod state;
 
@@ -12,14 +15,49 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::middleware::from_fn_with_state;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower::util::MapRequestLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use error::ApiError;
 pub use state::{AppState, Limits};
 
+/// Every route of API.md with request ids, the request span and HTTP metrics around it.
 pub fn router(state: AppState) -> Router {
-    let open = Router::new().merge(routes::health::router()).merge(routes::frontend::router());
+    let observability = ServiceBuilder::new()
+        .layer(MapRequestLayer::new(layers::drop_unusable_request_id))
+        .layer(SetRequestIdLayer::new(layers::X_REQUEST_ID, layers::UuidV7RequestId))
+        .layer(PropagateRequestIdLayer::new(layers::X_REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(layers::request_span)
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        )
+        .layer(from_fn_with_state(state.clone(), layers::record_metrics));
+    routes(state).layer(observability)
+}
+
+/// The same routes without request ids, the request span and HTTP metrics: only for measuring what
+/// those cost (`eventdeck bench --scenario ingest-overhead`).
+pub fn router_without_observability(state: AppState) -> Router {
+    routes(state)
+}
+
+fn routes(state: AppState) -> Router {
+    const FRONTEND_METHODS: &[Method] = &[Method::GET, Method::POST];
+    const OTHER_METHODS: &[Method] = &[Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+    let frontend =
+        with_cors(routes::frontend::router(), layers::cors(&state.limits.cors_frontend_origins, FRONTEND_METHODS));
+    let open = Router::new()
+        .merge(routes::health::router())
+        .merge(routes::metrics::router())
+        .merge(routes::rudderstack::router())
+        .merge(openapi::router());
     let live = routes::live::router().layer(from_fn_with_state(state.clone(), auth::headers_or_token));
     let managed = Router::new()
         .merge(routes::events::router())
@@ -32,20 +70,31 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::replay::router())
         .merge(routes::projections::router())
         .layer(from_fn_with_state(state.clone(), auth::headers));
+    let others = with_cors(open.merge(live).merge(managed), layers::cors(&state.limits.cors_origins, OTHER_METHODS));
     Router::new()
-        .merge(open)
-        .merge(live)
-        .merge(managed)
+        .merge(frontend)
+        .merge(others)
         .fallback(unknown_route)
-        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .with_state(state)
+}
+
+/// Adds CORS to `router`'s routes. The 405 answer is set first so that the layer wraps it too: a
+/// preflight (OPTIONS) to a POST-only route is answered by the layer, not refused.
+fn with_cors(router: Router<AppState>, cors: Option<tower_http::cors::CorsLayer>) -> Router<AppState> {
+    let router = router.method_not_allowed_fallback(wrong_method);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting and lets requests in progress finish
 /// (live streams end at once).
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown: CancellationToken = state.shutdown.clone();
+    // `tap_io` adds nothing; it gives the wrapped listener axum's `ConnectInfo<SocketAddr>`.
+    let listener = conn::JsonErrorListener(listener).tap_io(|_| {});
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::service::EventService;
 
 #[derive(Clone)]
@@ -14,9 +15,11 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Cancelled when the server begins to shut down; ends live streams so draining can finish.
     pub shutdown: CancellationToken,
+    /// The engine's registry: the HTTP layer records into it and `/metrics` exposes it.
+    pub metrics: Arc<Metrics>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Limits {
     pub api_keys: Vec<String>,
     pub max_batch: usize,
@@ -24,6 +27,10 @@ pub struct Limits {
     pub keep_alive: Duration,
     /// Retries of a processor registered without `max_retries`.
     pub processor_max_retries: u32,
+    pub cors_frontend_origins: Vec<String>,
+    pub cors_origins: Vec<String>,
+    /// `[rudderstack] secret`; `None`: RudderStack requests are not checked.
+    pub rudderstack_secret: Option<String>,
 }
 
 impl Limits {
@@ -34,6 +41,20 @@ impl Limits {
             max_body_bytes: config.ingest.max_body_bytes,
             keep_alive: Duration::from_secs(config.live.keep_alive_secs),
             processor_max_retries: config.processing.max_retries,
+            cors_frontend_origins: config.server.cors_frontend_origins.clone(),
+            cors_origins: config.server.cors_origins.clone(),
+            rudderstack_secret: Some(config.rudderstack.secret.clone()).filter(|s| !s.is_empty()),
         }
+    }
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
+            .field("max_batch", &self.max_batch)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("rudderstack_secret", &self.rudderstack_secret.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
     }
 }

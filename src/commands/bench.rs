@@ -1,6 +1,7 @@
 //! `eventdeck bench`: a load generator that prints throughput and latency percentiles.
 //!
-//! `ingest` posts events to a running server; `store` sends the same rows through the engine's writer
+//! `ingest` posts events to a running server; `ingest-overhead` serves one engine with and without
+//! the request-id, tracing and metrics layers and compares single-event POSTs; `store` sends the same rows through the engine's writer
 //! in this process (no HTTP), the ceiling HTTP ingest is compared with; `query` and `stats` measure
 //! reads on a running server, after `--fill` events if asked.
 
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 mod isolation;
+mod overhead;
 mod processing;
 mod projection;
 mod replay;
@@ -46,6 +48,7 @@ const SPREAD: Duration = Duration::from_secs(30 * 24 * 3600);
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Ingest => ingest_http(&args).await,
+        Scenario::IngestOverhead => overhead::run(&args).await,
         Scenario::Store => ingest_store(&args).await,
         Scenario::Query | Scenario::Stats => reads(&args).await,
         Scenario::Delivery => deliveries(&args).await,

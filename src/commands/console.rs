@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow};
+use eventdeck::metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -174,8 +175,9 @@ async fn run_embedded(
     notice: Option<String>,
     status_line: Option<StatusLine>,
 ) -> anyhow::Result<()> {
+    let metrics = engine.metrics().clone();
     let service: Arc<dyn EventService> = Arc::new(engine);
-    let api = Api::start(config, service.clone()).await;
+    let api = Api::start(config, service.clone(), metrics).await;
     let mut origin = Origin::new(mode, api.url.clone());
     origin.api_error = api.error.clone();
     origin.auth_required = !config.auth.api_keys.is_empty();
@@ -196,7 +198,7 @@ struct Api {
 }
 
 impl Api {
-    async fn start(config: &Config, service: Arc<dyn EventService>) -> Self {
+    async fn start(config: &Config, service: Arc<dyn EventService>, metrics: Arc<Metrics>) -> Self {
         let shutdown = CancellationToken::new();
         let addr = config.server.addr;
         let listener = match TcpListener::bind(addr).await {
@@ -212,7 +214,8 @@ impl Api {
             tracing::warn!(%url, "no [auth] api_keys set: the management API is open to anyone who can reach it");
         }
         tracing::info!(%url, storage = %config.storage.url, "console serving the HTTP API");
-        let state = AppState { service, limits: Arc::new(Limits::from_config(config)), shutdown: shutdown.clone() };
+        let limits = Arc::new(Limits::from_config(config));
+        let state = AppState { service, limits, shutdown: shutdown.clone(), metrics };
         let task = tokio::spawn(api::serve(listener, state));
         Self { url: Some(url), error: None, shutdown, task: Some(task) }
     }

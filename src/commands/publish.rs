@@ -31,14 +31,23 @@ async fn publish_one(api: &Api, event_type: String, args: PublishArgs) -> anyhow
         idempotency_key: args.idempotency_key,
         ..EventCreate::default()
     };
-    let event: Value = send(api.post("/api/v1/events/create").json(&body)).await?.json().await?;
+    let response = send(api.post("/api/v1/events/create").json(&body)).await?;
+    // 200 instead of 201: the idempotency key was seen before and nothing new was stored.
+    let duplicate = response.status() == reqwest::StatusCode::OK;
+    let event: Value = response.json().await?;
     println!("{event}");
+    if duplicate {
+        eprintln!(
+            "duplicate: idempotency key {:?} was seen before; the event stored then is printed, nothing new was stored",
+            event["idempotency_key"].as_str().unwrap_or_default()
+        );
+    }
     Ok(())
 }
 
 async fn publish_lines(api: &Api, batch: usize) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let (mut line_no, mut sent, mut failed) = (0usize, 0usize, 0usize);
+    let (mut line_no, mut sent, mut duplicates, mut failed) = (0usize, 0usize, 0usize, 0usize);
     let mut pending: Vec<(usize, Value)> = Vec::with_capacity(batch);
     loop {
         let line = lines.next_line().await.context("cannot read stdin")?;
@@ -59,11 +68,19 @@ async fn publish_lines(api: &Api, batch: usize) -> anyhow::Result<()> {
             let body: Vec<&Value> = pending.iter().map(|(_, v)| v).collect();
             let answer: BatchAnswer = send(api.post("/api/v1/events/batch").json(&body)).await?.json().await?;
             for item in &answer.results {
-                if let BatchItem::Failed { index, error } = item {
-                    eprintln!("line {}: {}", pending[*index].0, error.message);
+                match item {
+                    BatchItem::Failed { index, error } => eprintln!("line {}: {}", pending[*index].0, error.message),
+                    BatchItem::Stored { index, duplicate: true, .. } => {
+                        eprintln!(
+                            "line {}: duplicate: its idempotency key was seen before; not stored again",
+                            pending[*index].0
+                        );
+                    }
+                    BatchItem::Stored { .. } => {}
                 }
             }
-            sent += answer.created + answer.duplicates;
+            sent += answer.created;
+            duplicates += answer.duplicates;
             failed += answer.failed;
             pending.clear();
         }
@@ -71,9 +88,9 @@ async fn publish_lines(api: &Api, batch: usize) -> anyhow::Result<()> {
             break;
         }
     }
-    eprintln!("{}", json!({"published": sent, "failed": failed}));
+    eprintln!("{}", json!({"published": sent, "duplicates": duplicates, "failed": failed}));
     if failed > 0 {
-        bail!("{failed} of {} events were not published", sent + failed);
+        bail!("{failed} of {} events were not published", sent + duplicates + failed);
     }
     Ok(())
 }

@@ -46,6 +46,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         }
     }
     let started = client.replay(ReplayRequest { dry_run: false, confirm: true, ..request }).await.map_err(explain)?;
+    if started.events_count == 0 {
+        println!("nothing to replay: no stored event matches");
+        return Ok(());
+    }
     let Some(id) = started.replay_id else {
         bail!("the server started no replay job (status {:?})", started.status);
     };
@@ -173,6 +177,12 @@ async fn follow(client: &RemoteClient, id: eventdeck::domain::ReplayId) -> anyho
 }
 
 fn progress_line(progress: &ReplayProgress) -> String {
+    if progress.status == ReplayStatus::Completed && progress.total == 0 {
+        return format!(
+            "replay {}: nothing to do: no subscription or processor wants the selected events",
+            progress.replay_id
+        );
+    }
     let status = match progress.status {
         ReplayStatus::DryRun => "dry run",
         ReplayStatus::Running => "running",
@@ -214,6 +224,24 @@ mod tests {
         let args = parse(&["--ids", "0193a000-0000-7000-8000-000000000001,0193a000-0000-7000-8000-000000000002", "-y"])
             .unwrap();
         assert!(request(&args).unwrap().confirm, "--yes confirms");
+    }
+
+    #[test]
+    fn a_replay_with_nothing_to_do_says_so() {
+        let progress = |total, done| ReplayProgress {
+            replay_id: eventdeck::domain::ReplayId::new_v7(),
+            status: ReplayStatus::Completed,
+            events_count: 2,
+            total,
+            done,
+            failed: 0,
+            started_at: eventdeck::domain::Timestamp::now(),
+            finished_at: None,
+            error: None,
+        };
+        let line = progress_line(&progress(0, 0));
+        assert!(line.contains("nothing to do") && !line.contains("0/0"), "{line}");
+        assert!(progress_line(&progress(3, 3)).contains("3/3 done"));
     }
 
     #[test]

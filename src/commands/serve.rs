@@ -27,6 +27,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         service: std::sync::Arc::new(engine.clone()),
         limits: std::sync::Arc::new(Limits::from_config(&config)),
         shutdown,
+        metrics: engine.metrics().clone(),
     };
     let served = api::serve(listener, state).await;
     // Requests in progress have had their answers; now commit anything still queued and close the store.

@@ -1,4 +1,4 @@
-//! `eventdeck tail URL`: the live stream as JSON lines on stdout, reconnecting with Last-Event-ID.
+//! `eventdeck tail [--url URL]`: the live stream as JSON lines on stdout, reconnecting with Last-Event-ID.
 
 use std::time::Duration;
 
@@ -17,7 +17,8 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     if let Some(source) = &args.source {
         query.push(("event_source", source.clone()));
     }
-    let mut url = format!("{}/api/v1/events/live", args.url.trim_end_matches('/'));
+    let base = args.positional_url.as_deref().unwrap_or(&args.server.url);
+    let mut url = format!("{}/api/v1/events/live", base.trim_end_matches('/'));
     if !query.is_empty() {
         url = format!("{url}?{}", serde_urlencoded::to_string(&query)?);
     }
@@ -29,7 +30,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
             .delay_max(Duration::from_secs(10))
             .build(),
     );
-    if let Some(key) = &args.api_key {
+    if let Some(key) = &args.server.api_key {
         builder = builder.header("Authorization", &format!("Bearer {key}"))?;
     }
     if let Some(seq) = args.since_seq {
@@ -53,4 +54,28 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command, TailArgs};
+
+    fn parse(line: &[&str]) -> Result<TailArgs, String> {
+        let cli = Cli::try_parse_from(["eventdeck", "tail"].iter().chain(line)).map_err(|e| e.to_string())?;
+        match cli.command {
+            Some(Command::Tail(args)) => Ok(args),
+            other => Err(format!("parsed as {other:?}")),
+        }
+    }
+
+    #[test]
+    fn the_url_comes_from_the_flag_or_the_old_positional_form() {
+        let flag = parse(&["--url", "http://10.0.0.5:8686", "--type", "user.*"]).unwrap();
+        assert_eq!((flag.server.url.as_str(), flag.positional_url), ("http://10.0.0.5:8686", None));
+        let positional = parse(&["http://10.0.0.6:8686"]).unwrap();
+        assert_eq!(positional.positional_url.as_deref(), Some("http://10.0.0.6:8686"));
+        assert!(parse(&["http://a:1", "--url", "http://b:2"]).is_err(), "one URL, not two");
+    }
 }

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod guard;
 pub mod signing;
+mod trace;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use client::{AttemptOutcome, ClientError, WebhookClient, WebhookRequest};
+pub use trace::{adopt_trace, trace_headers};
 
 /// A random number in [-1, 1] for retry jitter.
 ///

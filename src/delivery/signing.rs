@@ -1,7 +1,9 @@
 //! Webhook signatures: the `X-Signature` header and the Standard Webhooks `webhook-signature` header.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -9,6 +11,24 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The prefix of Standard Webhooks secrets; what follows it is the base64 of the real key.
 const WHSEC_PREFIX: &str = "whsec_";
+
+/// Base64 as the Standard Webhooks libraries read secrets: the standard alphabet, `=` padding optional.
+const WHSEC_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The signing key of a `whsec_` secret: `None` for a secret without the prefix (its bytes are the
+/// key), an error for one whose rest is empty or not base64 (refused when a subscription is saved).
+pub fn whsec_key(secret: &str) -> Result<Option<Vec<u8>>, &'static str> {
+    let Some(encoded) = secret.strip_prefix(WHSEC_PREFIX) else { return Ok(None) };
+    if encoded.is_empty() {
+        return Err("a whsec_ secret needs its base64 key after the prefix");
+    }
+    WHSEC_BASE64.decode(encoded).map(Some).map_err(|_| {
+        "the part after whsec_ is not base64 (A-Z, a-z, 0-9, +, /, optional = padding); drop the whsec_ prefix to use the text itself as the key"
+    })
+}
 
 /// `sha256=<lowercase hex of HMAC-SHA256(secret's bytes as given, body)>` — the X-Signature header value.
 pub fn x_signature(secret: &str, body: &[u8]) -> String {
@@ -24,10 +44,11 @@ pub fn x_signature(secret: &str, body: &[u8]) -> String {
 
 /// Standard Webhooks `v1,<base64 of HMAC-SHA256(key, "{msg_id}.{timestamp}.{body}")>`.
 ///
-/// The key is the base64-decoded part after `whsec_` when the secret has that prefix; when that part is not
-/// valid base64, or the secret has no prefix, the key is the secret's bytes as given.
+/// The key is the base64-decoded part after `whsec_` (padding optional, as the Standard Webhooks libraries
+/// decode it) when the secret has that prefix; for a secret without the prefix, and for a `whsec_` secret
+/// stored before such secrets were checked whose rest is not base64, it is the secret's bytes as given.
 pub fn standard_webhooks_signature(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    let decoded = secret.strip_prefix(WHSEC_PREFIX).and_then(|encoded| STANDARD.decode(encoded).ok());
+    let decoded = whsec_key(secret).ok().flatten();
     let key = decoded.as_deref().unwrap_or(secret.as_bytes());
     let timestamp = timestamp.to_string();
     let digest = hmac_sha256(key, &[msg_id.as_bytes(), b".", timestamp.as_bytes(), b".", body]);
@@ -113,6 +134,22 @@ mod tests {
             ),
             "v1,LXM0YZnpBhNcsqzoXIxr7S18a+0L0+yCK/ptUYbG6mU="
         );
+    }
+
+    #[test]
+    fn whsec_padding_is_optional_and_bad_keys_are_refused() {
+        // A 22-byte key: its base64 ends in "==", which the Standard Webhooks libraries do not require.
+        let padded = "whsec_dHdlbnR5LXR3byBieXRlIGtleSEhIQ==";
+        let unpadded = padded.trim_end_matches('=');
+        assert_eq!(whsec_key(padded).unwrap(), whsec_key(unpadded).unwrap());
+        assert_eq!(whsec_key(padded).unwrap().unwrap(), b"twenty-two byte key!!!");
+        assert_eq!(
+            standard_webhooks_signature(padded, "m", 1, BODY),
+            standard_webhooks_signature(unpadded, "m", 1, BODY)
+        );
+        assert_eq!(whsec_key("plain").unwrap(), None);
+        assert!(whsec_key("whsec_").is_err());
+        assert!(whsec_key("whsec_not*base64!").is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ uuid_id! {
 }
 
 /// One HTTP request made for a delivery.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryAttempt {
     pub delivery_id: DeliveryId,
     pub event_id: EventId,
@@ -35,7 +35,7 @@ pub struct DeliveryAttempt {
 }
 
 /// What a dead letter failed at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeadLetterKind {
     Delivery,
@@ -51,7 +51,7 @@ impl DeadLetterKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub dlq_id: DlqId,
     pub kind: DeadLetterKind,
@@ -74,7 +74,7 @@ pub struct DeadLetter {
 
 /// What was tried before an entry was dead-lettered: the HTTP attempts of a delivery, or the runs of
 /// the processors on an event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum AttemptHistory {
     Delivery(Vec<DeliveryAttempt>),

@@ -123,6 +123,17 @@ impl fmt::Display for TypePattern {
 }
 
 /// On the wire and in storage a pattern is its text.
+impl utoipa::PartialSchema for TypePattern {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            None,
+            "An event type pattern: `user.created` matches itself, `user.*` one more segment, `user.>` one or more, `*` or `>` everything",
+        )
+    }
+}
+
+impl utoipa::ToSchema for TypePattern {}
+
 impl serde::Serialize for TypePattern {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.raw)

@@ -9,9 +9,11 @@ mod id;
 pub mod processor;
 pub mod projection;
 pub mod replay;
+mod schema;
 pub mod stats;
 pub mod subscription;
 pub mod time;
+pub mod trace;
 
 pub use delivery::{DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId};
 pub use error::FieldError;
@@ -22,4 +24,4 @@ pub use projection::{Projection, ProjectionAt};
 pub use replay::{ReplayId, ReplayProgress, ReplayRequest, ReplayStarted, ReplayStatus, ReplayTarget};
 pub use stats::{Counters, NameCount, Statistics};
 pub use subscription::{RetryPolicy, Subscription, SubscriptionId};
-pub use time::Timestamp;
+pub use time::{TimeError, Timestamp};

@@ -16,7 +16,7 @@ uuid_id! {
 }
 
 /// What a processor does with an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessorType {
     /// POSTs the event JSON to `config.url`; a 2xx answer is success.
@@ -54,7 +54,7 @@ impl ProcessorType {
 }
 
 /// Which events a processor takes; absent fields match everything.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorFilters {
     pub event_type: Option<TypePattern>,
@@ -71,7 +71,7 @@ impl ProcessorFilters {
 }
 
 /// A registered processor with its running totals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Processor {
     pub processor_id: ProcessorId,
     pub processor_name: String,
@@ -208,7 +208,7 @@ fn redact_path(data: &mut Map<String, Value>, path: &str) -> bool {
 }
 
 /// The outcome of one processor run on one event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProcessingResult {
     pub event_id: EventId,
     pub processor_id: ProcessorId,

@@ -8,7 +8,7 @@ use super::event::{Event, EventId};
 use super::time::Timestamp;
 
 /// An entity's state at some version of its stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Projection {
     pub entity_type: String,
     pub entity_id: String,

@@ -30,7 +30,7 @@ pub enum ReplaySelection {
 }
 
 /// Where replayed events go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum ReplayTarget {
     Subscription { subscription_id: SubscriptionId },
@@ -50,7 +50,7 @@ pub struct ReplayRequest {
     pub confirm: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayStatus {
     DryRun,
@@ -60,7 +60,7 @@ pub enum ReplayStatus {
 }
 
 /// The answer to a replay request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplayStarted {
     /// Absent for a dry run, which starts nothing.
     pub replay_id: Option<ReplayId>,
@@ -71,7 +71,7 @@ pub struct ReplayStarted {
 }
 
 /// How far a replay job has come. `total` counts work items: one per event and target it goes to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplayProgress {
     pub replay_id: ReplayId,
     pub status: ReplayStatus,

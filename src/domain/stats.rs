@@ -24,13 +24,13 @@ pub struct Counters {
     pub subscriptions_active: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NameCount {
     pub name: String,
     pub count: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Statistics {
     pub total_events: i64,
     pub pending_events: i64,
@@ -66,7 +66,7 @@ pub struct Statistics {
 }
 
 /// Latency percentiles, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Percentiles {
     pub p50: f64,
     pub p95: f64,

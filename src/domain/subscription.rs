@@ -15,7 +15,7 @@ uuid_id! {
 }
 
 /// How a failed delivery is retried: attempt n+1 waits `min(initial × multiplier^(n-1), max)` ± 20 %.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Retries after the first attempt; then the delivery goes to the dead-letter queue.
@@ -78,7 +78,7 @@ impl RetryPolicy {
 }
 
 /// A webhook subscription. The secret is kept apart and never serialized.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     pub subscription_id: SubscriptionId,
     pub subscriber_name: String,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Microseconds since the Unix epoch, UTC.
@@ -41,9 +41,24 @@ impl Timestamp {
     }
 
     /// Parses RFC 3339 (`2026-01-02T03:04:05.123456Z`, any offset), truncating below microseconds.
-    pub fn parse(text: &str) -> Result<Self, chrono::ParseError> {
-        Ok(Self(DateTime::parse_from_rfc3339(text)?.timestamp_micros()))
+    /// The time must fall in the years 1 to 9999 once converted to UTC: outside them it could not be
+    /// written back as RFC 3339.
+    pub fn parse(text: &str) -> Result<Self, TimeError> {
+        let parsed = DateTime::parse_from_rfc3339(text).map_err(TimeError::Syntax)?.with_timezone(&Utc);
+        if !(1..=9999).contains(&parsed.year()) {
+            return Err(TimeError::OutOfRange);
+        }
+        Ok(Self(parsed.timestamp_micros()))
     }
+}
+
+/// Why a text is not a [`Timestamp`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    #[error("not an RFC 3339 time: {0}")]
+    Syntax(chrono::ParseError),
+    #[error("outside the years 1 to 9999 once converted to UTC")]
+    OutOfRange,
 }
 
 impl From<DateTime<Utc>> for Timestamp {
@@ -58,8 +73,19 @@ impl fmt::Display for Timestamp {
     }
 }
 
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            Some(utoipa::openapi::KnownFormat::DateTime),
+            "RFC 3339 UTC with microseconds, e.g. 2026-01-02T03:04:05.123456Z",
+        )
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 impl FromStr for Timestamp {
-    type Err = chrono::ParseError;
+    type Err = TimeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
     }
@@ -93,5 +119,17 @@ mod tests {
     fn rejects_non_rfc3339() {
         assert!(Timestamp::parse("2026-01-02 03:04").is_err());
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn only_years_1_to_9999_in_utc() {
+        for outside in ["9999-12-31T23:30:00-01:00", "0000-12-31T23:59:59Z", "0001-01-01T00:30:00+01:00"] {
+            assert_eq!(Timestamp::parse(outside), Err(TimeError::OutOfRange), "{outside}");
+        }
+        for edge in ["9999-12-31T23:59:59.999999Z", "0001-01-01T00:00:00Z", "0001-01-01T00:30:00-01:00"] {
+            let ts = Timestamp::parse(edge).unwrap();
+            assert_eq!(Timestamp::parse(&ts.to_string()).unwrap(), ts, "{edge} reads back");
+            assert_eq!(ts.to_string().len(), 27, "{ts} is RFC 3339 with microseconds");
+        }
     }
 }

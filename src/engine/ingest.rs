@@ -7,13 +7,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::bus::EngineEvent;
 use super::stats::IngestRate;
 use crate::domain::NewEvent;
+use crate::metrics::Metrics;
 use crate::service::{Error, Ingested};
 use crate::storage::{Appended, Store};
 
@@ -30,6 +33,7 @@ pub(super) struct Writer {
     pub bus: broadcast::Sender<EngineEvent>,
     pub last_seq: Arc<AtomicI64>,
     pub rate: Arc<IngestRate>,
+    pub metrics: Arc<Metrics>,
     pub max_group: usize,
 }
 
@@ -65,7 +69,10 @@ impl Writer {
     async fn commit(&self, group: &mut Vec<Submission>) {
         let sizes: Vec<usize> = group.iter().map(|s| s.events.len()).collect();
         let events: Vec<NewEvent> = group.iter_mut().flat_map(|s| std::mem::take(&mut s.events)).collect();
-        let appended = match self.store.append(events).await {
+        let size = events.len();
+        let started = Instant::now();
+        let span = tracing::debug_span!("commit", events = size);
+        let appended = match self.store.append(events).instrument(span).await {
             Ok(appended) => appended,
             Err(error) => {
                 tracing::error!(%error, "committing ingested events failed; callers get 503");
@@ -78,17 +85,22 @@ impl Writer {
             }
         };
 
-        let mut created = 0;
+        let elapsed = started.elapsed();
+        let mut created = Vec::with_capacity(size);
+        let mut duplicates = 0;
         let mut results = appended.into_iter().map(|appended| match appended {
             Appended::Created(event) => {
                 let event = Arc::new(event);
                 self.last_seq.store(event.seq, Ordering::Release);
                 // No subscriber is fine: the event is stored either way.
                 let _ = self.bus.send(EngineEvent::Stored(event.clone()));
-                created += 1;
+                created.push(event.event_source);
                 Ok(Ingested { event, created: true })
             }
-            Appended::Duplicate(event) => Ok(Ingested { event: Arc::new(event), created: false }),
+            Appended::Duplicate(event) => {
+                duplicates += 1;
+                Ok(Ingested { event: Arc::new(event), created: false })
+            }
             Appended::VersionConflict { stream_id, expected, actual } => {
                 Err(Error::VersionConflict { stream_id, expected, actual })
             }
@@ -99,6 +111,7 @@ impl Writer {
             let _ = submission.reply.send(Ok(answer));
         }
         drop(results);
-        self.rate.record(created);
+        self.rate.record(created.len() as u64);
+        self.metrics.commit(elapsed, size, &created, duplicates);
     }
 }

@@ -20,6 +20,7 @@ use chrono::Utc;
 use tokio::sync::{Mutex, Notify, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use bus::EngineEvent;
 
@@ -34,6 +35,7 @@ use crate::domain::{
     ProcessingResult, Processor, ProcessorId, Projection, ProjectionAt, ReplayId, ReplayProgress, ReplayRequest,
     ReplayStarted, Statistics, Subscription, SubscriptionId, Timestamp,
 };
+use crate::metrics::Metrics;
 use crate::service::{DlqAction, DlqPage, Error, EventService, Feed, Health, Ingested, StorageHealth, StreamEvents};
 use crate::storage::Store;
 use ingest::{Submission, Writer};
@@ -130,6 +132,7 @@ struct Inner {
     bus: broadcast::Sender<EngineEvent>,
     last_seq: Arc<AtomicI64>,
     rate: Arc<IngestRate>,
+    metrics: Arc<Metrics>,
     subscriptions: Arc<Subscriptions>,
     /// Wakes the delivery worker when subscriptions change or dead letters are retried.
     delivery_wake: Arc<Notify>,
@@ -158,12 +161,14 @@ impl Engine {
         let (bus, _) = broadcast::channel(options.bus_capacity.max(1));
         let (queue, submissions) = mpsc::channel(options.queue_capacity.max(1));
         let rate = Arc::new(IngestRate::default());
+        let metrics = Arc::new(Metrics::new());
         let shutdown = CancellationToken::new();
         let writer = Writer {
             store: store.clone(),
             bus: bus.clone(),
             last_seq: last_seq.clone(),
             rate: rate.clone(),
+            metrics: metrics.clone(),
             max_group: options.max_group.max(1),
         };
         let writer = tokio::spawn(writer.run(submissions, shutdown.clone()));
@@ -186,6 +191,7 @@ impl Engine {
             per_subscription: options.delivery_per_subscription.clamp(1, options.delivery_concurrency.max(1)),
             ingest_backlog: ingest_backlog.clone(),
             last_seq: last_seq.clone(),
+            metrics: metrics.clone(),
         };
         let mut workers = vec![tokio::spawn(delivery.run(shutdown.child_token()))];
 
@@ -200,6 +206,7 @@ impl Engine {
             nats,
             concurrency: options.processing.concurrency.max(1),
             snapshot_every: i64::from(options.snapshot_every.max(1)),
+            metrics: metrics.clone(),
         });
         let processing_wake = Arc::new(Notify::new());
         let latencies = Arc::new(Latencies::default());
@@ -228,6 +235,7 @@ impl Engine {
                 bus,
                 last_seq,
                 rate,
+                metrics,
                 subscriptions,
                 delivery_wake,
                 allow_private_networks: options.allow_private_networks,
@@ -249,6 +257,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// This engine's metrics registry, which the HTTP server in front of it records into and exposes.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// A receiver of everything the engine does, for in-process consumers.
@@ -288,9 +301,14 @@ impl EventService for Engine {
                 event.skip_processing = !runnable.iter().any(|p| p.matches_new(event));
             }
         }
+        let span = tracing::debug_span!("ingest", events = events.len());
         let (reply, answer) = oneshot::channel();
-        self.inner.queue.send(Submission { events, reply }).await.map_err(|_| Error::ShuttingDown)?;
-        answer.await.map_err(|_| Error::ShuttingDown)?
+        async {
+            self.inner.queue.send(Submission { events, reply }).await.map_err(|_| Error::ShuttingDown)?;
+            answer.await.map_err(|_| Error::ShuttingDown)?
+        }
+        .instrument(span)
+        .await
     }
 
     async fn event(&self, id: EventId) -> Result<Arc<Event>, Error> {
@@ -387,6 +405,7 @@ impl EventService for Engine {
             return Err(subscription_not_found(id));
         }
         self.inner.subscriptions.remove(id);
+        self.inner.metrics.forget_subscription(id);
         Ok(())
     }
 

@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use tracing::Instrument;
 
 use super::projection;
 use crate::cluster::nats::Nats;
 use crate::delivery::{WebhookClient, WebhookRequest};
+use crate::delivery::{adopt_trace, trace_headers};
 use crate::domain::{Event, ProcessingResult, Processor, ProcessorId, ProcessorType, ReplayId, Timestamp};
+use crate::metrics::Metrics;
 use crate::storage::Store;
 
 /// One event and the processors to skip on it (they already succeeded before a retry).
@@ -27,6 +30,7 @@ pub struct Runner {
     /// Events of a batch processed at once.
     pub concurrency: usize,
     pub snapshot_every: i64,
+    pub metrics: Arc<Metrics>,
 }
 
 /// An event's results so far, and which of them is its projection step (filled in per batch).
@@ -52,7 +56,25 @@ impl Runner {
             .collect()
             .await;
         self.fold_projections(&mut ran).await;
+        self.count_runs(&ran);
         ran.into_iter().map(|ran| (ran.event, ran.results)).collect()
+    }
+
+    /// Adds the batch's runs to `eventdeck_processing_runs_total`, one update per processor and outcome.
+    fn count_runs(&self, ran: &[Ran]) {
+        let mut counts: Vec<(&str, bool, u64)> = Vec::new();
+        for result in ran.iter().flat_map(|r| &r.results) {
+            match counts
+                .iter_mut()
+                .find(|(name, success, _)| *name == result.processor_name && *success == result.success)
+            {
+                Some((.., count)) => *count += 1,
+                None => counts.push((&result.processor_name, result.success, 1)),
+            }
+        }
+        for (processor, success, count) in counts {
+            self.metrics.processing_runs(processor, success, count);
+        }
     }
 
     async fn run_event(&self, processors: &[Arc<Processor>], work: Work, replay_id: Option<ReplayId>) -> Ran {
@@ -66,7 +88,16 @@ impl Runner {
                     ran.projection_step = Some(ran.results.len());
                     Ok(())
                 }
-                _ => self.run(processor, &event).await,
+                _ => {
+                    let span = tracing::debug_span!(
+                        "process",
+                        processor = %processor.processor_name,
+                        event_id = %event.event_id,
+                        otel.kind = "client",
+                    );
+                    adopt_trace(&event, &span);
+                    self.run(processor, &event, &span).instrument(span.clone()).await
+                }
             };
             let failed = outcome.is_err();
             ran.results.push(ProcessingResult {
@@ -88,9 +119,10 @@ impl Runner {
 
     /// Runs one processor on one event. Projections are folded by [`Runner::run_batch`]; redaction
     /// happened at ingest, so both succeed here without doing anything.
-    pub async fn run(&self, processor: &Processor, event: &Event) -> Result<(), String> {
+    /// `span` is the run's span: a webhook call carries its trace on.
+    pub async fn run(&self, processor: &Processor, event: &Event, span: &tracing::Span) -> Result<(), String> {
         match processor.processor_type {
-            ProcessorType::Webhook => self.post(processor, event).await,
+            ProcessorType::Webhook => self.post(processor, event, span).await,
             ProcessorType::Nats => {
                 let subject = processor.config.get("subject").and_then(|s| s.as_str()).unwrap_or_default();
                 let body = serde_json::to_vec(event).map_err(|e| format!("cannot serialize the event: {e}"))?;
@@ -111,17 +143,19 @@ impl Runner {
         }
     }
 
-    async fn post(&self, processor: &Processor, event: &Event) -> Result<(), String> {
+    async fn post(&self, processor: &Processor, event: &Event, span: &tracing::Span) -> Result<(), String> {
         let url = processor.config.get("url").and_then(|u| u.as_str()).unwrap_or_default().to_owned();
         let body = serde_json::to_vec(event).map_err(|e| format!("cannot serialize the event: {e}"))?;
+        let mut headers = vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-event-id".into(), event.event_id.to_string()),
+            ("x-event-type".into(), event.event_type.clone()),
+            ("x-processor".into(), processor.processor_name.clone()),
+        ];
+        trace_headers(event, span, &mut headers);
         let request = WebhookRequest {
             url,
-            headers: vec![
-                ("content-type".into(), "application/json".into()),
-                ("x-event-id".into(), event.event_id.to_string()),
-                ("x-event-type".into(), event.event_type.clone()),
-                ("x-processor".into(), processor.processor_name.clone()),
-            ],
+            headers,
             body: Bytes::from(body),
             timeout: Duration::from_millis(processor.timeout_ms()),
         };

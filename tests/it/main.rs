@@ -10,6 +10,7 @@ mod cross_site;
 mod delivery;
 mod ingest;
 mod live;
+mod ops;
 mod process;
 mod processing;
 mod processors_api;

@@ -30,9 +30,15 @@ fn command(dir: &Path) -> Command {
 }
 
 async fn serve(dir: &Path, addr: &str) -> Served {
+    serve_with(dir, addr, &[]).await
+}
+
+/// `serve` with extra environment variables (configuration, RUST_LOG, OTEL_*).
+async fn serve_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Served {
     let db = format!("sqlite://{}", dir.join("events.db").display());
     let mut child = command(dir)
         .args(["serve", "--addr", addr, "--storage-url", &db])
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -183,7 +189,7 @@ async fn publish_and_tail_work_against_a_server_and_tail_reconnects() {
     let base = served.base.clone();
 
     let mut tail = command(dir.path())
-        .args(["tail", &base, "--type", "user.>"])
+        .args(["tail", "--url", &base, "--type", "user.>"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -205,6 +211,16 @@ async fn publish_and_tail_work_against_a_server_and_tail_reconnects() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let published: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(published["data"]["plan"], "pro");
+    for (round, says_duplicate) in [(1, false), (2, true)] {
+        let output = command(dir.path())
+            .args(["publish", "--url", &base, "--type", "audit.x", "--idempotency-key", "once"])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "round {round}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.contains("duplicate"), says_duplicate, "round {round}: {stderr}");
+    }
 
     let mut stdin_publish = command(dir.path())
         .args(["publish", "--url", &base, "--batch", "2"])
@@ -213,12 +229,14 @@ async fn publish_and_tail_work_against_a_server_and_tail_reconnects() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let lines =
-        "{\"event_type\":\"user.updated\"}\n{\"event_type\":\"order.paid\"}\n\n{\"event_type\":\"user.deleted\"}\n";
+    let lines = "{\"event_type\":\"user.updated\"}\n{\"event_type\":\"order.paid\"}\n\n{\"event_type\":\"user.deleted\"}\n\
+        {\"event_type\":\"audit.x\",\"idempotency_key\":\"once\"}\n";
     stdin_publish.stdin.take().unwrap().write_all(lines.as_bytes()).await.unwrap();
     let output = stdin_publish.wait_with_output().await.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("\"published\":3"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"published\":3") && stderr.contains("\"duplicates\":1"), "{stderr}");
+    assert!(stderr.contains("line 5: duplicate"), "{stderr}");
 
     let types: Vec<Value> = vec![next_tailed().await, next_tailed().await, next_tailed().await];
     let types: Vec<&str> = types.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
@@ -283,4 +301,115 @@ async fn a_delivery_in_flight_at_sigkill_is_sent_again_after_restart() {
     })
     .await
     .expect("the resent delivery is recorded as a success");
+}
+
+/// The spans an in-test OTLP/HTTP collector received, decoded from protobuf.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+}
+
+impl Collector {
+    async fn start(&self) -> String {
+        use axum::routing::post;
+        use prost::Message;
+        let spans = self.spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            post(move |body: axum::body::Bytes| {
+                let spans = spans.clone();
+                async move {
+                    let request =
+                        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body)
+                            .expect("an OTLP protobuf export request");
+                    let received = request.resource_spans.into_iter().flat_map(|r| r.scope_spans).flat_map(|s| s.spans);
+                    spans.lock().unwrap().extend(received);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    fn named(&self, name: &str) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+        self.spans.lock().unwrap().iter().filter(|s| s.name == name || s.name.starts_with(name)).cloned().collect()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_and_log_lines_carry_the_request_id() {
+    use crate::sink::Sink;
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let sink = Sink::start().await;
+    let mut served = serve_with(
+        dir.path(),
+        "127.0.0.1:0",
+        &[
+            ("EVENTDECK_TRACING__OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RUST_LOG", "info,tower_http=debug"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let subscription = json!({"callback_url": sink.url("hook")});
+    let answer = client.post(format!("{}/api/v1/events/subscriptions", served.base)).json(&subscription).send().await;
+    assert_eq!(answer.unwrap().status(), 201);
+    let created = client
+        .post(format!("{}/api/v1/events/create", served.base))
+        .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+        .header("x-request-id", "req-otlp-1")
+        .json(&json!({"event_type": "order.paid"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let delivered = sink.wait_for("hook", 1, Duration::from_secs(20)).await;
+    let sent = delivered[0].header("traceparent").to_owned();
+
+    // The request's log lines carry its id (here tower-http's "finished processing request").
+    let logged = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = served._logs.next_line().await.unwrap() {
+            let entry: Value = serde_json::from_str(&line).unwrap();
+            if entry["span"]["request_id"] == "req-otlp-1" {
+                return entry;
+            }
+        }
+        panic!("serve stopped logging");
+    })
+    .await
+    .expect("a log line with the request id");
+    assert_eq!(logged["span"]["route"], "/api/v1/events/create");
+
+    // SIGTERM flushes what is still buffered.
+    let pid = served.child.id().expect("pid").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(20), served.child.wait()).await.expect("exited").unwrap();
+    assert!(status.success(), "{status}");
+
+    let request = collector.named("POST /api/v1/events/create");
+    assert_eq!(request.len(), 1, "one request span");
+    assert_eq!(hex(&request[0].trace_id), TRACE_ID, "the request continues the caller's trace");
+    assert_eq!(hex(&request[0].parent_span_id), "00f067aa0ba902b7");
+    let ingest = collector.named("ingest");
+    assert!(ingest.iter().any(|s| s.parent_span_id == request[0].span_id), "ingest runs in the request");
+    assert!(!collector.named("commit").is_empty(), "commits are exported");
+    let delivery = collector.named("delivery");
+    assert_eq!(delivery.len(), 1);
+    assert_eq!(hex(&delivery[0].trace_id), TRACE_ID, "the delivery is in the same trace");
+    assert_eq!(
+        sent,
+        format!("00-{TRACE_ID}-{}-01", hex(&delivery[0].span_id)),
+        "the sink's parent is the delivery span"
+    );
 }

@@ -400,6 +400,7 @@ impl Instance {
             service: Arc::new(engine.clone()),
             limits: Arc::new(Limits::from_config(&config)),
             shutdown: shutdown.clone(),
+            metrics: engine.metrics().clone(),
         };
         Self { engine, shutdown, task: tokio::spawn(api::serve(listener, state)) }
     }

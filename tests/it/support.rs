@@ -53,6 +53,7 @@ impl TestServer {
             service: Arc::new(engine.clone()),
             limits: Arc::new(Limits::from_config(&config)),
             shutdown: shutdown.clone(),
+            metrics: engine.metrics().clone(),
         };
         let server = tokio::spawn(api::serve(listener, state));
         let api_key = config.auth.api_keys.first().cloned();

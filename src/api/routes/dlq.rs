@@ -4,15 +4,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, QueryPairs};
 use crate::api::state::AppState;
 use crate::domain::delivery::DlqSelector;
-use crate::domain::{DeadLetter, DlqId};
+use crate::domain::{DeadLetter, DeadLetterKind, DlqId};
 use crate::service::DlqPage;
-use crate::wire::{DlqRetry, dlq_query};
+use crate::wire::{DlqRetry, Retried, dlq_query};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -26,34 +25,45 @@ fn dlq_id(text: &str) -> Result<DlqId, ApiError> {
     text.parse().map_err(|_| ApiError::not_found(format!("`{text}` is not a dead-letter id: ids are UUIDs")))
 }
 
-async fn list(State(state): State<AppState>, pairs: QueryPairs) -> Result<Json<DlqPage>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/events/dlq", tag = "dlq", security(("bearer" = []), ("api_key" = [])),
+    params(("kind" = Option<DeadLetterKind>, Query), ("subscription_id" = Option<String>, Query), ("processor_id" = Option<String>, Query), ("limit" = Option<u32>, Query), ("offset" = Option<u64>, Query)),
+    responses((status = 200, body = DlqPage), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn list(State(state): State<AppState>, pairs: QueryPairs) -> Result<Json<DlqPage>, ApiError> {
     Ok(Json(state.service.dead_letters(dlq_query(pairs.iter())?).await?))
 }
 
-async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeadLetter>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/events/dlq/{dlq_id}", tag = "dlq", params(("dlq_id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = DeadLetter, description = "With attempt_history"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeadLetter>, ApiError> {
     Ok(Json(state.service.dead_letter(dlq_id(&id)?).await?))
 }
 
-async fn retry_one(
+#[utoipa::path(post, path = "/api/v1/events/dlq/{dlq_id}/retry", tag = "dlq", params(("dlq_id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 202, body = Retried), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn retry_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Retried>), ApiError> {
     let id = dlq_id(&id)?;
     if state.service.retry_dead_letters(DlqSelector::Ids(vec![id])).await? == 0 {
         return Err(ApiError::not_found(format!("dead letter `{id}` was not found")));
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"retried": 1}))))
+    Ok((StatusCode::ACCEPTED, Json(Retried { retried: 1 })))
 }
 
-async fn retry_many(
+#[utoipa::path(post, path = "/api/v1/events/dlq/retry", tag = "dlq", request_body = DlqRetry, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 202, body = Retried), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 415, body = crate::wire::ErrorEnvelope, description = "Not application/json"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn retry_many(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<DlqRetry>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Retried>), ApiError> {
     let retried = state.service.retry_dead_letters(body.into_selector()?).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"retried": retried}))))
+    Ok((StatusCode::ACCEPTED, Json(Retried { retried })))
 }
 
-async fn discard(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+#[utoipa::path(delete, path = "/api/v1/events/dlq/{dlq_id}", tag = "dlq", params(("dlq_id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204, description = "Discarded (the event stays)"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn discard(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     state.service.discard_dead_letter(dlq_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

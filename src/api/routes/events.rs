@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
@@ -13,9 +14,11 @@ use serde_json::{Map, Value};
 use crate::api::error::ApiError;
 use crate::api::extract::{AnyJsonBody, QueryPairs, from_value};
 use crate::api::state::AppState;
-use crate::domain::{Event, EventId, EventQuery, NewEvent};
+use crate::domain::event::MAX_NAME_LEN;
+use crate::domain::trace::{METADATA_KEY, TraceParent};
+use crate::domain::{Event, EventId, EventQuery, FieldError, NewEvent};
 use crate::service::{self, EventService, Ingested};
-use crate::wire::{BatchAnswer, BatchItem, EventCreate, QueryAnswer, QueryParams, ResultList};
+use crate::wire::{AttemptList, BatchAnswer, BatchItem, EventCreate, QueryAnswer, QueryParams, ResultList};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -26,17 +29,80 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/events/{event_id}", get(get_event))
         .route("/api/v1/events/{event_id}/deliveries", get(deliveries))
         .route("/api/v1/events/{event_id}/results", get(results))
-        .route("/events", post(create).get(seed_list))
+        .route("/events", post(seed_create).get(seed_list))
+}
+
+/// What an ingest request's headers add to its events: `X-Correlation-Id` as the correlation id of
+/// events that have none, and the W3C `traceparent` (or, when spans are exported, the request span's
+/// own context) in `metadata.traceparent`, so deliveries and processor calls continue the trace.
+pub(crate) struct IngestHeaders {
+    correlation_id: Option<String>,
+    traceparent: Option<TraceParent>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IngestHeaders {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let correlation_id = match parts.headers.get("x-correlation-id") {
+            None => None,
+            Some(value) => {
+                let text = value.to_str().ok().map(str::trim).ok_or_else(|| {
+                    FieldError::new("X-Correlation-Id", "must be visible ASCII text; leave the header out instead")
+                })?;
+                if text.len() > MAX_NAME_LEN {
+                    return Err(FieldError::new(
+                        "X-Correlation-Id",
+                        format!("must be at most {MAX_NAME_LEN} characters"),
+                    )
+                    .into());
+                }
+                Some(text.to_owned()).filter(|t| !t.is_empty())
+            }
+        };
+        let traceparent = crate::api::layers::traceparent(&parts.headers)
+            .or_else(|| crate::telemetry::current(&tracing::Span::current()));
+        Ok(Self { correlation_id, traceparent })
+    }
+}
+
+impl IngestHeaders {
+    /// Fills in what the event's own body left out.
+    pub(crate) fn apply(&self, event: &mut NewEvent) {
+        if event.correlation_id.is_none() {
+            event.correlation_id.clone_from(&self.correlation_id);
+        }
+        if let Some(traceparent) = &self.traceparent {
+            event.metadata.entry(METADATA_KEY).or_insert_with(|| Value::String(traceparent.to_string()));
+        }
+    }
 }
 
 /// 201 with the stored event; 200 with the earlier one when the idempotency key was seen before.
-async fn create(
+#[utoipa::path(post, path = "/api/v1/events/create", tag = "ingest", request_body = crate::wire::EventCreate, security(("bearer" = []), ("api_key" = [])),
+    params(("X-Correlation-Id" = Option<String>, Header, description = "correlation_id of events that have none"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, kept in metadata.traceparent")),
+    responses((status = 201, body = Event, description = "Stored"), (status = 200, body = Event, description = "The event stored earlier with this idempotency key"), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 409, body = crate::wire::ErrorEnvelope, description = "Conflict"), (status = 413, body = crate::wire::ErrorEnvelope, description = "Body or batch too large"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn create(
     State(state): State<AppState>,
+    headers: IngestHeaders,
     AnyJsonBody(body): AnyJsonBody<EventCreate>,
 ) -> Result<(StatusCode, Json<Arc<Event>>), ApiError> {
-    let event = body.into_new_event()?;
+    let mut event = body.into_new_event()?;
+    headers.apply(&mut event);
     let Ingested { event, created } = ingest_one(state.service.as_ref(), event).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(event)))
+}
+
+/// The seed service's `POST /events`: the same as create (EventCreate takes the seed's field names).
+#[utoipa::path(post, path = "/events", tag = "ingest", request_body(content = crate::wire::EventCreate, description = "Seed-compatible: `type`, `source`, `payload`, `metadata` (aliases of the EventCreate fields)"), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = Event), (status = 200, body = Event, description = "Seen before (idempotency key)"), (status = 400, body = crate::wire::ErrorEnvelope), (status = 401, body = crate::wire::ErrorEnvelope), (status = 409, body = crate::wire::ErrorEnvelope), (status = 422, body = crate::wire::ErrorEnvelope), (status = 503, body = crate::wire::ErrorEnvelope)))]
+pub(crate) async fn seed_create(
+    state: State<AppState>,
+    headers: IngestHeaders,
+    body: AnyJsonBody<EventCreate>,
+) -> Result<(StatusCode, Json<Arc<Event>>), ApiError> {
+    create(state, headers, body).await
 }
 
 /// Stores one event and answers its single result.
@@ -45,8 +111,11 @@ pub(super) async fn ingest_one(service: &dyn EventService, event: NewEvent) -> R
     Ok(result.unwrap_or_else(|| Err(service::Error::Unavailable("the store answered nothing".into())))?)
 }
 
-async fn batch(
+#[utoipa::path(post, path = "/api/v1/events/batch", tag = "ingest", request_body = Vec<crate::wire::EventCreate>, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = BatchAnswer, description = "One result per item, in request order; the valid ones stored in one transaction"), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 413, body = crate::wire::ErrorEnvelope, description = "Body or batch too large"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn batch(
     State(state): State<AppState>,
+    headers: IngestHeaders,
     AnyJsonBody(items): AnyJsonBody<Vec<Value>>,
 ) -> Result<Json<BatchAnswer>, ApiError> {
     check_batch_size(items.len(), state.limits.max_batch)?;
@@ -55,7 +124,8 @@ async fn batch(
     let mut positions = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
         match from_value::<EventCreate>(item).and_then(EventCreate::into_new_event) {
-            Ok(event) => {
+            Ok(mut event) => {
+                headers.apply(&mut event);
                 valid.push(event);
                 positions.push(index);
             }
@@ -103,28 +173,49 @@ fn event_id(text: &str) -> Result<EventId, ApiError> {
     text.parse().map_err(|_| ApiError::not_found(format!("`{text}` is not an event id: event ids are UUIDs")))
 }
 
-async fn get_event(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Arc<Event>>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/events/{event_id}", tag = "events", params(("event_id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Event), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn get_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Arc<Event>>, ApiError> {
     Ok(Json(state.service.event(event_id(&id)?).await?))
 }
 
-async fn deliveries(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let attempts = state.service.delivery_attempts(event_id(&id)?).await?;
-    Ok(Json(serde_json::json!({"attempts": attempts})))
+#[utoipa::path(get, path = "/api/v1/events/{event_id}/deliveries", tag = "events", params(("event_id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = crate::wire::AttemptList), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AttemptList>, ApiError> {
+    Ok(Json(AttemptList { attempts: state.service.delivery_attempts(event_id(&id)?).await? }))
 }
 
 /// The processing results of an event, oldest first.
-async fn results(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ResultList>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/events/{event_id}/results", tag = "events", params(("event_id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ResultList), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn results(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ResultList>, ApiError> {
     Ok(Json(ResultList { results: state.service.processing_results(event_id(&id)?).await? }))
 }
 
-async fn query_json(
+#[utoipa::path(post, path = "/api/v1/events/query", tag = "events", request_body = crate::wire::EventQueryBody, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = QueryAnswer), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn query_json(
     State(state): State<AppState>,
     AnyJsonBody(body): AnyJsonBody<Map<String, Value>>,
 ) -> Result<Json<QueryAnswer>, ApiError> {
     run_query(&state, QueryParams::from_json(body)?.query).await.map(Json)
 }
 
-async fn query_string(State(state): State<AppState>, pairs: QueryPairs) -> Result<Json<QueryAnswer>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(crate::wire::EventQueryBody), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = QueryAnswer), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn query_string(
+    State(state): State<AppState>,
+    pairs: QueryPairs,
+) -> Result<Json<QueryAnswer>, ApiError> {
     run_query(&state, QueryParams::from_pairs(pairs.iter())?.query).await.map(Json)
 }
 
@@ -135,13 +226,17 @@ async fn run_query(state: &AppState, query: EventQuery) -> Result<QueryAnswer, A
     Ok(QueryAnswer { events: page.events, total: page.total, limit, offset, has_more })
 }
 
-#[derive(Serialize)]
-struct SeedList {
+/// `{"events": [...]}`: the seed service's list.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SeedList {
     events: Vec<Event>,
 }
 
 /// `GET /events?type=&source=&since=&limit=`: the seed service's list.
-async fn seed_list(State(state): State<AppState>, pairs: QueryPairs) -> Result<Json<SeedList>, ApiError> {
+#[utoipa::path(get, path = "/events", tag = "events", security(("bearer" = []), ("api_key" = [])),
+    params(("type" = Option<String>, Query, description = "Type pattern"), ("source" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339 time"), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = SeedList), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn seed_list(State(state): State<AppState>, pairs: QueryPairs) -> Result<Json<SeedList>, ApiError> {
     let query = QueryParams::from_pairs(pairs.iter())?.query;
     Ok(Json(SeedList { events: state.service.query(query).await?.events }))
 }

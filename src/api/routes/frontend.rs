@@ -7,14 +7,14 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::events::{check_batch_size, ingest_one};
+use super::events::{IngestHeaders, check_batch_size, ingest_one};
 use crate::api::error::ApiError;
 use crate::api::extract::{AnyJsonBody, from_value};
 use crate::api::state::AppState;
 use crate::domain::FieldError;
-use crate::wire::{FrontendBatch, FrontendEvent};
+use crate::wire::{FrontendAccepted, FrontendBatch, FrontendBatchAccepted, FrontendEvent, FrontendHealth};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,23 +23,30 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/events/frontend/health", get(health))
 }
 
-async fn single(
+#[utoipa::path(post, path = "/api/v1/events/frontend", tag = "ingest", request_body = FrontendEvent,
+    responses((status = 202, body = crate::wire::FrontendAccepted), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 413, body = crate::wire::ErrorEnvelope, description = "Body or batch too large"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn single(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    ingest: IngestHeaders,
     AnyJsonBody(body): AnyJsonBody<FrontendEvent>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let event = body.into_new_event(&client_context(peer, &headers))?;
+) -> Result<(StatusCode, Json<FrontendAccepted>), ApiError> {
+    let mut event = body.into_new_event(&client_context(peer, &headers))?;
+    ingest.apply(&mut event);
     let stored = ingest_one(state.service.as_ref(), event).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": true, "event_id": stored.event.event_id}))))
+    Ok((StatusCode::ACCEPTED, Json(FrontendAccepted { accepted: true, event_id: stored.event.event_id })))
 }
 
-async fn batch(
+#[utoipa::path(post, path = "/api/v1/events/frontend/batch", tag = "ingest", request_body = FrontendBatch,
+    responses((status = 202, body = crate::wire::FrontendBatchAccepted), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 413, body = crate::wire::ErrorEnvelope, description = "Body or batch too large"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn batch(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    ingest: IngestHeaders,
     AnyJsonBody(body): AnyJsonBody<FrontendBatch>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<FrontendBatchAccepted>), ApiError> {
     check_batch_size(body.events.len(), state.limits.max_batch)?;
     let mut client = client_context(peer, &headers);
     match body.client_info {
@@ -56,17 +63,23 @@ async fn batch(
         .map(|(i, item)| {
             from_value::<FrontendEvent>(item)
                 .and_then(|event| event.into_new_event(&client))
+                .map(|mut event| {
+                    ingest.apply(&mut event);
+                    event
+                })
                 .map_err(|e| e.within(&format!("events[{i}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let stored = state.service.ingest(events).await?;
     let event_ids = stored.into_iter().map(|r| r.map(|i| i.event.event_id)).collect::<Result<Vec<_>, _>>()?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": event_ids.len(), "event_ids": event_ids}))))
+    Ok((StatusCode::ACCEPTED, Json(FrontendBatchAccepted { accepted: event_ids.len(), event_ids })))
 }
 
-async fn health(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/v1/events/frontend/health", tag = "operations",
+    responses((status = 200, body = crate::wire::FrontendHealth)))]
+pub(crate) async fn health(State(state): State<AppState>) -> Json<FrontendHealth> {
     let health = state.service.health().await;
-    Json(json!({"status": health.status, "nats": health.nats}))
+    Json(FrontendHealth { status: health.status.to_owned(), nats: health.nats.to_owned() })
 }
 
 /// Who sent the request, for the event's context. `X-Forwarded-For` is kept apart from the peer address

@@ -17,10 +17,16 @@ use crate::service::FeedItem;
 use crate::wire::QueryParams;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/events/live", get(live)).route("/events/stream", get(live))
+    Router::new().route("/api/v1/events/live", get(live)).route("/events/stream", get(live_alias))
 }
 
-async fn live(
+#[utoipa::path(get, path = "/api/v1/events/live", tag = "live", params(crate::wire::EventQueryBody,
+        ("since_seq" = Option<i64>, Query, description = "Resume after this seq"),
+        ("access_token" = Option<String>, Query, description = "The API key, for EventSource (which cannot send headers)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "`event: event` (id = seq, data = Event), `event: status`, `event: dlq`, `event: replay`, `: keep-alive` comments"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it")))]
+pub(crate) async fn live(
     State(state): State<AppState>,
     headers: HeaderMap,
     pairs: QueryPairs,
@@ -38,6 +44,8 @@ async fn live(
     };
     let since = last_event_id.or(params.since_seq);
     let feed = state.service.feed(params.query.filter, since);
+    // Counted in eventdeck_live_clients for as long as the stream is open.
+    let client = state.metrics.live_client();
     let events = feed
         .take_until(state.shutdown.clone().cancelled_owned())
         .take_while(|item| {
@@ -46,8 +54,25 @@ async fn live(
             }
             future::ready(item.is_ok())
         })
-        .filter_map(|item| future::ready(item.ok().map(|item| Ok(to_sse(&item)))));
+        .filter_map(move |item| {
+            let _open = &client;
+            future::ready(item.ok().map(|item| Ok(to_sse(&item))))
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.limits.keep_alive).text("keep-alive")))
+}
+
+/// `GET /events/stream`: the same stream under the seed service's path.
+#[utoipa::path(get, path = "/events/stream", tag = "live", params(crate::wire::EventQueryBody,
+        ("since_seq" = Option<i64>, Query), ("access_token" = Option<String>, Query), ("Last-Event-ID" = Option<String>, Header)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "The live stream (alias of /api/v1/events/live)"),
+        (status = 401, body = crate::wire::ErrorEnvelope), (status = 422, body = crate::wire::ErrorEnvelope)))]
+pub(crate) async fn live_alias(
+    state: State<AppState>,
+    headers: HeaderMap,
+    pairs: QueryPairs,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    live(state, headers, pairs).await
 }
 
 fn to_sse(item: &FeedItem) -> SseEvent {

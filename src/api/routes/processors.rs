@@ -25,7 +25,9 @@ fn processor_id(text: &str) -> Result<ProcessorId, ApiError> {
     text.parse().map_err(|_| ApiError::not_found(format!("`{text}` is not a processor id: ids are UUIDs")))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/events/processors", tag = "processors", request_body = ProcessorCreate, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = Processor), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 409, body = crate::wire::ErrorEnvelope, description = "Conflict"), (status = 415, body = crate::wire::ErrorEnvelope, description = "Not application/json"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ProcessorCreate>,
 ) -> Result<(StatusCode, Json<Arc<Processor>>), ApiError> {
@@ -33,12 +35,17 @@ async fn create(
     Ok((StatusCode::CREATED, Json(processor)))
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<ProcessorList>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/events/processors", tag = "processors", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ProcessorList), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ProcessorList>, ApiError> {
     Ok(Json(ProcessorList { processors: state.service.processors().await? }))
 }
 
 /// `PUT …/toggle?enabled=true|false`: the processing loop sees the change from its next batch.
-async fn toggle(
+#[utoipa::path(put, path = "/api/v1/events/processors/{processor_id}/toggle", tag = "processors", security(("bearer" = []), ("api_key" = [])),
+    params(("processor_id" = String, Path), ("enabled" = bool, Query)),
+    responses((status = 200, body = Processor), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn toggle(
     State(state): State<AppState>,
     Path(id): Path<String>,
     pairs: QueryPairs,
@@ -48,7 +55,9 @@ async fn toggle(
     Ok(Json(state.service.toggle_processor(id, enabled).await?))
 }
 
-async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+#[utoipa::path(delete, path = "/api/v1/events/processors/{processor_id}", tag = "processors", params(("processor_id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204, description = "Deleted"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     state.service.delete_processor(processor_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,7 +16,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/events/projections/{entity_type}/{entity_id}", get(read))
 }
 
-async fn read(
+#[utoipa::path(get, path = "/api/v1/events/projections/{entity_type}/{entity_id}", tag = "projections", security(("bearer" = []), ("api_key" = [])),
+    params(("entity_type" = String, Path), ("entity_id" = String, Path), ("at_version" = Option<i64>, Query), ("at_time" = Option<String>, Query)),
+    responses((status = 200, body = Projection), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn read(
     State(state): State<AppState>,
     Path((entity_type, entity_id)): Path<(String, String)>,
     pairs: QueryPairs,

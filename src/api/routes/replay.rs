@@ -17,7 +17,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// 202: a dry run's preview, or a job started in the background.
-async fn start(
+#[utoipa::path(post, path = "/api/v1/events/replay", tag = "replay", request_body = ReplayCreate, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 202, body = ReplayStarted), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 415, body = crate::wire::ErrorEnvelope, description = "Not application/json"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn start(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ReplayCreate>,
 ) -> Result<(StatusCode, Json<ReplayStarted>), ApiError> {
@@ -25,7 +27,12 @@ async fn start(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-async fn progress(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ReplayProgress>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/events/replay/{replay_id}", tag = "replay", params(("replay_id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ReplayProgress), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn progress(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ReplayProgress>, ApiError> {
     let id: ReplayId =
         id.parse().map_err(|_| ApiError::not_found(format!("`{id}` is not a replay id: ids are UUIDs")))?;
     Ok(Json(state.service.replay_progress(id).await?))

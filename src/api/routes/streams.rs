@@ -18,7 +18,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/events/stream/{stream_id}", get(read_stream))
 }
 
-async fn read_stream(
+#[utoipa::path(get, path = "/api/v1/events/stream/{stream_id}", tag = "projections", security(("bearer" = []), ("api_key" = [])),
+    params(("stream_id" = String, Path, description = "entity_type:entity_id"), ("from_version" = Option<i64>, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = StreamEvents), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 404, body = crate::wire::ErrorEnvelope, description = "Unknown id"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn read_stream(
     State(state): State<AppState>,
     Path(stream_id): Path<String>,
     pairs: QueryPairs,

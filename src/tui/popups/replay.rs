@@ -191,15 +191,17 @@ pub fn render(frame: &mut Frame, area: Rect, dialog: &ReplayDialog) {
                 ReplayStatus::Completed => ("completed", theme::good()),
                 _ => ("failed", theme::error()),
             };
-            lines.push(Line::styled(
+            let summary = if progress.total == 0 && progress.status == ReplayStatus::Completed {
+                "Nothing to replay: no subscription or processor wants the selected events.".to_owned()
+            } else {
                 format!(
                     "Replay {word}: {} of {} work items done, {} failed.",
                     count(progress.done),
                     count(progress.total),
                     count(progress.failed)
-                ),
-                style,
-            ));
+                )
+            };
+            lines.push(Line::styled(summary, style));
             if let Some(error) = &progress.error {
                 lines.push(Line::styled(error.clone(), theme::error()));
             }

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::{self, AbortHandle, JoinSet};
 
-use super::attempt::attempt;
+use super::attempt::send;
 use super::prepared::PreparedEvent;
 use crate::delivery::WebhookClient;
 use crate::domain::{Subscription, SubscriptionId, Timestamp};
 use crate::engine::subscriptions::Subscriptions;
+use crate::metrics::Metrics;
 use crate::storage::{ClaimedDelivery, DeliveryResult, NextStep};
 
 /// A lane is healthy when its last attempt was delivered within this.
@@ -109,10 +110,16 @@ pub(super) struct Lanes {
     /// The recorder's queue: requests hand their outcomes to it themselves, so recording never waits for
     /// the dispatcher.
     results: mpsc::Sender<DeliveryResult>,
+    metrics: Arc<Metrics>,
 }
 
 impl Lanes {
-    pub fn new(concurrency: usize, per_subscription: usize, results: mpsc::Sender<DeliveryResult>) -> Self {
+    pub fn new(
+        concurrency: usize,
+        per_subscription: usize,
+        results: mpsc::Sender<DeliveryResult>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             lanes: HashMap::new(),
             sending: JoinSet::new(),
@@ -121,6 +128,7 @@ impl Lanes {
             per_subscription,
             reserve: concurrency / 4,
             results,
+            metrics,
         }
     }
 
@@ -244,9 +252,9 @@ impl Lanes {
                 }
                 job.subscription = current;
                 let claimed = job.claimed.clone();
-                let (client, results) = (client.clone(), self.results.clone());
+                let (client, results, metrics) = (client.clone(), self.results.clone(), self.metrics.clone());
                 let abort = self.sending.spawn(async move {
-                    let result = attempt(client, job).await;
+                    let result = send(client, job, metrics).await;
                     let delivered = result
                         .attempt
                         .as_ref()

@@ -30,6 +30,7 @@ use crate::delivery::WebhookClient;
 use crate::domain::{EventFilter, SubscriptionId, Timestamp};
 use crate::engine::bus::EngineEvent;
 use crate::engine::subscriptions::Subscriptions;
+use crate::metrics::Metrics;
 use crate::storage::{ClaimedDelivery, DeliveryResult, NewDelivery, NextStep, Store};
 use lanes::{Job, Lane, Lanes};
 use prepared::{EventCache, PreparedEvent};
@@ -60,6 +61,7 @@ pub struct DeliveryWorker {
     pub ingest_backlog: super::IngestBacklog,
     /// The highest seq committed.
     pub last_seq: Arc<AtomicI64>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Longest the dispatcher defers its own writes while ingest requests are queued.
@@ -88,7 +90,7 @@ impl DeliveryWorker {
         };
         let recorder = tokio::spawn(recorder.run(outcomes));
 
-        let mut lanes = Lanes::new(self.concurrency, self.per_subscription, results);
+        let mut lanes = Lanes::new(self.concurrency, self.per_subscription, results, self.metrics.clone());
         // Travels with each claim and comes back with its result.
         let mut events = Some(EventCache::default());
         let mut claim_after = Instant::now();
