@@ -54,11 +54,21 @@ pub enum Appended {
     VersionConflict { stream_id: String, expected: i64, actual: i64 },
 }
 
-/// Everything the engine needs from a database: the event log, the delivery tables, processing and replays,
-/// projections.
-pub trait Store: EventStore + DeliveryStore + ProcessingStore + ProjectionStore {}
+impl Appended {
+    /// The stored event, if there is one.
+    pub fn event(&self) -> Option<&Event> {
+        match self {
+            Appended::Created(event) | Appended::Duplicate(event) => Some(event),
+            Appended::VersionConflict { .. } => None,
+        }
+    }
+}
 
-impl<T: EventStore + DeliveryStore + ProcessingStore + ProjectionStore> Store for T {}
+/// Everything the engine needs from a database: the event log, the delivery tables, processing,
+/// replays, projections.
+pub trait Store: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore {}
+
+impl<T: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore> Store for T {}
 
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -292,7 +302,10 @@ pub trait ProcessingStore: Send + Sync + 'static {
 
     /// Every processor run recorded for an event, oldest first.
     async fn processing_results(&self, event_id: EventId) -> Result<Vec<ProcessingResult>, Error>;
+}
 
+#[async_trait]
+pub trait ReplayStore: Send + Sync + 'static {
     /// Inserts or replaces a replay job's progress.
     async fn save_replay(&self, progress: &ReplayProgress) -> Result<(), Error>;
 

@@ -1,0 +1,220 @@
+//! What the SQLite modules share, so no two of them lean on each other: the one writer connection
+//! behind its lock, the `IN (…)` list builder and its chunking, the event row (columns and decoder),
+//! JSON and number column helpers, and the writes that delivery and processing both make (dead
+//! letters, status counters) or read (processing results).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Encode, QueryBuilder, Row, Sqlite, SqliteConnection, Type};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use uuid::Uuid;
+
+use crate::domain::{
+    DeadLetter, Event, EventCategory, EventId, EventSource, EventStatus, FieldError, ProcessingResult, ProcessorId,
+    ReplayId, Timestamp,
+};
+use crate::storage::Error;
+
+/// The columns of an event row, in the order [`decode_event`] and the inserts use.
+pub(super) const EVENT_COLUMNS: &str = "seq, event_id, event_type, event_source, event_category, user_id, tenant_id, \
+    stream_id, stream_version, data, metadata, context, correlation_id, idempotency_key, status, retry_count, \
+    error_message, timestamp, created_at, processed_at";
+
+/// Rows per multi-row INSERT: at most 20 columns each keeps the bound values (10,000) under SQLite's
+/// limit of 32,766.
+pub(super) const ROWS_PER_INSERT: usize = 500;
+
+/// Values per `IN (…)` list, well under SQLite's bound-variable limit.
+pub(super) const IN_LIST_MAX: usize = 500;
+
+/// The columns of a dead-letter row.
+pub(super) const DLQ_COLUMNS: &str = "dlq_id, kind, event_id, event_type, subscription_id, processor_id, \
+    delivery_id, attempts, last_status_code, last_error, first_failed_at, last_failed_at, created_at";
+
+const RESULT_COLUMNS: &str = "r.processor_id, r.processor_name, r.success, r.duration_us, r.error, r.replay_id, \
+    r.processed_at, e.event_id";
+
+/// The one writer connection. SQLite takes one writer at a time, so every write of the store goes
+/// through this lock, and the next seq lives beside the connection that assigns it.
+pub(super) struct WriterLock {
+    /// `None` once closed.
+    writer: Mutex<Option<Writer>>,
+}
+
+/// The open writer: its connection and the seq the next appended event gets.
+pub(super) struct Writer {
+    pub conn: SqliteConnection,
+    pub next_seq: i64,
+}
+
+impl WriterLock {
+    pub fn new(conn: SqliteConnection, next_seq: i64) -> Self {
+        Self { writer: Mutex::new(Some(Writer { conn, next_seq })) }
+    }
+
+    /// The writer for an append, which also assigns seqs.
+    pub async fn append(&self) -> Result<MappedMutexGuard<'_, Writer>, Error> {
+        MutexGuard::try_map(self.writer.lock().await, Option::as_mut).map_err(|_| closed())
+    }
+
+    /// The writer connection, for any write other than an append.
+    pub async fn write(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, Error> {
+        MutexGuard::try_map(self.writer.lock().await, |w| w.as_mut().map(|w| &mut w.conn)).map_err(|_| closed())
+    }
+
+    /// Takes the connection away for closing, once any write in progress is done; later writes fail.
+    pub async fn take(&self) -> Option<SqliteConnection> {
+        self.writer.lock().await.take().map(|w| w.conn)
+    }
+}
+
+/// What a write on a closed store answers.
+pub(super) fn closed() -> Error {
+    Error::Database(sqlx::Error::PoolClosed)
+}
+
+/// Pushes `column IN (?, …)` binding `values`. Callers keep a list to at most [`IN_LIST_MAX`]
+/// values, a statement per chunk when there may be more (see [`in_chunks`]).
+pub(super) fn push_in<'a, V>(sql: &mut QueryBuilder<'a, Sqlite>, column: &str, values: impl IntoIterator<Item = V>)
+where
+    V: 'a + Encode<'a, Sqlite> + Type<Sqlite> + Send,
+{
+    sql.push(format!("{column} IN ("));
+    let mut list = sql.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    sql.push(")");
+}
+
+/// `values` in chunks that each fit one `IN (…)` list.
+pub(super) fn in_chunks<T>(values: &[T]) -> std::slice::Chunks<'_, T> {
+    values.chunks(IN_LIST_MAX)
+}
+
+/// An OFFSET SQLite accepts: it is a signed 64-bit number, and anything larger is past the end anyway.
+pub(super) fn sql_offset(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
+}
+
+/// A value as the text of a JSON column. What the store keeps as JSON (maps, lists of names and
+/// plain derived structs) always serializes.
+pub(super) fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A stored value that cannot be what the code expects.
+pub(super) fn corrupt(column: &str, error: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("{column}: {error}"))
+}
+
+/// A JSON column, parsed.
+pub(super) fn json_column<T: DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, Error> {
+    let text: &str = row.try_get(column)?;
+    serde_json::from_str(text).map_err(|e| corrupt(column, e))
+}
+
+/// An integer column holding an HTTP status code, if any.
+pub(super) fn status_code(row: &SqliteRow, column: &str) -> Result<Option<u16>, Error> {
+    let code: Option<i64> = row.try_get(column)?;
+    code.map(|c| u16::try_from(c).map_err(|e| corrupt(column, e))).transpose()
+}
+
+/// An integer column holding a count of attempts.
+pub(super) fn count(row: &SqliteRow, column: &str) -> Result<u32, Error> {
+    let n: i64 = row.try_get(column)?;
+    u32::try_from(n).map_err(|e| corrupt(column, e))
+}
+
+/// A text column holding a value of one of the event vocabularies.
+fn vocabulary<T>(row: &SqliteRow, column: &str, parse: fn(&str, &str) -> Result<T, FieldError>) -> Result<T, Error> {
+    let text: &str = row.try_get(column)?;
+    parse(column, text).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+/// An event from a row selected with [`EVENT_COLUMNS`].
+pub(super) fn decode_event(row: &SqliteRow) -> Result<Event, Error> {
+    Ok(Event {
+        event_id: EventId(row.try_get("event_id")?),
+        seq: row.try_get("seq")?,
+        event_type: row.try_get("event_type")?,
+        event_source: vocabulary(row, "event_source", EventSource::parse)?,
+        event_category: vocabulary(row, "event_category", EventCategory::parse)?,
+        user_id: row.try_get("user_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        stream_id: row.try_get("stream_id")?,
+        stream_version: row.try_get("stream_version")?,
+        data: json_column(row, "data")?,
+        metadata: json_column(row, "metadata")?,
+        context: json_column(row, "context")?,
+        correlation_id: row.try_get("correlation_id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        status: vocabulary(row, "status", EventStatus::parse)?,
+        retry_count: row.try_get("retry_count")?,
+        error_message: row.try_get("error_message")?,
+        timestamp: Timestamp::from_micros(row.try_get("timestamp")?),
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        processed_at: row.try_get::<Option<i64>, _>("processed_at")?.map(Timestamp::from_micros),
+    })
+}
+
+/// Writes a dead letter, in the caller's transaction (a failed delivery's or a failed event's).
+pub(super) async fn insert_dead_letter(conn: &mut SqliteConnection, entry: &DeadLetter) -> Result<(), Error> {
+    let sql = format!("INSERT INTO dead_letters ({DLQ_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    sqlx::query(&sql)
+        .bind(entry.dlq_id.0)
+        .bind(entry.kind.as_str())
+        .bind(entry.event_id.0)
+        .bind(&entry.event_type)
+        .bind(entry.subscription_id.map(|id| id.0))
+        .bind(entry.processor_id.map(|id| id.0))
+        .bind(entry.delivery_id.map(|id| id.0))
+        .bind(i64::from(entry.attempts))
+        .bind(entry.last_status_code.map(i64::from))
+        .bind(&entry.last_error)
+        .bind(entry.first_failed_at.as_micros())
+        .bind(entry.last_failed_at.as_micros())
+        .bind(entry.created_at.as_micros())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves the status counters by these amounts, in the caller's transaction.
+pub(super) async fn bump_status(conn: &mut SqliteConnection, deltas: &[(EventStatus, i64)]) -> Result<(), Error> {
+    let deltas: Vec<_> = deltas.iter().filter(|(_, n)| *n != 0).collect();
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO counters (dimension, key, count) ");
+    upsert.push_values(deltas, |mut row, (status, count)| {
+        row.push_bind("status").push_bind(status.as_str()).push_bind(*count);
+    });
+    upsert.push(" ON CONFLICT (dimension, key) DO UPDATE SET count = count + excluded.count");
+    upsert.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Every processing result of an event, oldest first (a processing dead letter's history is made
+/// of them too).
+pub(super) async fn results_of(readers: &SqlitePool, event_id: EventId) -> Result<Vec<ProcessingResult>, Error> {
+    let sql = format!(
+        "SELECT {RESULT_COLUMNS} FROM processing_results r JOIN events e ON e.seq = r.event_seq \
+         WHERE e.event_id = ? ORDER BY r.id"
+    );
+    sqlx::query(&sql).bind(event_id.0).fetch_all(readers).await?.iter().map(decode_result).collect()
+}
+
+fn decode_result(row: &SqliteRow) -> Result<ProcessingResult, Error> {
+    Ok(ProcessingResult {
+        event_id: EventId(row.try_get("event_id")?),
+        processor_id: ProcessorId(row.try_get("processor_id")?),
+        processor_name: row.try_get("processor_name")?,
+        success: row.try_get("success")?,
+        duration_ms: row.try_get::<i64, _>("duration_us")? as f64 / 1000.0,
+        error: row.try_get("error")?,
+        replay_id: row.try_get::<Option<Uuid>, _>("replay_id")?.map(ReplayId),
+        processed_at: Timestamp::from_micros(row.try_get("processed_at")?),
+    })
+}
