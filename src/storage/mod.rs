@@ -1,5 +1,7 @@
 //! Durable storage behind one trait, [`Store`], so the engine never knows which database it has.
-//! SQLite is the embedded default; `connect` picks the implementation from the URL.
+//! SQLite is the embedded default; [`connect`] picks the implementation from the URL. What is
+//! particular to a backend (SQLite's single writer and how it lets ingest go first, its pragmas,
+//! `INDEXED BY`) stays in that backend's module.
 
 mod sqlite;
 
@@ -17,14 +19,30 @@ use crate::domain::{
 
 pub use sqlite::SqliteStore;
 
-/// Durability of a commit: `Full` syncs the log on every commit (group commit makes it nearly free),
-/// `Normal` may lose the last commits on power loss but never corrupts.
+/// Durability of a commit (SQLite): `Full` syncs the log on every commit (group commit makes it
+/// nearly free), `Normal` may lose the last commits on power loss but never corrupts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     #[default]
     Full,
     Normal,
+}
+
+/// How to open a store (`[storage]` in the configuration); each backend takes what applies to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// SQLite: how durable a commit is.
+    pub sync: SyncMode,
+    /// Most connections a pooled backend (PostgreSQL) opens. SQLite always has one writer and a
+    /// few readers.
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { sync: SyncMode::Full, max_connections: 16 }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -409,9 +427,9 @@ pub trait ProjectionStore: Send + Sync + 'static {
 }
 
 /// Opens the store a URL names, creating it (and its folder) when missing, and brings its schema up to date.
-pub async fn connect(url: &str, sync: SyncMode) -> Result<Arc<dyn Store>, Error> {
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, Error> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        return Ok(Arc::new(SqliteStore::open(path.as_ref(), sync).await?));
+        return Ok(Arc::new(SqliteStore::open(path.as_ref(), options).await?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Err(Error::NotYet("PostgreSQL storage is not available in this version yet: use sqlite://PATH".into()));

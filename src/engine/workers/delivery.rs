@@ -46,14 +46,9 @@ pub struct DeliveryWorker {
     /// Signalled when subscriptions change or dead letters are retried.
     pub wake: Arc<Notify>,
     pub concurrency: usize,
-    /// How many ingest submissions wait for the writer; delivery yields to them.
-    pub ingest_backlog: super::IngestBacklog,
     /// The highest seq committed.
     pub last_seq: Arc<AtomicI64>,
 }
-
-/// Longest the dispatcher defers its own writes while ingest requests are queued.
-const YIELD_TO_INGEST: Duration = Duration::from_millis(20);
 
 /// With no subscriptions, how often the cursor's skip ahead is written down.
 const IDLE_CURSOR_SAVE: Duration = Duration::from_secs(5);
@@ -113,7 +108,6 @@ impl DeliveryWorker {
 
             let mut pause = IDLE_POLL;
             if ready.len() < self.concurrency {
-                self.yield_to_ingest().await;
                 if log_has_more {
                     match self.fan_out(cursor, &mut cursor_saved).await {
                         Ok((next, more, queued)) => {
@@ -181,13 +175,6 @@ impl DeliveryWorker {
         if let Err(error) = self.store.release_claims().await {
             tracing::warn!(%error, "could not release delivery claims; they expire on their own");
         }
-    }
-
-    /// Ingest and delivery share one database writer. When ingest requests are waiting, queueing and
-    /// claiming deliveries waits a little (never long): deliveries are durable and catch up later,
-    /// while a caller waiting for its acknowledgement cannot.
-    async fn yield_to_ingest(&self) {
-        super::yield_to_ingest(&self.ingest_backlog, YIELD_TO_INGEST).await;
     }
 
     async fn read_cursor(&self, shutdown: &CancellationToken) -> Option<i64> {

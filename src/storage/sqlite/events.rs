@@ -250,12 +250,9 @@ fn count_rows(events: &[&Event]) -> QueryBuilder<'static, Sqlite> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::SyncMode;
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db"), SyncMode::Normal).await.unwrap();
-        (dir, store)
+        SqliteStore::temporary().await
     }
 
     fn typed(event_type: &str) -> NewEvent {

@@ -352,11 +352,10 @@ fn decode_processor(row: &SqliteRow) -> Result<Processor, Error> {
 mod tests {
     use super::*;
     use crate::domain::NewEvent;
-    use crate::storage::{EventStore, SyncMode};
+    use crate::storage::EventStore;
 
     async fn store_with(events: usize) -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db"), SyncMode::Normal).await.unwrap();
+        let (dir, store) = SqliteStore::temporary().await;
         store.append((0..events).map(|i| NewEvent::new(format!("t.e{i}"))).collect()).await.unwrap();
         (dir, store)
     }

@@ -172,8 +172,8 @@ fn push_type_pattern(sql: &mut QueryBuilder<'_, Sqlite>, pattern: &TypePattern) 
 mod tests {
     use super::*;
     use crate::domain::NewEvent;
+    use crate::storage::EventStore;
     use crate::storage::sqlite::SqliteStore;
-    use crate::storage::{EventStore, SyncMode};
 
     async fn count(store: &SqliteStore, pattern: &str) -> u64 {
         let filter =
@@ -183,8 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn patterns_match_the_same_in_sql_as_in_memory_whether_expanded_or_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db"), SyncMode::Normal).await.unwrap();
+        let (_dir, store) = SqliteStore::temporary().await;
         let mut types: Vec<String> = (0..300).map(|i| format!("many.t{i}")).collect();
         types.extend(
             ["user.created", "user.profile.updated", "users.created", "user", "order.created", "a.b.c.d"]

@@ -1,13 +1,18 @@
 //! What the SQLite modules share, so no two of them lean on each other: the one writer connection
-//! behind its lock, the `IN (…)` list builder and its chunking, the event row (columns and decoder),
+//! behind its lock (appends first), the `IN (…)` list builder and its chunking, the event row (columns and decoder),
 //! JSON and number column helpers, and the writes that delivery and processing both make (dead
 //! letters, status counters) or read (processing results).
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Encode, QueryBuilder, Row, Sqlite, SqliteConnection, Type};
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::domain::{
@@ -35,12 +40,35 @@ pub(super) const DLQ_COLUMNS: &str = "dlq_id, kind, event_id, event_type, subscr
 const RESULT_COLUMNS: &str = "r.processor_id, r.processor_name, r.success, r.duration_us, r.error, r.replay_id, \
     r.processed_at, e.event_id";
 
-/// The one writer connection. SQLite takes one writer at a time, so every write of the store goes
-/// through this lock, and the next seq lives beside the connection that assigns it.
+/// The one writer connection, and who gets it first.
+///
+/// SQLite takes one writer at a time, so every write of the store goes through this lock, and the
+/// next seq lives beside the connection that assigns it. Callers waiting on ingest commits are the
+/// ones a person is waiting for; deliveries, processing, replays and management writes are durable
+/// work that can catch up. So appends come first:
+///
+/// - Writes other than appends line up among themselves first (`others`), so only one of them at a
+///   time is at the writer's door: an append never queues behind a pile of background writes, only
+///   behind the one write in progress.
+/// - That one defers while an append holds or waits for the writer, for at most [`MAX_DEFER`]; then
+///   it queues for the writer (which is fair, first come first served), so under unbroken ingest the
+///   other writes still get their turn.
+///
+/// With the engine's one ingest writer this keeps group commit working as before: while a
+/// background write holds the writer, ingest callers gather into the next group, which goes next.
 pub(super) struct WriterLock {
     /// `None` once closed.
     writer: Mutex<Option<Writer>>,
+    /// Where writes other than appends wait for their turn at the writer.
+    others: Mutex<()>,
+    /// Appends holding or waiting for the writer.
+    appends: AtomicUsize,
+    /// Woken whenever an append lets go of the writer (or stops waiting for it).
+    append_done: Notify,
 }
+
+/// Longest a write other than an append defers to appends.
+pub(super) const MAX_DEFER: Duration = Duration::from_millis(20);
 
 /// The open writer: its connection and the seq the next appended event gets.
 pub(super) struct Writer {
@@ -48,24 +76,111 @@ pub(super) struct Writer {
     pub next_seq: i64,
 }
 
+/// The writer, held for an append; while it lives (waiting included) other writes defer.
+pub(super) struct AppendGuard<'a> {
+    // Declared first, so the writer is released before the ticket says the append is done.
+    writer: MappedMutexGuard<'a, Writer>,
+    _ticket: AppendTicket<'a>,
+}
+
+impl Deref for AppendGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        &self.writer
+    }
+}
+
+impl DerefMut for AppendGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        &mut self.writer
+    }
+}
+
+/// The writer connection, held for a write other than an append.
+pub(super) struct WriteGuard<'a> {
+    // Declared first: the writer is free before the next write in line may go for it.
+    conn: MappedMutexGuard<'a, SqliteConnection>,
+    _turn: MutexGuard<'a, ()>,
+}
+
+impl Deref for WriteGuard<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+/// Counts one append from the moment it asks for the writer until it lets go (or gives up waiting).
+struct AppendTicket<'a>(&'a WriterLock);
+
+impl<'a> AppendTicket<'a> {
+    fn new(lock: &'a WriterLock) -> Self {
+        lock.appends.fetch_add(1, Ordering::SeqCst);
+        Self(lock)
+    }
+}
+
+impl Drop for AppendTicket<'_> {
+    fn drop(&mut self) {
+        self.0.appends.fetch_sub(1, Ordering::SeqCst);
+        self.0.append_done.notify_waiters();
+    }
+}
+
 impl WriterLock {
     pub fn new(conn: SqliteConnection, next_seq: i64) -> Self {
-        Self { writer: Mutex::new(Some(Writer { conn, next_seq })) }
+        Self {
+            writer: Mutex::new(Some(Writer { conn, next_seq })),
+            others: Mutex::new(()),
+            appends: AtomicUsize::new(0),
+            append_done: Notify::new(),
+        }
     }
 
-    /// The writer for an append, which also assigns seqs.
-    pub async fn append(&self) -> Result<MappedMutexGuard<'_, Writer>, Error> {
-        MutexGuard::try_map(self.writer.lock().await, Option::as_mut).map_err(|_| closed())
+    /// The writer for an append, which also assigns seqs. Other writes defer to it.
+    pub async fn append(&self) -> Result<AppendGuard<'_>, Error> {
+        let ticket = AppendTicket::new(self);
+        let writer = MutexGuard::try_map(self.writer.lock().await, Option::as_mut).map_err(|_| closed())?;
+        Ok(AppendGuard { writer, _ticket: ticket })
     }
 
-    /// The writer connection, for any write other than an append.
-    pub async fn write(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, Error> {
-        MutexGuard::try_map(self.writer.lock().await, |w| w.as_mut().map(|w| &mut w.conn)).map_err(|_| closed())
+    /// The writer connection for any write other than an append, once appends have had their turn
+    /// (see [`WriterLock`]).
+    pub async fn write(&self) -> Result<WriteGuard<'_>, Error> {
+        let turn = self.others.lock().await;
+        self.defer_to_appends().await;
+        let conn =
+            MutexGuard::try_map(self.writer.lock().await, |w| w.as_mut().map(|w| &mut w.conn)).map_err(|_| closed())?;
+        Ok(WriteGuard { conn, _turn: turn })
     }
 
     /// Takes the connection away for closing, once any write in progress is done; later writes fail.
     pub async fn take(&self) -> Option<SqliteConnection> {
         self.writer.lock().await.take().map(|w| w.conn)
+    }
+
+    /// Waits while appends hold or wait for the writer, for at most [`MAX_DEFER`].
+    async fn defer_to_appends(&self) {
+        let deadline = Instant::now() + MAX_DEFER;
+        loop {
+            // Listening before looking, so an append ending in between still wakes this wait.
+            let append_done = self.append_done.notified();
+            tokio::pin!(append_done);
+            append_done.as_mut().enable();
+            if self.appends.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::select! {
+                () = append_done => {}
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+        }
     }
 }
 
@@ -217,4 +332,98 @@ fn decode_result(row: &SqliteRow) -> Result<ProcessingResult, Error> {
         replay_id: row.try_get::<Option<Uuid>, _>("replay_id")?.map(ReplayId),
         processed_at: Timestamp::from_micros(row.try_get("processed_at")?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use sqlx::Connection;
+
+    use super::*;
+
+    async fn lock() -> Arc<WriterLock> {
+        let conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        Arc::new(WriterLock::new(conn, 1))
+    }
+
+    /// Runs the other tasks until `ready` holds.
+    async fn until(ready: impl Fn() -> bool) {
+        while !ready() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_goes_before_the_writes_lined_up_behind_the_write_in_progress() {
+        let lock = lock().await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let in_progress = lock.write().await.unwrap();
+        let mut tasks = Vec::new();
+        for name in ["write 1", "write 2"] {
+            let (lock, order) = (lock.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _conn = lock.write().await.unwrap();
+                order.lock().unwrap().push(name);
+            }));
+        }
+        tokio::task::yield_now().await;
+        tasks.push(tokio::spawn({
+            let (lock, order) = (lock.clone(), order.clone());
+            async move {
+                let _writer = lock.append().await.unwrap();
+                order.lock().unwrap().push("append");
+            }
+        }));
+        until(|| lock.appends.load(Ordering::SeqCst) == 1).await;
+        drop(in_progress);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["append", "write 1", "write 2"]);
+    }
+
+    #[tokio::test]
+    async fn under_unbroken_appends_a_write_gets_its_turn_after_deferring() {
+        let lock = lock().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let appends = tokio::spawn({
+            let (lock, stop) = (lock.clone(), stop.clone());
+            async move {
+                let mut appended = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let _writer = lock.append().await.unwrap();
+                    // A commit takes a while; the next one follows at once.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    appended += 1;
+                }
+                appended
+            }
+        });
+        until(|| lock.appends.load(Ordering::SeqCst) > 0).await;
+        let started = Instant::now();
+        let wrote = tokio::time::timeout(Duration::from_secs(10), lock.write()).await;
+        let waited = started.elapsed();
+        assert!(wrote.is_ok(), "the write never got the writer");
+        drop(wrote);
+        stop.store(true, Ordering::SeqCst);
+        let appended = appends.await.unwrap();
+        assert!(waited >= MAX_DEFER, "it deferred to the appends first, waited {waited:?}");
+        assert!(appended >= 2, "appends ran while the write waited: {appended}");
+    }
+
+    #[tokio::test]
+    async fn an_append_that_stops_waiting_no_longer_counts() {
+        let lock = lock().await;
+        let holding = lock.append().await.unwrap();
+        let gave_up = tokio::time::timeout(Duration::from_millis(5), lock.append()).await;
+        assert!(gave_up.is_err(), "the writer is held");
+        assert_eq!(lock.appends.load(Ordering::SeqCst), 1);
+        drop(holding);
+        assert_eq!(lock.appends.load(Ordering::SeqCst), 0);
+        // Nothing holds the writer now: a write goes at once.
+        let write = tokio::time::timeout(Duration::from_secs(10), lock.write()).await;
+        assert!(write.is_ok());
+    }
 }
