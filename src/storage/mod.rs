@@ -1,8 +1,11 @@
 //! Durable storage behind one trait, [`Store`], so the engine never knows which database it has.
 //! SQLite is the embedded default; [`connect`] picks the implementation from the URL. What is
 //! particular to a backend (SQLite's single writer and how it lets ingest go first, its pragmas,
-//! `INDEXED BY`) stays in that backend's module.
+//! `INDEXED BY`) stays in that backend's module. Every backend passes the same conformance suite
+//! (`storage/conformance/`), which is this module's documentation made exact.
 
+#[cfg(test)]
+mod conformance;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -100,12 +103,14 @@ pub trait EventStore: Send + Sync + 'static {
 
     async fn event(&self, id: EventId) -> Result<Option<Event>, Error>;
 
+    /// A page of the events matching the query's filter, ordered by `timestamp` then `seq` (both
+    /// descending or both ascending), with the total of every match.
     async fn query(&self, query: &EventQuery) -> Result<EventPage, Error>;
 
     /// Events after `seq` that match `filter`, in seq order, at most `limit`.
     async fn events_after(&self, seq: i64, filter: &EventFilter, limit: u32) -> Result<Vec<Event>, Error>;
 
-    /// The events with these seqs, in seq order (missing ones are left out).
+    /// The events with these seqs, in seq order, each once (missing ones are left out).
     async fn events_by_seq(&self, seqs: &[i64]) -> Result<Vec<Event>, Error>;
 
     /// A stream's events with version > `from_version`, in version order, at most `limit`.
@@ -122,7 +127,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> Result<(), Error>;
 
-    /// Closes connections after the last write; later calls fail.
+    /// Closes connections after the last write; later calls fail. Closing again does nothing.
     async fn close(&self);
 }
 
@@ -181,7 +186,7 @@ pub struct DeliveryResult {
 pub trait DeliveryStore: Send + Sync + 'static {
     async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), Error>;
 
-    /// Every subscription, secrets included.
+    /// Every subscription, secrets included, oldest first.
     async fn subscriptions(&self) -> Result<Vec<Subscription>, Error>;
 
     /// Replaces a subscription; when it is disabled, its pending deliveries are cancelled in the same
@@ -201,7 +206,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Returns every in-flight claim to pending (after a restart nothing is in flight any more).
     async fn release_claims(&self) -> Result<u64, Error>;
 
-    /// Claims up to `limit` deliveries due by `now` (or whose claim expired), leasing them until `lease_until`.
+    /// Claims up to `limit` deliveries due by `now` (or whose lease ended before `now`), leasing them
+    /// until `lease_until`.
     async fn claim_deliveries(
         &self,
         now: Timestamp,
@@ -212,12 +218,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// When the next pending delivery is due, if any.
     async fn next_delivery_due(&self) -> Result<Option<Timestamp>, Error>;
 
-    /// Records attempts and next steps in one transaction; returns the dead letters it wrote.
+    /// Records attempts and next steps in one transaction; returns the dead letters it wrote. Counts
+    /// go to the `delivery` counters: `attempts`, `retries` (attempts after the first), `delivered`, `dead`.
     async fn complete_deliveries(&self, results: Vec<DeliveryResult>) -> Result<Vec<DeadLetter>, Error>;
 
     /// Every attempt made for an event, oldest first.
     async fn delivery_attempts(&self, event_id: EventId) -> Result<Vec<DeliveryAttempt>, Error>;
 
+    /// The entries the query selects, newest first, and how many it selects in all.
     async fn dead_letters(&self, query: &DlqQuery) -> Result<(Vec<DeadLetter>, u64), Error>;
 
     /// One dead letter with its attempt history.
@@ -286,7 +294,8 @@ pub trait ProcessingStore: Send + Sync + 'static {
     /// Saves a new processor; false when its name is taken.
     async fn insert_processor(&self, processor: &Processor) -> Result<bool, Error>;
 
-    /// Every processor with its totals, highest priority first.
+    /// Every processor with its totals, highest priority first, then the oldest. A new database has
+    /// one: the `projections` processor.
     async fn processors(&self) -> Result<Vec<Processor>, Error>;
 
     /// Turns a processor on or off; `None` when it does not exist.
@@ -303,7 +312,8 @@ pub trait ProcessingStore: Send + Sync + 'static {
     /// Returns every event left in `processing` to `pending` (after a restart nothing is in flight).
     async fn release_processing(&self) -> Result<u64, Error>;
 
-    /// When the next pending event becomes claimable, if any is waiting.
+    /// When the next event becomes claimable, if any is waiting: a pending event's due time, or the
+    /// end of a claim's lease.
     async fn next_processing_due(&self) -> Result<Option<Timestamp>, Error>;
 
     /// In one transaction: records the outcomes of the last batch (results, each event's next status,
@@ -393,7 +403,7 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// The cached latest fold of a stream, if one was saved.
     async fn cached_projection(&self, stream_id: &str) -> Result<Option<CachedProjection>, Error>;
 
-    /// Of these streams, those whose cached fold (if any) is behind their newest event.
+    /// Of these streams, those whose cached fold (if any) is behind their newest event, each once.
     async fn stale_projections(&self, stream_ids: &[String]) -> Result<Vec<String>, Error>;
 
     /// The newest snapshot at or before `version`.
