@@ -144,7 +144,8 @@ impl Engine {
                     events
                 }
                 ReplaySelection::Stream(stream_id) => {
-                    let events = store.stream(stream_id, cursor.position, PAGE).await?;
+                    // The position is the last version read; the next page starts after it.
+                    let events = store.stream(stream_id, cursor.position + 1, PAGE).await?;
                     cursor.exhausted = events.len() < PAGE as usize;
                     cursor.position = events.last().and_then(|e| e.stream_version).unwrap_or(cursor.position);
                     events

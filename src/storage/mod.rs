@@ -52,6 +52,11 @@ impl Default for StoreOptions {
 pub enum Error {
     #[error("cannot open the database at {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    #[error(
+        "the database {path} is in use by another eventdeck ({holder}, which holds {lock}): stop that one, \
+         or give this one another [storage] url"
+    )]
+    InUse { path: PathBuf, lock: PathBuf, holder: String },
     #[error("unsupported storage URL `{0}`: use sqlite://PATH (e.g. sqlite://data/eventdeck.db)")]
     UnsupportedUrl(String),
     #[error("{0}")]
@@ -113,7 +118,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// The events with these seqs, in seq order, each once (missing ones are left out).
     async fn events_by_seq(&self, seqs: &[i64]) -> Result<Vec<Event>, Error>;
 
-    /// A stream's events with version > `from_version`, in version order, at most `limit`.
+    /// A stream's events from version `from_version` on (inclusive: 1 reads from the start), in
+    /// version order, at most `limit`.
     async fn stream(&self, stream_id: &str, from_version: i64, limit: u32) -> Result<Vec<Event>, Error>;
 
     /// A stream's current version: 0 when it has no events.

@@ -201,8 +201,9 @@ async fn core_scenario(service: &dyn EventService) -> Record {
     record.put("query a time window, second page", page);
 
     record.put("event by id", service.event(first.event_id).await);
-    record.put("stream", service.stream("user:1", 0, 100).await);
-    record.put("stream after version 1", service.stream("user:1", 1, 100).await);
+    record.put("stream", service.stream("user:1", 1, 100).await);
+    record.put("stream from version 2", service.stream("user:1", 2, 100).await);
+    record.put("stream from version 1, one event", service.stream("user:1", 1, 1).await);
     record.put("statistics", service.statistics().await);
     record.put("deliveries of an event", service.delivery_attempts(first.event_id).await);
 

@@ -194,3 +194,25 @@ pub(super) async fn a_closed_store_refuses_work(store: Arc<dyn Store>) {
     assert!(store.ping().await.is_err());
     assert!(store.last_seq().await.is_err());
 }
+
+pub(super) async fn stream_reads_start_at_a_version_inclusive_in_version_order_with_a_limit(store: Arc<dyn Store>) {
+    let on = |stream: &str, second: i64| NewEvent {
+        stream_id: Some(stream.into()),
+        ..at("cart.updated", shifted(Timestamp::from_micros(1_767_225_600_000_000), second * SECOND))
+    };
+    // Version order, not time order; another stream in between.
+    let events = stored(
+        store.as_ref(),
+        vec![on("cart:1", 9), on("cart:2", 0), on("cart:1", 1), on("cart:1", 5), on("cart:1", 3)],
+    )
+    .await;
+    let cart: Vec<_> = [0, 2, 3, 4].map(|i| events[i].clone()).to_vec();
+    assert_eq!(store.stream("cart:1", 1, 100).await.unwrap(), cart, "version 1 is the first");
+    assert_eq!(store.stream("cart:1", 0, 100).await.unwrap(), cart, "0 reads from the start too");
+    assert_eq!(store.stream("cart:1", 2, 100).await.unwrap(), cart[1..], "from version 2, inclusive");
+    assert_eq!(store.stream("cart:1", 2, 2).await.unwrap(), cart[1..3], "at most `limit`");
+    assert_eq!(store.stream("cart:1", 4, 100).await.unwrap(), cart[3..]);
+    assert!(store.stream("cart:1", 5, 100).await.unwrap().is_empty());
+    assert!(store.stream("cart:3", 1, 100).await.unwrap().is_empty());
+    assert_eq!((store.stream_version("cart:1").await.unwrap(), store.stream_version("cart:2").await.unwrap()), (4, 1));
+}

@@ -57,6 +57,7 @@ macro_rules! conformance {
                 events::append_keeps_every_field_and_assigns_seq_id_and_created_at,
                 events::idempotency_keys_are_per_tenant_and_checked_within_a_group,
                 events::expected_versions_are_checked_within_and_across_groups,
+                events::stream_reads_start_at_a_version_inclusive_in_version_order_with_a_limit,
                 events::counters_follow_every_commit,
                 events::a_closed_store_refuses_work,
                 query::query_filters_match_the_domain_filter,

@@ -135,7 +135,7 @@ impl EventStore for SqliteStore {
 
     async fn stream(&self, stream_id: &str, from_version: i64, limit: u32) -> Result<Vec<Event>, Error> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_version > ? \
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_version >= ? \
              ORDER BY stream_version LIMIT ?"
         );
         let rows = sqlx::query(&sql)
