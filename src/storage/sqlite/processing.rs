@@ -9,8 +9,8 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
 use super::shared::{
-    EVENT_COLUMNS, ROWS_PER_INSERT, bump_status, corrupt, decode_event, in_chunks, insert_dead_letter, json_column,
-    json_text, push_in, results_of,
+    EVENT_COLUMNS, Patience, ROWS_PER_INSERT, bump_status, corrupt, decode_event, in_chunks, insert_dead_letter,
+    json_column, json_text, push_in, results_of,
 };
 use crate::domain::{
     DeadLetter, DeadLetterKind, DlqId, Event, EventId, EventStatus, ProcessingResult, Processor, ProcessorId,
@@ -102,7 +102,7 @@ impl ProcessingStore for SqliteStore {
         if outcomes.is_empty() && claim.is_none() {
             return Ok(Completed::default());
         }
-        let mut conn = self.writer.write().await?;
+        let mut conn = self.writer.write_with(Patience::Batch).await?;
         let mut tx = conn.begin().await?;
         let dead_letters = complete(&mut tx, &outcomes).await?;
         let claimed = match claim {
@@ -119,7 +119,7 @@ impl ProcessingStore for SqliteStore {
     }
 
     async fn record_results(&self, results: &[(i64, ProcessingResult)]) -> Result<(), Error> {
-        let mut conn = self.writer.write().await?;
+        let mut conn = self.writer.write_with(Patience::Batch).await?;
         let mut tx = conn.begin().await?;
         let results: Vec<(i64, &ProcessingResult)> = results.iter().map(|(seq, r)| (*seq, r)).collect();
         insert_results(&mut tx, &results).await?;

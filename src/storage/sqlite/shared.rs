@@ -4,7 +4,7 @@
 //! letters, status counters) or read (processing results).
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -50,12 +50,14 @@ const RESULT_COLUMNS: &str = "r.processor_id, r.processor_name, r.success, r.dur
 /// - Writes other than appends line up among themselves first (`others`), so only one of them at a
 ///   time is at the writer's door: an append never queues behind a pile of background writes, only
 ///   behind the one write in progress.
-/// - That one defers while an append holds or waits for the writer, for at most [`MAX_DEFER`]; then
-///   it queues for the writer (which is fair, first come first served), so under unbroken ingest the
-///   other writes still get their turn.
+/// - That one defers while ingest is busy: an append holds or waits for the writer, or one let go
+///   less than [`APPEND_GAP`] ago (the engine's ingest writer is answering its callers and gathering
+///   the next group: without the gap, a background write would slip in after every commit). It
+///   defers for at most its [`Patience`], then queues for the writer (which is fair, first come
+///   first served), so under unbroken ingest the other writes still get their turn.
 ///
-/// With the engine's one ingest writer this keeps group commit working as before: while a
-/// background write holds the writer, ingest callers gather into the next group, which goes next.
+/// While a background write holds the writer, ingest callers gather into one larger group, which goes
+/// next: group commit keeps working.
 pub(super) struct WriterLock {
     /// `None` once closed.
     writer: Mutex<Option<Writer>>,
@@ -63,12 +65,35 @@ pub(super) struct WriterLock {
     others: Mutex<()>,
     /// Appends holding or waiting for the writer.
     appends: AtomicUsize,
+    /// When the last append let go of the writer, in microseconds after `epoch` (0: none yet).
+    last_append_end: AtomicU64,
+    epoch: Instant,
     /// Woken whenever an append lets go of the writer (or stops waiting for it).
     append_done: Notify,
 }
 
-/// Longest a write other than an append defers to appends.
-pub(super) const MAX_DEFER: Duration = Duration::from_millis(20);
+/// How long after an append lets go ingest still counts as busy.
+pub(super) const APPEND_GAP: Duration = Duration::from_millis(2);
+
+/// How long a write other than an append defers to appends, at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Patience {
+    /// 20 ms: most writes, the delivery dispatcher's among them (a webhook's latency shows).
+    Short,
+    /// 50 ms: a batch of background work that holds the writer a while (a processing batch, a
+    /// replay's results): while ingest is busy, it keeps most of the writer, and the batches still
+    /// get through.
+    Batch,
+}
+
+impl Patience {
+    pub(super) const fn longest(self) -> Duration {
+        match self {
+            Patience::Short => Duration::from_millis(20),
+            Patience::Batch => Duration::from_millis(50),
+        }
+    }
+}
 
 /// The open writer: its connection and the seq the next appended event gets.
 pub(super) struct Writer {
@@ -128,8 +153,11 @@ impl<'a> AppendTicket<'a> {
 
 impl Drop for AppendTicket<'_> {
     fn drop(&mut self) {
-        self.0.appends.fetch_sub(1, Ordering::SeqCst);
-        self.0.append_done.notify_waiters();
+        let lock = self.0;
+        // Written before the count drops, so whoever sees no append also sees when the last one ended.
+        lock.last_append_end.store(lock.micros_since_epoch(Instant::now()), Ordering::SeqCst);
+        lock.appends.fetch_sub(1, Ordering::SeqCst);
+        lock.append_done.notify_waiters();
     }
 }
 
@@ -139,6 +167,8 @@ impl WriterLock {
             writer: Mutex::new(Some(Writer { conn, next_seq })),
             others: Mutex::new(()),
             appends: AtomicUsize::new(0),
+            last_append_end: AtomicU64::new(0),
+            epoch: Instant::now(),
             append_done: Notify::new(),
         }
     }
@@ -151,10 +181,15 @@ impl WriterLock {
     }
 
     /// The writer connection for any write other than an append, once appends have had their turn
-    /// (see [`WriterLock`]).
+    /// (see [`WriterLock`]), deferring to them for at most [`Patience::Short`].
     pub async fn write(&self) -> Result<WriteGuard<'_>, Error> {
+        self.write_with(Patience::Short).await
+    }
+
+    /// [`WriterLock::write`] for a write that may defer to appends as long as `patience` says.
+    pub async fn write_with(&self, patience: Patience) -> Result<WriteGuard<'_>, Error> {
         let turn = self.others.lock().await;
-        self.defer_to_appends().await;
+        self.defer_to_appends(patience.longest()).await;
         let conn =
             MutexGuard::try_map(self.writer.lock().await, |w| w.as_mut().map(|w| &mut w.conn)).map_err(|_| closed())?;
         Ok(WriteGuard { conn, _turn: turn })
@@ -165,22 +200,39 @@ impl WriterLock {
         self.writer.lock().await.take().map(|w| w.conn)
     }
 
-    /// Waits while appends hold or wait for the writer, for at most [`MAX_DEFER`].
-    async fn defer_to_appends(&self) {
-        let deadline = Instant::now() + MAX_DEFER;
+    /// Waits while ingest is busy (see [`WriterLock`]), for at most `longest`.
+    async fn defer_to_appends(&self, longest: Duration) {
+        let deadline = Instant::now() + longest;
         loop {
             // Listening before looking, so an append ending in between still wakes this wait.
             let append_done = self.append_done.notified();
             tokio::pin!(append_done);
             append_done.as_mut().enable();
-            if self.appends.load(Ordering::SeqCst) == 0 {
-                return;
-            }
+            let Some(until) = self.busy_until(Instant::now(), deadline) else { return };
             tokio::select! {
                 () = append_done => {}
-                () = tokio::time::sleep_until(deadline) => return,
+                () = tokio::time::sleep_until(until) => {}
             }
         }
+    }
+
+    /// Until when a write deciding at `now` still defers (woken early when an append ends); `None`:
+    /// go now.
+    fn busy_until(&self, now: Instant, deadline: Instant) -> Option<Instant> {
+        if now >= deadline {
+            return None;
+        }
+        if self.appends.load(Ordering::SeqCst) > 0 {
+            return Some(deadline);
+        }
+        let ended = self.last_append_end.load(Ordering::SeqCst);
+        let free_at = self.epoch + Duration::from_micros(ended) + APPEND_GAP;
+        (ended > 0 && free_at > now).then(|| free_at.min(deadline))
+    }
+
+    /// `at` in microseconds after the lock was made, at least 1 (0 means "no append yet").
+    fn micros_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX).max(1)
     }
 }
 
@@ -356,6 +408,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ingest_is_busy_while_an_append_holds_or_waits_and_just_after() {
+        let lock = lock().await;
+        let now = Instant::now();
+        let deadline = now + Patience::Short.longest();
+        assert_eq!(lock.busy_until(now, deadline), None, "no append yet");
+        let holding = lock.append().await.unwrap();
+        assert_eq!(lock.busy_until(now, deadline), Some(deadline), "an append holds the writer");
+        assert_eq!(lock.busy_until(deadline, deadline), None, "never past the deadline");
+        let before_end = Instant::now();
+        drop(holding);
+        let gap_end = lock.busy_until(before_end, deadline).expect("just after an append");
+        // The end is kept in whole microseconds.
+        let earliest = before_end + APPEND_GAP - Duration::from_micros(1);
+        assert!(gap_end >= earliest && gap_end <= Instant::now() + APPEND_GAP, "{gap_end:?}");
+        assert_eq!(lock.busy_until(gap_end, deadline + APPEND_GAP), None, "the gap is over");
+    }
+
+    #[tokio::test]
     async fn an_append_goes_before_the_writes_lined_up_behind_the_write_in_progress() {
         let lock = lock().await;
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -409,7 +479,7 @@ mod tests {
         drop(wrote);
         stop.store(true, Ordering::SeqCst);
         let appended = appends.await.unwrap();
-        assert!(waited >= MAX_DEFER, "it deferred to the appends first, waited {waited:?}");
+        assert!(waited >= Patience::Short.longest(), "it deferred to the appends first, waited {waited:?}");
         assert!(appended >= 2, "appends ran while the write waited: {appended}");
     }
 
