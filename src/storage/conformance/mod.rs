@@ -6,7 +6,7 @@
 //! Skip>`, and one line at the bottom of this file:
 //!
 //! ```text
-//! conformance!(sqlite: sqlite);
+//! conformance!(sqlite: crate::storage::conformance::sqlite);
 //! conformance!(postgres: crate::storage::postgres::test_store);
 //! ```
 //!
@@ -115,8 +115,10 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite: super::sqlite);
-// A new backend adds its line here, e.g. `conformance!(postgres: crate::storage::postgres::test_store);`
+conformance!(sqlite: crate::storage::conformance::sqlite);
+// A new backend adds its line here, e.g. `conformance!(postgres: crate::storage::postgres::test_store);`,
+// its factory making a fresh schema (or database) per test from EVENTDECK_TEST_DATABASE_URL, or
+// answering `Err(Skip(..))` when that is not set.
 
 // Helpers the cases share.
 

@@ -1,7 +1,7 @@
 //! What the SQLite modules share, so no two of them lean on each other: the one writer connection
-//! behind its lock (appends first), the `IN (…)` list builder and its chunking, the event row (columns and decoder),
-//! JSON and number column helpers, and the writes that delivery and processing both make (dead
-//! letters, status counters) or read (processing results).
+//! behind its lock (ingest first), the `IN (…)` list builder and its chunking, the event row (columns
+//! and decoder), JSON and number column helpers, and the writes that delivery and processing both
+//! make (dead letters, status counters) or read (processing results).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
