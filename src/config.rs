@@ -10,7 +10,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineOptions;
-use crate::storage::SyncMode;
+use crate::storage::{StoreOptions, SyncMode};
 
 const DEFAULTS: &str = include_str!("../assets/default.toml");
 
@@ -51,6 +51,14 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     pub url: String,
     pub sync: SyncMode,
+    pub max_connections: u32,
+}
+
+impl StorageConfig {
+    /// What the store is opened with.
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions { sync: self.sync, max_connections: self.max_connections }
+    }
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +222,11 @@ impl Config {
             "storage.url",
             &format!("`{url}` is not a storage URL: use sqlite://PATH, e.g. sqlite://data/eventdeck.db"),
         )?;
+        check(
+            (1..=1000).contains(&self.storage.max_connections),
+            "storage.max_connections",
+            "must be between 1 and 1000",
+        )?;
         check((1..=100_000).contains(&self.ingest.max_batch), "ingest.max_batch", "must be between 1 and 100000")?;
         check(self.ingest.max_body_bytes >= 1024, "ingest.max_body_bytes", "must be at least 1024")?;
         check(self.ingest.queue >= 1, "ingest.queue", "must be at least 1")?;
@@ -355,6 +368,7 @@ mod tests {
         let config = Config::default();
         assert_eq!(config.server.addr.to_string(), "127.0.0.1:8686");
         assert_eq!(config.storage.url, "sqlite://data/eventdeck.db");
+        assert_eq!(config.storage.options(), StoreOptions::default());
         assert_eq!(config.ingest.max_batch, 1000);
         assert_eq!(config.ingest.max_body_bytes, 1 << 20);
         assert_eq!(config.live.keep_alive_secs, 15);
@@ -402,6 +416,12 @@ mod tests {
             load_with(None, &[("EVENTDECK_SERVER__CORS_ORIGINS", "[\"https://a.example\", \"http://[::1]:8080\"]")])
                 .unwrap();
         assert_eq!(config.server.cors_origins, ["https://a.example", "http://[::1]:8080"]);
+        for connections in ["0", "1001"] {
+            let err = load_with(None, &[("EVENTDECK_STORAGE__MAX_CONNECTIONS", connections)]).unwrap_err();
+            assert!(err.to_string().contains("storage.max_connections"), "{err}");
+        }
+        let config = load_with(None, &[("EVENTDECK_STORAGE__MAX_CONNECTIONS", "1000")]).unwrap();
+        assert_eq!(config.storage.options().max_connections, 1000);
     }
 
     #[test]

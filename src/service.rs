@@ -126,7 +126,8 @@ pub trait EventService: Send + Sync + 'static {
 
     async fn query(&self, query: EventQuery) -> Result<EventPage, Error>;
 
-    /// A stream's events after `from_version`, at most `limit`; `NotFound` for a stream with no events.
+    /// A stream's events from version `from_version` on (inclusive; 1 is the first event), in version
+    /// order, at most `limit`; `NotFound` for a stream with no events.
     async fn stream(&self, stream_id: &str, from_version: i64, limit: u32) -> Result<StreamEvents, Error>;
 
     async fn statistics(&self) -> Result<Statistics, Error>;

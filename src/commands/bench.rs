@@ -25,7 +25,7 @@ use crate::cli::{BenchArgs, Scenario};
 use eventdeck::domain::{EventCategory, EventSource, NewEvent, Timestamp};
 use eventdeck::engine::{Engine, EngineOptions};
 use eventdeck::service::EventService;
-use eventdeck::storage::{self, SyncMode};
+use eventdeck::storage::{self, StoreOptions};
 
 const TYPES: &[(&str, EventCategory)] = &[
     ("user.registered", EventCategory::UserLifecycle),
@@ -229,7 +229,7 @@ async fn ingest_in_process(
 async fn ingest_store(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let path = args.db.clone().unwrap_or_else(|| dir.path().join("bench.db"));
-    let store = storage::connect(&format!("sqlite://{}", path.display()), SyncMode::Full).await?;
+    let store = storage::connect(&format!("sqlite://{}", path.display()), &StoreOptions::default()).await?;
     let engine = Engine::start(store, EngineOptions::default()).await?;
     let report = ingest_in_process(&engine, args.events, args.batch, args.concurrency, 0).await?;
     engine.shutdown().await;

@@ -44,7 +44,6 @@ use processors::Processors;
 use stats::IngestRate;
 use stats::Latencies;
 use subscriptions::Subscriptions;
-use workers::IngestBacklog;
 use workers::delivery::DeliveryWorker;
 use workers::processing::ProcessingWorker;
 
@@ -143,7 +142,6 @@ struct Inner {
     /// Wakes the processing loop when dead letters of kind processing are retried.
     processing_wake: Arc<Notify>,
     latencies: Arc<Latencies>,
-    ingest_backlog: IngestBacklog,
     replay_confirm_above: u64,
     /// Whether the processing loop runs; when it does not, every event stays pending.
     processing_enabled: bool,
@@ -177,10 +175,6 @@ impl Engine {
         let delivery_wake = Arc::new(Notify::new());
         let client = WebhookClient::new(options.allow_private_networks)
             .map_err(|e| Error::Unavailable(format!("cannot build the webhook HTTP client: {e}")))?;
-        let ingest_backlog: IngestBacklog = {
-            let queue = queue.downgrade();
-            Arc::new(move || queue.upgrade().map_or(0, |q| q.max_capacity() - q.capacity()))
-        };
         let delivery = DeliveryWorker {
             store: store.clone(),
             client: client.clone(),
@@ -189,7 +183,6 @@ impl Engine {
             wake: delivery_wake.clone(),
             concurrency: options.delivery_concurrency.max(1),
             per_subscription: options.delivery_per_subscription.clamp(1, options.delivery_concurrency.max(1)),
-            ingest_backlog: ingest_backlog.clone(),
             last_seq: last_seq.clone(),
             metrics: metrics.clone(),
         };
@@ -218,7 +211,6 @@ impl Engine {
                 bus: bus.clone(),
                 wake: processing_wake.clone(),
                 options: options.processing.clone(),
-                ingest_backlog: ingest_backlog.clone(),
                 latencies: latencies.clone(),
             };
             workers.push(tokio::spawn(processing.run(shutdown.child_token())));
@@ -244,7 +236,6 @@ impl Engine {
                 runner,
                 processing_wake,
                 latencies,
-                ingest_backlog,
                 replay_confirm_above: options.replay_confirm_above,
                 processing_enabled: options.processing.enabled,
                 started: Instant::now(),

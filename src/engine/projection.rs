@@ -275,16 +275,14 @@ mod tests {
     use super::*;
     use crate::domain::projection::apply;
     use crate::domain::{Event, NewEvent};
-    use crate::storage::{Appended, EventStore, ProjectionStore, SqliteStore, SyncMode};
+    use crate::storage::{Appended, EventStore, ProjectionStore, SqliteStore};
 
     const STREAM: &str = "user:1";
     /// 2026-01-01T00:00:00Z, the generated events' timestamps count from here.
     const EPOCH: i64 = 1_767_225_600_000_000;
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("p.db"), SyncMode::Normal).await.unwrap();
-        (dir, store)
+        SqliteStore::temporary().await
     }
 
     /// One event of a generated stream: a merge patch (or a delete) at `second` after [`EPOCH`].

@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use super::Engine;
 use super::bus::EngineEvent;
 use super::processing::Work;
-use super::workers::yield_to_ingest;
 use crate::domain::replay::{DRY_RUN_SAMPLE, ReplaySelection};
 use crate::domain::{
     DeliveryId, Event, EventFilter, EventQuery, FieldError, Order, Processor, ReplayId, ReplayProgress, ReplayRequest,
@@ -21,8 +20,6 @@ use crate::storage::NewDelivery;
 
 /// Events read per step of a replay.
 const PAGE: u32 = 500;
-/// Longest a replay step waits for queued ingest to commit first.
-const YIELD_TO_INGEST: Duration = Duration::from_millis(50);
 /// How often a running replay counts its finished deliveries.
 const PROGRESS_POLL: Duration = Duration::from_millis(200);
 
@@ -147,7 +144,8 @@ impl Engine {
                     events
                 }
                 ReplaySelection::Stream(stream_id) => {
-                    let events = store.stream(stream_id, cursor.position, PAGE).await?;
+                    // The position is the last version read; the next page starts after it.
+                    let events = store.stream(stream_id, cursor.position + 1, PAGE).await?;
                     cursor.exhausted = events.len() < PAGE as usize;
                     cursor.position = events.last().and_then(|e| e.stream_version).unwrap_or(cursor.position);
                     events
@@ -211,7 +209,6 @@ impl ReplayJob {
             if page.is_empty() {
                 break;
             }
-            yield_to_ingest(&inner.ingest_backlog, YIELD_TO_INGEST).await;
             let (subscriptions, processors) = self.targets();
 
             let queued: Vec<NewDelivery> = page

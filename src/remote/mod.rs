@@ -233,10 +233,11 @@ impl EventService for RemoteClient {
         Ok(EventPage { events: answer.events, total: answer.total })
     }
 
-    /// Reads at most 10,000 events per call (the server's page limit); read on from the last version.
+    /// Reads at most 10,000 events per call (the server's page limit); read on from the last version
+    /// received + 1 (`from_version` is inclusive).
     async fn stream(&self, stream_id: &str, from_version: i64, limit: u32) -> Result<StreamEvents, service::Error> {
         const MAX_PAGE: u32 = 10_000;
-        let params = [("from_version", from_version.max(0)), ("limit", i64::from(limit.clamp(1, MAX_PAGE)))];
+        let params = [("from_version", from_version.max(1)), ("limit", i64::from(limit.clamp(1, MAX_PAGE)))];
         let request = self.events(Method::GET, &["stream", stream_id]).query(&params);
         let mut answer: StreamEvents = self.json(request, Some(Subject::new("stream", stream_id))).await?;
         answer.events.truncate(limit as usize);

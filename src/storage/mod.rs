@@ -1,6 +1,11 @@
 //! Durable storage behind one trait, [`Store`], so the engine never knows which database it has.
-//! SQLite is the embedded default; `connect` picks the implementation from the URL.
+//! SQLite is the embedded default; [`connect`] picks the implementation from the URL. What is
+//! particular to a backend (SQLite's single writer and how it lets ingest go first, its pragmas,
+//! `INDEXED BY`) stays in that backend's module. Every backend passes the same conformance suite
+//! (`storage/conformance/`), which is this module's documentation made exact.
 
+#[cfg(test)]
+mod conformance;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -17,8 +22,8 @@ use crate::domain::{
 
 pub use sqlite::SqliteStore;
 
-/// Durability of a commit: `Full` syncs the log on every commit (group commit makes it nearly free),
-/// `Normal` may lose the last commits on power loss but never corrupts.
+/// Durability of a commit (SQLite): `Full` syncs the log on every commit (group commit makes it
+/// nearly free), `Normal` may lose the last commits on power loss but never corrupts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
@@ -27,10 +32,31 @@ pub enum SyncMode {
     Normal,
 }
 
+/// How to open a store (`[storage]` in the configuration); each backend takes what applies to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// SQLite: how durable a commit is.
+    pub sync: SyncMode,
+    /// Most connections a pooled backend (PostgreSQL) opens. SQLite always has one writer and a
+    /// few readers.
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { sync: SyncMode::Full, max_connections: 16 }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot open the database at {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    #[error(
+        "the database {path} is in use by another eventdeck ({holder}, which holds {lock}): stop that one, \
+         or give this one another [storage] url"
+    )]
+    InUse { path: PathBuf, lock: PathBuf, holder: String },
     #[error("unsupported storage URL `{0}`: use sqlite://PATH (e.g. sqlite://data/eventdeck.db)")]
     UnsupportedUrl(String),
     #[error("{0}")]
@@ -54,11 +80,21 @@ pub enum Appended {
     VersionConflict { stream_id: String, expected: i64, actual: i64 },
 }
 
-/// Everything the engine needs from a database: the event log, the delivery tables, processing and replays,
-/// projections.
-pub trait Store: EventStore + DeliveryStore + ProcessingStore + ProjectionStore {}
+impl Appended {
+    /// The stored event, if there is one.
+    pub fn event(&self) -> Option<&Event> {
+        match self {
+            Appended::Created(event) | Appended::Duplicate(event) => Some(event),
+            Appended::VersionConflict { .. } => None,
+        }
+    }
+}
 
-impl<T: EventStore + DeliveryStore + ProcessingStore + ProjectionStore> Store for T {}
+/// Everything the engine needs from a database: the event log, the delivery tables, processing,
+/// replays, projections.
+pub trait Store: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore {}
+
+impl<T: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore> Store for T {}
 
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -72,15 +108,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     async fn event(&self, id: EventId) -> Result<Option<Event>, Error>;
 
+    /// A page of the events matching the query's filter, ordered by `timestamp` then `seq` (both
+    /// descending or both ascending), with the total of every match.
     async fn query(&self, query: &EventQuery) -> Result<EventPage, Error>;
 
     /// Events after `seq` that match `filter`, in seq order, at most `limit`.
     async fn events_after(&self, seq: i64, filter: &EventFilter, limit: u32) -> Result<Vec<Event>, Error>;
 
-    /// The events with these seqs, in seq order (missing ones are left out).
+    /// The events with these seqs, in seq order, each once (missing ones are left out).
     async fn events_by_seq(&self, seqs: &[i64]) -> Result<Vec<Event>, Error>;
 
-    /// A stream's events with version > `from_version`, in version order, at most `limit`.
+    /// A stream's events from version `from_version` on (inclusive: 1 reads from the start), in
+    /// version order, at most `limit`.
     async fn stream(&self, stream_id: &str, from_version: i64, limit: u32) -> Result<Vec<Event>, Error>;
 
     /// A stream's current version: 0 when it has no events.
@@ -94,7 +133,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> Result<(), Error>;
 
-    /// Closes connections after the last write; later calls fail.
+    /// Closes connections after the last write; later calls fail. Closing again does nothing.
     async fn close(&self);
 }
 
@@ -153,7 +192,7 @@ pub struct DeliveryResult {
 pub trait DeliveryStore: Send + Sync + 'static {
     async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), Error>;
 
-    /// Every subscription, secrets included.
+    /// Every subscription, secrets included, oldest first.
     async fn subscriptions(&self) -> Result<Vec<Subscription>, Error>;
 
     /// Replaces a subscription; when it is disabled, its pending deliveries are cancelled in the same
@@ -184,12 +223,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
         wants: &[(SubscriptionId, u32)],
     ) -> Result<Vec<ClaimedDelivery>, Error>;
 
-    /// Records attempts and next steps in one transaction; returns the dead letters it wrote.
+    /// Records attempts and next steps in one transaction; returns the dead letters it wrote. Counts
+    /// go to the `delivery` counters: `attempts`, `retries` (attempts after the first), `delivered`, `dead`.
     async fn complete_deliveries(&self, results: Vec<DeliveryResult>) -> Result<Vec<DeadLetter>, Error>;
 
     /// Every attempt made for an event, oldest first.
     async fn delivery_attempts(&self, event_id: EventId) -> Result<Vec<DeliveryAttempt>, Error>;
 
+    /// The entries the query selects, newest first, and how many it selects in all.
     async fn dead_letters(&self, query: &DlqQuery) -> Result<(Vec<DeadLetter>, u64), Error>;
 
     /// One dead letter with its attempt history.
@@ -258,7 +299,8 @@ pub trait ProcessingStore: Send + Sync + 'static {
     /// Saves a new processor; false when its name is taken.
     async fn insert_processor(&self, processor: &Processor) -> Result<bool, Error>;
 
-    /// Every processor with its totals, highest priority first.
+    /// Every processor with its totals, highest priority first, then the oldest. A new database has
+    /// one: the `projections` processor.
     async fn processors(&self) -> Result<Vec<Processor>, Error>;
 
     /// Turns a processor on or off; `None` when it does not exist.
@@ -275,7 +317,8 @@ pub trait ProcessingStore: Send + Sync + 'static {
     /// Returns every event left in `processing` to `pending` (after a restart nothing is in flight).
     async fn release_processing(&self) -> Result<u64, Error>;
 
-    /// When the next pending event becomes claimable, if any is waiting.
+    /// When the next event becomes claimable, if any is waiting: a pending event's due time, or the
+    /// end of a claim's lease.
     async fn next_processing_due(&self) -> Result<Option<Timestamp>, Error>;
 
     /// In one transaction: records the outcomes of the last batch (results, each event's next status,
@@ -292,7 +335,10 @@ pub trait ProcessingStore: Send + Sync + 'static {
 
     /// Every processor run recorded for an event, oldest first.
     async fn processing_results(&self, event_id: EventId) -> Result<Vec<ProcessingResult>, Error>;
+}
 
+#[async_trait]
+pub trait ReplayStore: Send + Sync + 'static {
     /// Inserts or replaces a replay job's progress.
     async fn save_replay(&self, progress: &ReplayProgress) -> Result<(), Error>;
 
@@ -362,7 +408,7 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// The cached latest fold of a stream, if one was saved.
     async fn cached_projection(&self, stream_id: &str) -> Result<Option<CachedProjection>, Error>;
 
-    /// Of these streams, those whose cached fold (if any) is behind their newest event.
+    /// Of these streams, those whose cached fold (if any) is behind their newest event, each once.
     async fn stale_projections(&self, stream_ids: &[String]) -> Result<Vec<String>, Error>;
 
     /// The newest snapshot at or before `version`.
@@ -396,9 +442,9 @@ pub trait ProjectionStore: Send + Sync + 'static {
 }
 
 /// Opens the store a URL names, creating it (and its folder) when missing, and brings its schema up to date.
-pub async fn connect(url: &str, sync: SyncMode) -> Result<Arc<dyn Store>, Error> {
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, Error> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        return Ok(Arc::new(SqliteStore::open(path.as_ref(), sync).await?));
+        return Ok(Arc::new(SqliteStore::open(path.as_ref(), options).await?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Err(Error::NotYet("PostgreSQL storage is not available in this version yet: use sqlite://PATH".into()));

@@ -257,11 +257,14 @@ async fn streams_check_expected_versions_and_read_in_version_order() {
         server.create(json!({"event_type": "order.created", "stream_id": "order:1", "expected_version": 0})).await;
     assert_eq!(other["stream_version"], 1);
 
-    let (status, read) = server.get("/api/v1/events/stream/user:42?from_version=1").await;
+    // `from_version` is the first version wanted.
+    let (status, read) = server.get("/api/v1/events/stream/user:42?from_version=2").await;
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["stream_id"], "user:42");
     assert_eq!(read["version"], 2);
-    assert_eq!(read["events"], json!([second.clone()]), "only the events after version 1");
+    assert_eq!(read["events"], json!([second.clone()]), "the events from version 2 on");
+    let (_, read) = server.get("/api/v1/events/stream/user:42?from_version=1&limit=1").await;
+    assert_eq!(read["events"], json!([first.clone()]), "version 1 included, at most `limit`");
 
     let (status, read) = server.get("/api/v1/events/stream/user:42").await;
     assert_eq!(status, StatusCode::OK, "{read}");
@@ -271,9 +274,11 @@ async fn streams_check_expected_versions_and_read_in_version_order() {
     // Without expected_version there is no check, and the version still advances.
     let third = server.create(json!({"event_type": "user.renamed", "stream_id": "user:42"})).await;
     assert_eq!(third["stream_version"], 3);
-    let (_, read) = server.get("/api/v1/events/stream/user:42?from_version=2").await;
+    let (_, read) = server.get("/api/v1/events/stream/user:42?from_version=3").await;
     assert_eq!(read["version"], 3);
     assert_eq!(read["events"], json!([third]));
+    let (_, read) = server.get("/api/v1/events/stream/user:42?from_version=4").await;
+    assert_eq!((read["version"].clone(), read["events"].clone()), (json!(3), json!([])), "nothing after the end");
 
     assert_error(&server.get("/api/v1/events/stream/user:404").await, StatusCode::NOT_FOUND, "not_found", "user:404");
     assert_error(

@@ -181,6 +181,41 @@ async fn start_up_errors_name_the_problem() {
 }
 
 #[tokio::test]
+async fn a_second_server_on_the_same_database_refuses_to_start_and_names_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = serve(dir.path(), "127.0.0.1:0").await;
+    let pid = first.child.id().expect("pid");
+    let db = format!("sqlite://{}", dir.path().join("events.db").display());
+    let second = tokio::time::timeout(
+        Duration::from_secs(20),
+        command(dir.path())
+            .args(["serve", "--addr", "127.0.0.1:0", "--storage-url", &db])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output(),
+    )
+    .await
+    .expect("the second server stops at once")
+    .unwrap();
+    assert!(!second.status.success(), "the second server must not start");
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(message.contains("events.db") && message.contains(&format!("process {pid}")), "{message}");
+
+    // The first one still serves writes.
+    let created = reqwest::Client::new()
+        .post(format!("{}/api/v1/events/create", first.base))
+        .json(&json!({"event_type": "still.here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    // Once it is gone (even killed), the database is free again.
+    first.child.start_kill().expect("SIGKILL");
+    first.child.wait().await.unwrap();
+    serve(dir.path(), "127.0.0.1:0").await;
+}
+
+#[tokio::test]
 async fn publish_and_tail_work_against_a_server_and_tail_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     // A fixed port, so the restarted server is where tail reconnects to.

@@ -276,6 +276,21 @@ async fn a_dry_run_lists_the_selection_and_a_replay_completes() {
 }
 
 #[tokio::test]
+async fn a_stream_longer_than_a_replay_page_is_selected_once_each() {
+    let server = TestServer::start().await;
+    // More than a replay reads per page (500), so the selection goes on from the last version read.
+    let events: Vec<Value> =
+        (0..501).map(|i| json!({"event_type": "cart.updated", "stream_id": "cart:long", "data": {"i": i}})).collect();
+    let (status, stored) = server.post("/api/v1/events/batch", &json!(events)).await;
+    assert_eq!((status, &stored["created"]), (StatusCode::OK, &json!(501)), "{stored}");
+    let (status, preview) =
+        server.post("/api/v1/events/replay", &json!({"stream_id": "cart:long", "dry_run": true})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{preview}");
+    assert_eq!(preview["events_count"], 501, "no event missed or read twice at the page boundary");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn projections_fold_the_stream_now_and_as_it_was() {
     let server = TestServer::start().await;
     let first = server

@@ -201,8 +201,9 @@ async fn core_scenario(service: &dyn EventService) -> Record {
     record.put("query a time window, second page", page);
 
     record.put("event by id", service.event(first.event_id).await);
-    record.put("stream", service.stream("user:1", 0, 100).await);
-    record.put("stream after version 1", service.stream("user:1", 1, 100).await);
+    record.put("stream", service.stream("user:1", 1, 100).await);
+    record.put("stream from version 2", service.stream("user:1", 2, 100).await);
+    record.put("stream from version 1, one event", service.stream("user:1", 1, 1).await);
     record.put("statistics", service.statistics().await);
     record.put("deliveries of an event", service.delivery_attempts(first.event_id).await);
 
@@ -392,7 +393,7 @@ impl Instance {
         config.storage.url = format!("sqlite://{}", db.display());
         config.processing.enabled = false;
         config.live.keep_alive_secs = 1;
-        let store = storage::connect(&config.storage.url, config.storage.sync).await.expect("open store");
+        let store = storage::connect(&config.storage.url, &config.storage.options()).await.expect("open store");
         let engine = Engine::start(store, config.engine_options()).await.expect("engine");
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the same port again");
         let shutdown = CancellationToken::new();

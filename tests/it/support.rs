@@ -44,7 +44,7 @@ impl TestServer {
         // under them. Tests of processing turn it on.
         config.processing.enabled = false;
         configure(&mut config);
-        let store = storage::connect(&config.storage.url, config.storage.sync).await.expect("open store");
+        let store = storage::connect(&config.storage.url, &config.storage.options()).await.expect("open store");
         let engine = Engine::start(store, config.engine_options()).await.expect("start engine");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));

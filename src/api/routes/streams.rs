@@ -11,7 +11,7 @@ use crate::domain::FieldError;
 use crate::domain::event::validate_stream_id;
 use crate::service::StreamEvents;
 
-/// Most events one stream read answers; read on with `from_version` = the last version received.
+/// Most events one stream read answers; read on with `from_version` = the last version received + 1.
 const MAX_STREAM_PAGE: u32 = 10_000;
 
 pub fn router() -> Router<AppState> {
@@ -27,13 +27,17 @@ pub(crate) async fn read_stream(
     pairs: QueryPairs,
 ) -> Result<Json<StreamEvents>, ApiError> {
     validate_stream_id("stream_id", &stream_id)?;
-    let (mut from_version, mut limit) = (0, 1000);
+    // API.md: versions from `from_version` (inclusive, default 1), at most `limit` (default 1000).
+    let (mut from_version, mut limit) = (1, 1000);
     for (key, value) in pairs.iter() {
         let number = |range: std::ops::RangeInclusive<i64>, hint: &str| {
             value.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| FieldError::new(key, hint.to_owned()))
         };
         match key {
-            "from_version" => from_version = number(0..=i64::MAX, "must be a version number, 0 or more")?,
+            "from_version" => {
+                from_version =
+                    number(0..=i64::MAX, "must be the first stream version wanted: 1 or more (1 reads from the start)")?
+            }
             "limit" => limit = number(1..=i64::from(MAX_STREAM_PAGE), "must be a number from 1 to 10000")? as u32,
             _ => return Err(FieldError::new(key, "is not a parameter here; accepted: from_version, limit").into()),
         }

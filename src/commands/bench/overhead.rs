@@ -16,7 +16,7 @@ use crate::cli::{BenchArgs, ServerArgs};
 use eventdeck::api::{self, AppState, Limits};
 use eventdeck::config::Config;
 use eventdeck::engine::{Engine, EngineOptions};
-use eventdeck::storage::{self, SyncMode};
+use eventdeck::storage::{self, StoreOptions};
 
 /// Measured rounds per variant, after one warm-up round each; the order alternates (ABBA) so drift of
 /// a shared machine falls on both alike.
@@ -25,7 +25,7 @@ const ROUNDS: u64 = 6;
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let path = args.db.clone().unwrap_or_else(|| dir.path().join("bench.db"));
-    let store = storage::connect(&format!("sqlite://{}", path.display()), SyncMode::Full).await?;
+    let store = storage::connect(&format!("sqlite://{}", path.display()), &StoreOptions::default()).await?;
     let engine = Engine::start(store, EngineOptions::default()).await?;
     let shutdown = CancellationToken::new();
     let state = AppState {

@@ -15,7 +15,7 @@ use crate::cli::BenchArgs;
 use eventdeck::domain::{Processor, ProcessorType, Timestamp};
 use eventdeck::engine::{Engine, EngineOptions, ProcessingOptions};
 use eventdeck::service::EventService;
-use eventdeck::storage::{self, SyncMode};
+use eventdeck::storage::{self, StoreOptions};
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
@@ -26,13 +26,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         processing: ProcessingOptions { enabled: false, ..ProcessingOptions::default() },
         ..EngineOptions::default()
     };
-    let engine = Engine::start(storage::connect(&url, SyncMode::Full).await?, off).await?;
+    let engine = Engine::start(storage::connect(&url, &StoreOptions::default()).await?, off).await?;
     let backlog = ingest_in_process(&engine, args.fill.max(1), args.batch, args.concurrency, args.rate).await?;
     let rate_off = backlog.items as f64 / backlog.elapsed.as_secs_f64();
     backlog.print("backlog stored with processing off", "events");
     engine.shutdown().await;
 
-    let engine = Engine::start(storage::connect(&url, SyncMode::Full).await?, EngineOptions::default()).await?;
+    let engine =
+        Engine::start(storage::connect(&url, &StoreOptions::default()).await?, EngineOptions::default()).await?;
     engine.create_processor(Processor::new("bench-log", ProcessorType::Log, Timestamp::now())).await?;
     let started = Instant::now();
     let during = ingest_in_process(&engine, args.events, args.batch, args.concurrency, args.rate).await?;

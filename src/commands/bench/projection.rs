@@ -15,7 +15,7 @@ use crate::cli::BenchArgs;
 use eventdeck::domain::{NewEvent, ProjectionAt, Timestamp};
 use eventdeck::engine::{Engine, EngineOptions};
 use eventdeck::service::EventService;
-use eventdeck::storage::{self, SyncMode};
+use eventdeck::storage::{self, StoreOptions};
 
 const ENTITY_TYPE: &str = "account";
 const ENTITY_ID: &str = "bench";
@@ -28,7 +28,7 @@ type PickPoint = fn(&mut Rng, i64) -> ProjectionAt;
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let path = args.db.clone().unwrap_or_else(|| dir.path().join("bench.db"));
-    let store = storage::connect(&format!("sqlite://{}", path.display()), SyncMode::Full).await?;
+    let store = storage::connect(&format!("sqlite://{}", path.display()), &StoreOptions::default()).await?;
     let engine = Engine::start(store, EngineOptions::default()).await?;
     let result = measure(&engine, args).await;
     engine.shutdown().await;

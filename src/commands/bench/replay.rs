@@ -15,7 +15,7 @@ use eventdeck::domain::{
 };
 use eventdeck::engine::{Engine, EngineOptions, ProcessingOptions};
 use eventdeck::service::EventService;
-use eventdeck::storage::{self, SyncMode};
+use eventdeck::storage::{self, StoreOptions};
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let received = Arc::new(AtomicU64::new(0));
@@ -38,9 +38,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         processing: ProcessingOptions { enabled: false, ..ProcessingOptions::default() },
         ..EngineOptions::default()
     };
-    let engine =
-        Engine::start(storage::connect(&format!("sqlite://{}", path.display()), SyncMode::Full).await?, options)
-            .await?;
+    let engine = Engine::start(
+        storage::connect(&format!("sqlite://{}", path.display()), &StoreOptions::default()).await?,
+        options,
+    )
+    .await?;
     ingest_in_process(&engine, args.events, args.batch.max(100), args.concurrency, 0).await?.print("stored", "events");
 
     let now = Timestamp::now();

@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use super::{IngestBacklog, yield_to_ingest};
 use crate::delivery::jitter;
 use crate::domain::{EventStatus, ProcessingResult, Processor, RetryPolicy, Timestamp};
 use crate::engine::ProcessingOptions;
@@ -24,9 +23,6 @@ use crate::storage::{Claim, ClaimedEvent, Completed, ProcessingNext, ProcessingO
 
 /// How long a claim lasts beyond the slowest webhook processor's timeout.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
-/// Longest a batch waits for queued ingest to commit first: ingest keeps most of the writer while a
-/// backlog drains, and the backlog still drains.
-const YIELD_TO_INGEST: Duration = Duration::from_millis(50);
 /// Pause after a storage error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -38,7 +34,6 @@ pub struct ProcessingWorker {
     /// Signalled when a dead letter of kind processing is retried.
     pub wake: Arc<Notify>,
     pub options: ProcessingOptions,
-    pub ingest_backlog: IngestBacklog,
     /// Commit → processed latencies, for statistics.
     pub latencies: Arc<Latencies>,
 }
@@ -54,11 +49,10 @@ impl ProcessingWorker {
         // The outcomes of the batch just run, recorded together with the next claim.
         let mut finished: Vec<Finished> = Vec::new();
         while !shutdown.is_cancelled() {
-            yield_to_ingest(&self.ingest_backlog, YIELD_TO_INGEST).await;
-            // Read once per batch: a processor turned off is skipped from the next batch on.
-            let processors = self.processors.runnable();
+            // The lease is sized from the processors known now; the claim may wait for the writer.
             let now = Timestamp::now();
-            let claim = Claim { now, lease_until: now.plus(lease_for(&processors)), limit: self.options.batch_size };
+            let lease = lease_for(&self.processors.runnable());
+            let claim = Claim { now, lease_until: now.plus(lease), limit: self.options.batch_size };
             let Some(claimed) = self.record(&mut finished, Some(claim)).await else {
                 pause(&shutdown, ERROR_PAUSE).await;
                 continue;
@@ -73,6 +67,10 @@ impl ProcessingWorker {
                 }
                 continue;
             }
+            // Read once per batch, after the claim: every claimed event was stored before this read, so
+            // a processor registered before an event was stored runs on it, and one turned off is
+            // skipped from the next batch on.
+            let processors = self.processors.runnable();
             finished = self.process(&processors, claimed).await;
         }
         // Whatever ran last is recorded before stopping; if that fails, its claims expire and it runs again.

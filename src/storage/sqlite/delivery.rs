@@ -6,7 +6,11 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::{SqliteStore, closed, sql_offset};
+use super::SqliteStore;
+use super::shared::{
+    DLQ_COLUMNS, ROWS_PER_INSERT, bump_status, corrupt, count, in_chunks, insert_dead_letter, json_column, json_text,
+    push_in, results_of, sql_offset, status_code,
+};
 use crate::domain::delivery::{AttemptHistory, DlqQuery, DlqSelector};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, ProcessorId, RetryPolicy,
@@ -16,21 +20,15 @@ use crate::storage::{ClaimedDelivery, DeliveryResult, DeliveryStore, Error, NewD
 
 const SUBSCRIPTION_COLUMNS: &str = "subscription_id, subscriber_name, subscriber_type, event_types, event_sources, \
     event_categories, callback_url, secret, retry_policy, enabled, disabled_reason, start_seq, created_at, updated_at";
-const DLQ_COLUMNS: &str = "dlq_id, kind, event_id, event_type, subscription_id, processor_id, delivery_id, attempts, \
-    last_status_code, last_error, first_failed_at, last_failed_at, created_at";
 const ATTEMPT_COLUMNS: &str = "delivery_id, attempt, event_id, subscription_id, success, status_code, response_body, error, duration_ms, attempted_at";
 const CLAIM_COLUMNS: &str =
     "delivery_id, event_seq, event_id, subscription_id, attempts, round_attempts, first_failed_at";
 
-/// Ids per `IN (…)` list, well under SQLite's bound-variable limit.
-pub(super) const IDS_PER_STATEMENT: usize = 500;
-
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
-        save_subscription(conn, subscription).await
+        let mut conn = self.writer.write().await?;
+        save_subscription(&mut conn, subscription).await
     }
 
     async fn subscriptions(&self) -> Result<Vec<Subscription>, Error> {
@@ -40,8 +38,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM subscriptions WHERE subscription_id = ?")
             .bind(subscription.subscription_id.0)
@@ -59,8 +56,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
         let deleted =
             sqlx::query("DELETE FROM subscriptions WHERE subscription_id = ?").bind(id.0).execute(&mut *tx).await?;
@@ -79,10 +75,9 @@ impl DeliveryStore for SqliteStore {
 
     async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, cursor: Option<(&str, i64)>) -> Result<(), Error> {
         let now = Timestamp::now().as_micros();
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
-        for chunk in deliveries.chunks(IDS_PER_STATEMENT) {
+        for chunk in deliveries.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO deliveries (delivery_id, event_seq, event_id, subscription_id, replay_id, state, next_attempt_at, created_at, updated_at) ",
             );
@@ -113,8 +108,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn release_claims(&self) -> Result<u64, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let released =
             sqlx::query("UPDATE deliveries SET state = 'pending', claimed_until = NULL WHERE state = 'in_flight'")
                 .execute(&mut *conn)
@@ -128,8 +122,7 @@ impl DeliveryStore for SqliteStore {
         lease_until: Timestamp,
         wants: &[(SubscriptionId, u32)],
     ) -> Result<Vec<ClaimedDelivery>, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
         // Claims whose worker died are due again.
         sqlx::query("UPDATE deliveries SET state = 'pending', claimed_until = NULL WHERE state = 'in_flight' AND claimed_until < ?")
@@ -166,12 +159,11 @@ impl DeliveryStore for SqliteStore {
             return Ok(Vec::new());
         }
         let now = Timestamp::now();
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
 
         let attempts: Vec<&DeliveryAttempt> = results.iter().filter_map(|r| r.attempt.as_ref()).collect();
-        for chunk in attempts.chunks(IDS_PER_STATEMENT) {
+        for chunk in attempts.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!("INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) "));
             insert.push_values(chunk, |mut row, a| {
                 row.push_bind(a.delivery_id.0)
@@ -334,7 +326,7 @@ impl DeliveryStore for SqliteStore {
                 AttemptHistory::Delivery(rows.iter().map(decode_attempt).collect::<Result<_, _>>()?)
             }
             None => {
-                let results = super::processing::results_of(&self.readers, entry.event_id).await?;
+                let results = results_of(&self.readers, entry.event_id).await?;
                 AttemptHistory::Processing(results.into_iter().filter(|r| r.replay_id.is_none()).collect())
             }
         };
@@ -344,36 +336,38 @@ impl DeliveryStore for SqliteStore {
 
     async fn retry_dead_letters(&self, selector: &DlqSelector) -> Result<Vec<DeadLetter>, Error> {
         let now = Timestamp::now().as_micros();
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
-        let mut select = QueryBuilder::<Sqlite>::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE "));
-        match selector {
+        let select = || QueryBuilder::<Sqlite>::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE "));
+        let selects: Vec<QueryBuilder<'_, Sqlite>> = match selector {
             DlqSelector::All => {
-                select.push("1 = 1");
+                let mut all = select();
+                all.push("1 = 1");
+                vec![all]
             }
             DlqSelector::Subscription(id) => {
-                select.push("subscription_id = ").push_bind(id.0);
+                let mut of_subscription = select();
+                of_subscription.push("subscription_id = ").push_bind(id.0);
+                vec![of_subscription]
             }
             DlqSelector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
-            DlqSelector::Ids(ids) => {
-                select.push("dlq_id IN (");
-                let mut list = select.separated(", ");
-                for id in ids {
-                    list.push_bind(id.0);
-                }
-                select.push(")");
+            DlqSelector::Ids(ids) => in_chunks(ids)
+                .map(|chunk| {
+                    let mut by_id = select();
+                    push_in(&mut by_id, "dlq_id", chunk.iter().map(|id| id.0));
+                    by_id
+                })
+                .collect(),
+        };
+        let mut entries: Vec<DeadLetter> = Vec::new();
+        for mut select in selects {
+            for row in select.build().fetch_all(&mut *tx).await? {
+                entries.push(decode_dead_letter(&row)?);
             }
         }
-        let entries: Vec<DeadLetter> =
-            select.build().fetch_all(&mut *tx).await?.iter().map(decode_dead_letter).collect::<Result<_, _>>()?;
-        for chunk in entries.chunks(IDS_PER_STATEMENT) {
-            let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM dead_letters WHERE dlq_id IN (");
-            let mut list = delete.separated(", ");
-            for entry in chunk {
-                list.push_bind(entry.dlq_id.0);
-            }
-            delete.push(")");
+        for chunk in in_chunks(&entries) {
+            let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM dead_letters WHERE ");
+            push_in(&mut delete, "dlq_id", chunk.iter().map(|e| e.dlq_id.0));
             delete.build().execute(&mut *tx).await?;
 
             // A processing entry's event goes back to pending with a fresh retry budget.
@@ -382,19 +376,11 @@ impl DeliveryStore for SqliteStore {
             if !events.is_empty() {
                 let mut restart = QueryBuilder::<Sqlite>::new(
                     "UPDATE events SET status = 'pending', retry_count = 0, due_at = 0, processed_at = NULL \
-                     WHERE status = 'failed' AND event_id IN (",
+                     WHERE status = 'failed' AND ",
                 );
-                let mut list = restart.separated(", ");
-                for id in events {
-                    list.push_bind(id.0);
-                }
-                restart.push(")");
+                push_in(&mut restart, "event_id", events.into_iter().map(|id| id.0));
                 let moved = restart.build().execute(&mut *tx).await?.rows_affected() as i64;
-                super::processing::bump_status(
-                    &mut tx,
-                    &[(EventStatus::Failed, -moved), (EventStatus::Pending, moved)],
-                )
-                .await?;
+                bump_status(&mut tx, &[(EventStatus::Failed, -moved), (EventStatus::Pending, moved)]).await?;
             }
 
             let deliveries: Vec<DeliveryId> = chunk.iter().filter_map(|e| e.delivery_id).collect();
@@ -402,12 +388,8 @@ impl DeliveryStore for SqliteStore {
                 let mut restart = QueryBuilder::<Sqlite>::new(
                     "UPDATE deliveries SET state = 'pending', round_attempts = 0, first_failed_at = NULL, claimed_until = NULL, next_attempt_at = ",
                 );
-                restart.push_bind(now).push(", updated_at = ").push_bind(now).push(" WHERE delivery_id IN (");
-                let mut list = restart.separated(", ");
-                for id in deliveries {
-                    list.push_bind(id.0);
-                }
-                restart.push(")");
+                restart.push_bind(now).push(", updated_at = ").push_bind(now).push(" WHERE ");
+                push_in(&mut restart, "delivery_id", deliveries.into_iter().map(|id| id.0));
                 restart.build().execute(&mut *tx).await?;
             }
         }
@@ -416,8 +398,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn discard_dead_letter(&self, id: DlqId) -> Result<Option<DeadLetter>, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let sql = format!("DELETE FROM dead_letters WHERE dlq_id = ? RETURNING {DLQ_COLUMNS}");
         let row = sqlx::query(&sql).bind(id.0).fetch_optional(&mut *conn).await?;
         row.as_ref().map(decode_dead_letter).transpose()
@@ -432,12 +413,12 @@ async fn save_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Res
         .bind(s.subscription_id.0)
         .bind(&s.subscriber_name)
         .bind(&s.subscriber_type)
-        .bind(json(&s.event_types))
-        .bind(json(&s.event_sources))
-        .bind(json(&s.event_categories))
+        .bind(json_text(&s.event_types))
+        .bind(json_text(&s.event_sources))
+        .bind(json_text(&s.event_categories))
         .bind(&s.callback_url)
         .bind(&s.secret)
-        .bind(json(&s.retry_policy))
+        .bind(json_text(&s.retry_policy))
         .bind(s.enabled)
         .bind(&s.disabled_reason)
         .bind(s.start_seq)
@@ -446,11 +427,6 @@ async fn save_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Res
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-/// A JSON column's text. The types written here always serialize.
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
 }
 
 async fn cancel_pending(conn: &mut SqliteConnection, id: SubscriptionId, why: &str) -> Result<(), Error> {
@@ -463,46 +439,6 @@ async fn cancel_pending(conn: &mut SqliteConnection, id: SubscriptionId, why: &s
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-pub(super) async fn insert_dead_letter(conn: &mut SqliteConnection, entry: &DeadLetter) -> Result<(), Error> {
-    let sql = format!("INSERT INTO dead_letters ({DLQ_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    sqlx::query(&sql)
-        .bind(entry.dlq_id.0)
-        .bind(entry.kind.as_str())
-        .bind(entry.event_id.0)
-        .bind(&entry.event_type)
-        .bind(entry.subscription_id.map(|id| id.0))
-        .bind(entry.processor_id.map(|id| id.0))
-        .bind(entry.delivery_id.map(|id| id.0))
-        .bind(i64::from(entry.attempts))
-        .bind(entry.last_status_code.map(i64::from))
-        .bind(&entry.last_error)
-        .bind(entry.first_failed_at.as_micros())
-        .bind(entry.last_failed_at.as_micros())
-        .bind(entry.created_at.as_micros())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-fn corrupt(column: &str, error: impl std::fmt::Display) -> Error {
-    Error::Corrupt(format!("{column}: {error}"))
-}
-
-fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, Error> {
-    let text: &str = row.try_get(column)?;
-    serde_json::from_str(text).map_err(|e| corrupt(column, e))
-}
-
-fn status_code(row: &SqliteRow, column: &str) -> Result<Option<u16>, Error> {
-    let code: Option<i64> = row.try_get(column)?;
-    code.map(|c| u16::try_from(c).map_err(|e| corrupt(column, e))).transpose()
-}
-
-fn count(row: &SqliteRow, column: &str) -> Result<u32, Error> {
-    let n: i64 = row.try_get(column)?;
-    u32::try_from(n).map_err(|e| corrupt(column, e))
 }
 
 fn decode_subscription(row: &SqliteRow) -> Result<Subscription, Error> {

@@ -1,35 +1,30 @@
 //! Processing in SQLite: processors with running totals, the queue of pending events (the events
-//! table itself, through a partial index on `due_at`), processing results, and replay jobs.
+//! table itself, through a partial index on `due_at`), and processing results.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
-use uuid::Uuid;
 
-use super::delivery::{IDS_PER_STATEMENT, insert_dead_letter};
-use super::{COLUMNS, SqliteStore, closed, decode};
+use super::SqliteStore;
+use super::shared::{
+    EVENT_COLUMNS, Patience, ROWS_PER_INSERT, bump_status, corrupt, decode_event, in_chunks, insert_dead_letter,
+    json_column, json_text, push_in, results_of,
+};
 use crate::domain::{
-    DeadLetter, DeadLetterKind, DlqId, EventId, EventStatus, ProcessingResult, Processor, ProcessorFilters,
-    ProcessorId, ProcessorType, ReplayId, ReplayProgress, ReplayStatus, Timestamp,
+    DeadLetter, DeadLetterKind, DlqId, Event, EventId, EventStatus, ProcessingResult, Processor, ProcessorId,
+    ProcessorType, Timestamp,
 };
 use crate::storage::{Claim, ClaimedEvent, Completed, Error, ProcessingNext, ProcessingOutcome, ProcessingStore};
 
 const PROCESSOR_COLUMNS: &str = "processor_id, processor_name, processor_type, enabled, priority, filters, config, \
     max_retries, processed_count, failed_count, total_duration_us, created_at, updated_at";
 
-const RESULT_COLUMNS: &str = "r.processor_id, r.processor_name, r.success, r.duration_us, r.error, r.replay_id, \
-    r.processed_at, e.event_id";
-
-const REPLAY_COLUMNS: &str = "replay_id, status, events_count, total, done, failed, error, started_at, finished_at";
-
 #[async_trait]
 impl ProcessingStore for SqliteStore {
     async fn insert_processor(&self, p: &Processor) -> Result<bool, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let sql = format!(
             "INSERT INTO processors ({PROCESSOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?) \
              ON CONFLICT (processor_name) DO NOTHING"
@@ -40,8 +35,8 @@ impl ProcessingStore for SqliteStore {
             .bind(p.processor_type.as_str())
             .bind(p.enabled)
             .bind(p.priority)
-            .bind(serde_json::to_string(&p.filters).unwrap_or_else(|_| "{}".into()))
-            .bind(Value::Object(p.config.clone()).to_string())
+            .bind(json_text(&p.filters))
+            .bind(json_text(&p.config))
             .bind(i64::from(p.max_retries))
             .bind(p.created_at.as_micros())
             .bind(p.updated_at.as_micros())
@@ -62,8 +57,7 @@ impl ProcessingStore for SqliteStore {
         enabled: bool,
         now: Timestamp,
     ) -> Result<Option<Processor>, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let sql = format!(
             "UPDATE processors SET enabled = ?, updated_at = ? WHERE processor_id = ? RETURNING {PROCESSOR_COLUMNS}"
         );
@@ -72,16 +66,14 @@ impl ProcessingStore for SqliteStore {
     }
 
     async fn delete_processor(&self, id: ProcessorId) -> Result<bool, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let deleted =
             sqlx::query("DELETE FROM processors WHERE processor_id = ?").bind(id.0).execute(&mut *conn).await?;
         Ok(deleted.rows_affected() == 1)
     }
 
     async fn release_processing(&self) -> Result<u64, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
         let released = sqlx::query("UPDATE events SET status = 'pending', due_at = 0 WHERE status = 'processing'")
             .execute(&mut *tx)
@@ -110,8 +102,7 @@ impl ProcessingStore for SqliteStore {
         if outcomes.is_empty() && claim.is_none() {
             return Ok(Completed::default());
         }
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write_with(Patience::Batch).await?;
         let mut tx = conn.begin().await?;
         let dead_letters = complete(&mut tx, &outcomes).await?;
         let claimed = match claim {
@@ -128,8 +119,7 @@ impl ProcessingStore for SqliteStore {
     }
 
     async fn record_results(&self, results: &[(i64, ProcessingResult)]) -> Result<(), Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write_with(Patience::Batch).await?;
         let mut tx = conn.begin().await?;
         let results: Vec<(i64, &ProcessingResult)> = results.iter().map(|(seq, r)| (*seq, r)).collect();
         insert_results(&mut tx, &results).await?;
@@ -140,78 +130,26 @@ impl ProcessingStore for SqliteStore {
     async fn processing_results(&self, event_id: EventId) -> Result<Vec<ProcessingResult>, Error> {
         results_of(&self.readers, event_id).await
     }
-
-    async fn save_replay(&self, p: &ReplayProgress) -> Result<(), Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
-        let sql = format!("INSERT OR REPLACE INTO replays ({REPLAY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        sqlx::query(&sql)
-            .bind(p.replay_id.0)
-            .bind(replay_status_text(p.status))
-            .bind(p.events_count as i64)
-            .bind(p.total as i64)
-            .bind(p.done as i64)
-            .bind(p.failed as i64)
-            .bind(&p.error)
-            .bind(p.started_at.as_micros())
-            .bind(p.finished_at.map(Timestamp::as_micros))
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn replay(&self, id: ReplayId) -> Result<Option<ReplayProgress>, Error> {
-        let sql = format!("SELECT {REPLAY_COLUMNS} FROM replays WHERE replay_id = ?");
-        let row = sqlx::query(&sql).bind(id.0).fetch_optional(&self.readers).await?;
-        row.as_ref().map(decode_replay).transpose()
-    }
-
-    async fn replay_deliveries_finished(&self, id: ReplayId) -> Result<(u64, u64), Error> {
-        let (finished, dead): (i64, i64) = sqlx::query_as(
-            "SELECT coalesce(sum(state IN ('delivered', 'dead', 'cancelled')), 0), coalesce(sum(state = 'dead'), 0) \
-             FROM deliveries WHERE replay_id = ?",
-        )
-        .bind(id.0)
-        .fetch_one(&self.readers)
-        .await?;
-        Ok((finished as u64, dead as u64))
-    }
-
-    async fn fail_running_replays(&self, reason: &str) -> Result<u64, Error> {
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
-        let failed =
-            sqlx::query("UPDATE replays SET status = 'failed', error = ?, finished_at = ? WHERE status = 'running'")
-                .bind(reason)
-                .bind(Timestamp::now().as_micros())
-                .execute(&mut *conn)
-                .await?;
-        Ok(failed.rows_affected())
-    }
 }
 
 /// Claims due events in the caller's transaction.
 async fn claim_events(conn: &mut SqliteConnection, claim: Claim) -> Result<Vec<ClaimedEvent>, Error> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM events INDEXED BY events_to_process \
+        "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_to_process \
          WHERE status IN ('pending', 'processing') AND due_at <= ? \
          ORDER BY due_at, seq LIMIT ?"
     );
     let rows = sqlx::query(&sql).bind(claim.now.as_micros()).bind(i64::from(claim.limit)).fetch_all(&mut *conn).await?;
-    let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let mut events = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
     if events.is_empty() {
         return Ok(Vec::new());
     }
     // Pending ones change status; expired claims were `processing` already.
     let newly = events.iter().filter(|e| e.status == EventStatus::Pending).count() as i64;
-    for chunk in events.chunks(IDS_PER_STATEMENT) {
+    for chunk in in_chunks(&events) {
         let mut update = QueryBuilder::<Sqlite>::new("UPDATE events SET status = 'processing', due_at = ");
-        update.push_bind(claim.lease_until.as_micros()).push(" WHERE seq IN (");
-        let mut list = update.separated(", ");
-        for event in chunk {
-            list.push_bind(event.seq);
-        }
-        update.push(")");
+        update.push_bind(claim.lease_until.as_micros()).push(" WHERE ");
+        push_in(&mut update, "seq", chunk.iter().map(|e| e.seq));
         update.build().execute(&mut *conn).await?;
     }
     bump_status(conn, &[(EventStatus::Pending, -newly), (EventStatus::Processing, newly)]).await?;
@@ -237,16 +175,12 @@ async fn complete(conn: &mut SqliteConnection, outcomes: &[ProcessingOutcome]) -
 
     let mut statuses: HashMap<EventStatus, i64> = HashMap::new();
     let processed: Vec<i64> = outcomes.iter().filter(|o| o.next == ProcessingNext::Processed).map(|o| o.seq).collect();
-    for chunk in processed.chunks(IDS_PER_STATEMENT) {
+    for chunk in in_chunks(&processed) {
         let mut done = QueryBuilder::<Sqlite>::new(
             "UPDATE events SET status = 'processed', due_at = 0, error_message = NULL, processed_at = ",
         );
-        done.push_bind(now.as_micros()).push(" WHERE seq IN (");
-        let mut list = done.separated(", ");
-        for seq in chunk {
-            list.push_bind(*seq);
-        }
-        done.push(")");
+        done.push_bind(now.as_micros()).push(" WHERE ");
+        push_in(&mut done, "seq", chunk.iter().copied());
         done.build().execute(&mut *conn).await?;
     }
     *statuses.entry(EventStatus::Processed).or_default() += processed.len() as i64;
@@ -322,33 +256,20 @@ async fn fail(
     Ok(entry)
 }
 
-/// Every processing result of an event, oldest first.
-pub(super) async fn results_of(readers: &sqlx::SqlitePool, event_id: EventId) -> Result<Vec<ProcessingResult>, Error> {
-    let sql = format!(
-        "SELECT {RESULT_COLUMNS} FROM processing_results r JOIN events e ON e.seq = r.event_seq \
-         WHERE e.event_id = ? ORDER BY r.id"
-    );
-    sqlx::query(&sql).bind(event_id.0).fetch_all(readers).await?.iter().map(decode_result).collect()
-}
-
 /// Which processors already succeeded on each of these events, outside replays.
 async fn succeeded_processors(
     conn: &mut SqliteConnection,
-    events: &[crate::domain::Event],
+    events: &[Event],
 ) -> Result<HashMap<i64, Vec<ProcessorId>>, Error> {
     let mut succeeded: HashMap<i64, Vec<ProcessorId>> = HashMap::new();
     // Only an event that ran before can have results: a retry, or one taken back from the DLQ.
     let ran: Vec<i64> =
         events.iter().filter(|e| e.retry_count > 0 || e.error_message.is_some()).map(|e| e.seq).collect();
-    for chunk in ran.chunks(IDS_PER_STATEMENT) {
+    for chunk in in_chunks(&ran) {
         let mut select = QueryBuilder::<Sqlite>::new(
-            "SELECT event_seq, processor_id FROM processing_results WHERE success = 1 AND replay_id IS NULL AND event_seq IN (",
+            "SELECT event_seq, processor_id FROM processing_results WHERE success = 1 AND replay_id IS NULL AND ",
         );
-        let mut list = select.separated(", ");
-        for seq in chunk {
-            list.push_bind(*seq);
-        }
-        select.push(")");
+        push_in(&mut select, "event_seq", chunk.iter().copied());
         for row in select.build().fetch_all(&mut *conn).await? {
             succeeded.entry(row.try_get("event_seq")?).or_default().push(ProcessorId(row.try_get("processor_id")?));
         }
@@ -358,7 +279,7 @@ async fn succeeded_processors(
 
 /// Inserts results and adds them to their processors' totals.
 async fn insert_results(conn: &mut SqliteConnection, results: &[(i64, &ProcessingResult)]) -> Result<(), Error> {
-    for chunk in results.chunks(IDS_PER_STATEMENT) {
+    for chunk in results.chunks(ROWS_PER_INSERT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO processing_results (event_seq, processor_id, processor_name, success, duration_us, error, replay_id, processed_at) ",
         );
@@ -400,33 +321,12 @@ async fn insert_results(conn: &mut SqliteConnection, results: &[(i64, &Processin
     Ok(())
 }
 
-/// Moves the status counters by these amounts, in the caller's transaction.
-pub(super) async fn bump_status(conn: &mut SqliteConnection, deltas: &[(EventStatus, i64)]) -> Result<(), Error> {
-    let deltas: Vec<_> = deltas.iter().filter(|(_, n)| *n != 0).collect();
-    if deltas.is_empty() {
-        return Ok(());
-    }
-    let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO counters (dimension, key, count) ");
-    upsert.push_values(deltas, |mut row, (status, count)| {
-        row.push_bind("status").push_bind(status.as_str()).push_bind(*count);
-    });
-    upsert.push(" ON CONFLICT (dimension, key) DO UPDATE SET count = count + excluded.count");
-    upsert.build().execute(&mut *conn).await?;
-    Ok(())
-}
-
 fn duration_us(ms: f64) -> i64 {
     (ms * 1000.0).round() as i64
 }
 
-fn corrupt(column: &str, message: impl std::fmt::Display) -> Error {
-    Error::Corrupt(format!("{column}: {message}"))
-}
-
 fn decode_processor(row: &SqliteRow) -> Result<Processor, Error> {
     let kind: &str = row.try_get("processor_type")?;
-    let filters: &str = row.try_get("filters")?;
-    let config: &str = row.try_get("config")?;
     let processed_count: i64 = row.try_get("processed_count")?;
     let failed_count: i64 = row.try_get("failed_count")?;
     let total_us: i64 = row.try_get("total_duration_us")?;
@@ -437,8 +337,8 @@ fn decode_processor(row: &SqliteRow) -> Result<Processor, Error> {
         processor_type: ProcessorType::parse("processor_type", kind).map_err(|e| corrupt("processor_type", e))?,
         enabled: row.try_get("enabled")?,
         priority: row.try_get("priority")?,
-        filters: serde_json::from_str::<ProcessorFilters>(filters).map_err(|e| corrupt("filters", e))?,
-        config: serde_json::from_str::<Map<String, Value>>(config).map_err(|e| corrupt("config", e))?,
+        filters: json_column(row, "filters")?,
+        config: json_column(row, "config")?,
         max_retries: u32::try_from(row.try_get::<i64, _>("max_retries")?).map_err(|e| corrupt("max_retries", e))?,
         created_at: Timestamp::from_micros(row.try_get("created_at")?),
         updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
@@ -446,120 +346,4 @@ fn decode_processor(row: &SqliteRow) -> Result<Processor, Error> {
         failed_count,
         avg_duration_ms: if runs == 0 { 0.0 } else { total_us as f64 / runs as f64 / 1000.0 },
     })
-}
-
-fn decode_result(row: &SqliteRow) -> Result<ProcessingResult, Error> {
-    Ok(ProcessingResult {
-        event_id: EventId(row.try_get("event_id")?),
-        processor_id: ProcessorId(row.try_get("processor_id")?),
-        processor_name: row.try_get("processor_name")?,
-        success: row.try_get("success")?,
-        duration_ms: row.try_get::<i64, _>("duration_us")? as f64 / 1000.0,
-        error: row.try_get("error")?,
-        replay_id: row.try_get::<Option<Uuid>, _>("replay_id")?.map(ReplayId),
-        processed_at: Timestamp::from_micros(row.try_get("processed_at")?),
-    })
-}
-
-fn replay_status_text(status: ReplayStatus) -> &'static str {
-    match status {
-        ReplayStatus::DryRun => "dry_run",
-        ReplayStatus::Running => "running",
-        ReplayStatus::Completed => "completed",
-        ReplayStatus::Failed => "failed",
-    }
-}
-
-fn decode_replay(row: &SqliteRow) -> Result<ReplayProgress, Error> {
-    let status = match row.try_get::<&str, _>("status")? {
-        "running" => ReplayStatus::Running,
-        "completed" => ReplayStatus::Completed,
-        "failed" => ReplayStatus::Failed,
-        "dry_run" => ReplayStatus::DryRun,
-        other => return Err(corrupt("status", format!("unknown replay status `{other}`"))),
-    };
-    let count = |column: &str| row.try_get::<i64, _>(column).map(|n| n.max(0) as u64);
-    Ok(ReplayProgress {
-        replay_id: ReplayId(row.try_get("replay_id")?),
-        status,
-        events_count: count("events_count")?,
-        total: count("total")?,
-        done: count("done")?,
-        failed: count("failed")?,
-        started_at: Timestamp::from_micros(row.try_get("started_at")?),
-        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp::from_micros),
-        error: row.try_get("error")?,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::NewEvent;
-    use crate::storage::{EventStore, SyncMode};
-
-    async fn store_with(events: usize) -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db"), SyncMode::Normal).await.unwrap();
-        store.append((0..events).map(|i| NewEvent::new(format!("t.e{i}"))).collect()).await.unwrap();
-        (dir, store)
-    }
-
-    fn claim(limit: u32) -> Claim {
-        let now = Timestamp::now();
-        Claim { now, lease_until: now.plus(std::time::Duration::from_secs(60)), limit }
-    }
-
-    async fn statuses(store: &SqliteStore) -> Vec<(String, i64)> {
-        let counters = store.counters().await.unwrap();
-        counters.by_status.into_iter().filter(|(_, n)| *n != 0).collect()
-    }
-
-    #[tokio::test]
-    async fn claims_are_leases_released_at_start_and_counters_follow_every_step() {
-        let (_dir, store) = store_with(5).await;
-        let first = store.complete_and_claim(Vec::new(), Some(claim(3))).await.unwrap().claimed;
-        assert_eq!(first.iter().map(|c| c.event.seq).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(statuses(&store).await, [("pending".into(), 2), ("processing".into(), 3)]);
-        // A claimed event is not claimed again while its lease runs.
-        let second = store.complete_and_claim(Vec::new(), Some(claim(10))).await.unwrap().claimed;
-        assert_eq!(second.iter().map(|c| c.event.seq).collect::<Vec<_>>(), [4, 5]);
-
-        // As after a crash: every claim goes back to pending.
-        assert_eq!(store.release_processing().await.unwrap(), 5);
-        assert_eq!(statuses(&store).await, [("pending".into(), 5)]);
-
-        let again = store.complete_and_claim(Vec::new(), Some(claim(10))).await.unwrap().claimed;
-        let outcomes = again
-            .iter()
-            .map(|c| ProcessingOutcome {
-                seq: c.event.seq,
-                event_id: c.event.event_id,
-                event_type: c.event.event_type.clone(),
-                results: Vec::new(),
-                next: if c.event.seq == 5 {
-                    ProcessingNext::Failed { error: "boom".into(), processor_id: ProcessorId::new_v7() }
-                } else {
-                    ProcessingNext::Processed
-                },
-            })
-            .collect();
-        let done = store.complete_and_claim(outcomes, Some(claim(10))).await.unwrap();
-        assert!(done.claimed.is_empty());
-        assert_eq!(done.dead_letters.len(), 1);
-        assert_eq!(done.dead_letters[0].attempts, 1);
-        assert_eq!(statuses(&store).await, [("failed".into(), 1), ("processed".into(), 4)]);
-    }
-
-    #[tokio::test]
-    async fn an_expired_claim_is_taken_again_without_counting_it_twice() {
-        let (_dir, store) = store_with(1).await;
-        let now = Timestamp::now();
-        let short = Claim { now, lease_until: now, limit: 10 };
-        assert_eq!(store.complete_and_claim(Vec::new(), Some(short)).await.unwrap().claimed.len(), 1);
-        let later = Claim { now: now.plus(std::time::Duration::from_millis(1)), ..claim(10) };
-        let retaken = store.complete_and_claim(Vec::new(), Some(later)).await.unwrap().claimed;
-        assert_eq!(retaken.len(), 1, "the lease ran out");
-        assert_eq!(statuses(&store).await, [("processing".into(), 1)]);
-    }
 }

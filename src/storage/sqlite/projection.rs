@@ -6,7 +6,8 @@ use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row};
 
-use super::{SqliteStore, closed};
+use super::SqliteStore;
+use super::shared::json_column;
 use crate::domain::{EventId, Timestamp};
 use crate::storage::{CachedProjection, Error, Fold, ProjectionSnapshot, ProjectionStore, StreamChange, VersionRange};
 
@@ -112,12 +113,11 @@ impl ProjectionStore for SqliteStore {
         .await?;
         rows.iter()
             .map(|row| {
-                let data: &str = row.try_get("data")?;
                 Ok(StreamChange {
                     version: row.try_get("stream_version")?,
                     event_id: EventId(row.try_get("event_id")?),
                     event_type: row.try_get("event_type")?,
-                    data: serde_json::from_str(data).map_err(|e| Error::Corrupt(format!("data: {e}")))?,
+                    data: json_column(row, "data")?,
                     timestamp: Timestamp::from_micros(row.try_get("timestamp")?),
                 })
             })
@@ -132,8 +132,7 @@ impl ProjectionStore for SqliteStore {
         if cached.is_empty() && snapshots.is_empty() {
             return Ok(());
         }
-        let mut writer = self.writer.lock().await;
-        let conn = writer.conn.as_mut().ok_or_else(closed)?;
+        let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
         for snapshot in &snapshots {
             let fold = &snapshot.fold;
@@ -195,9 +194,8 @@ fn join_ranges(after: i64, covered: &[(i64, i64)], newest: i64) -> Vec<VersionRa
 }
 
 fn decode_fold(row: &SqliteRow) -> Result<Fold, Error> {
-    let state: &str = row.try_get("state")?;
     Ok(Fold {
-        state: serde_json::from_str::<Value>(state).map_err(|e| Error::Corrupt(format!("projection state: {e}")))?,
+        state: json_column::<Value>(row, "state")?,
         version: row.try_get("version")?,
         last_event_id: EventId(row.try_get("last_event_id")?),
         updated_at: Timestamp::from_micros(row.try_get("updated_at")?),

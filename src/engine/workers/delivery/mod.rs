@@ -57,15 +57,10 @@ pub struct DeliveryWorker {
     pub concurrency: usize,
     /// Requests in flight at once to one subscription.
     pub per_subscription: usize,
-    /// How many ingest submissions wait for the writer; delivery yields to them.
-    pub ingest_backlog: super::IngestBacklog,
     /// The highest seq committed.
     pub last_seq: Arc<AtomicI64>,
     pub metrics: Arc<Metrics>,
 }
-
-/// Longest the dispatcher defers its own writes while ingest requests are queued.
-const YIELD_TO_INGEST: Duration = Duration::from_millis(20);
 
 /// With no subscriptions, how often the cursor's skip ahead is written down.
 const IDLE_CURSOR_SAVE: Duration = Duration::from_secs(5);
@@ -105,7 +100,6 @@ impl DeliveryWorker {
 
             let mut pause = IDLE_POLL.saturating_sub(polled.elapsed());
             if log_has_more {
-                self.yield_to_ingest().await;
                 match self.fan_out(cursor, &mut cursor_saved).await {
                     Ok((next, more, queued)) => {
                         (cursor, log_has_more) = (next, more);
@@ -219,13 +213,6 @@ impl DeliveryWorker {
         }
     }
 
-    /// Ingest and delivery share one database writer. When ingest requests are waiting, queueing and
-    /// claiming deliveries waits a little (never long): deliveries are durable and catch up later,
-    /// while a caller waiting for its acknowledgement cannot.
-    async fn yield_to_ingest(&self) {
-        super::yield_to_ingest(&self.ingest_backlog, YIELD_TO_INGEST).await;
-    }
-
     async fn read_cursor(&self, shutdown: &CancellationToken) -> Option<i64> {
         loop {
             match self.store.cursor(CURSOR).await {
@@ -288,12 +275,11 @@ impl DeliveryWorker {
     /// Starts claiming what `wants` asks for, beside the loop, so requests keep starting while the claim
     /// waits on the store. The event cache travels with the claim and comes back with its result.
     fn claim(&self, wants: Vec<(SubscriptionId, u32)>, events: Option<EventCache>) -> Claiming {
-        let (store, backlog) = (self.store.clone(), self.ingest_backlog.clone());
+        let store = self.store.clone();
         let lease_until = Timestamp::now().plus(LEASE_MARGIN + self.subscriptions.longest_timeout());
         let asked = wants.clone();
         let task = tokio::spawn(async move {
             let mut cache = events.unwrap_or_default();
-            super::yield_to_ingest(&backlog, YIELD_TO_INGEST).await;
             let found = async {
                 let claimed = store.claim_deliveries(Timestamp::now(), lease_until, &asked).await?;
                 let seqs: Vec<i64> = claimed.iter().map(|c| c.event_seq).collect();

@@ -1,0 +1,248 @@
+//! The event log in SQLite: appending groups of events (idempotency keys and stream versions checked
+//! inside the transaction, counters updated in it), reading one event, a stream, the counters. History
+//! reads (`query`, `events_after`, `events_by_seq`) are in `query`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::{Connection, QueryBuilder, Sqlite};
+
+use super::SqliteStore;
+use super::query;
+use super::shared::{EVENT_COLUMNS, ROWS_PER_INSERT, decode_event, json_text};
+use crate::domain::{
+    Counters, Event, EventFilter, EventId, EventPage, EventQuery, EventStatus, NameCount, NewEvent, Timestamp,
+};
+use crate::storage::{Appended, Error, EventStore};
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, Error> {
+        let mut writer = self.writer.append().await?;
+        let writer = &mut *writer;
+        let mut tx = writer.conn.begin().await?;
+
+        let created_at = Timestamp::now();
+        let mut seq = writer.next_seq;
+        let mut out: Vec<Appended> = Vec::with_capacity(events.len());
+        // Keys and stream versions claimed earlier in this group, which the database cannot see yet.
+        let mut claimed_keys: HashMap<(String, String), usize> = HashMap::new();
+        let mut versions: HashMap<String, i64> = HashMap::new();
+
+        for new in events {
+            let key = new.idempotency_key.as_ref().map(|k| (new.tenant_id.clone().unwrap_or_default(), k.clone()));
+            if let Some(key) = &key {
+                if let Some(earlier) = claimed_keys.get(key).and_then(|&i| out[i].event()) {
+                    out.push(Appended::Duplicate(earlier.clone()));
+                    continue;
+                }
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE coalesce(tenant_id, '') = ? AND idempotency_key = ?"
+                );
+                if let Some(row) = sqlx::query(&sql).bind(&key.0).bind(&key.1).fetch_optional(&mut *tx).await? {
+                    out.push(Appended::Duplicate(decode_event(&row)?));
+                    continue;
+                }
+            }
+            let stream_version = match &new.stream_id {
+                None => None,
+                Some(stream_id) => {
+                    let current = match versions.get(stream_id) {
+                        Some(&version) => version,
+                        None => {
+                            sqlx::query_scalar(
+                                "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?",
+                            )
+                            .bind(stream_id)
+                            .fetch_one(&mut *tx)
+                            .await?
+                        }
+                    };
+                    if let Some(expected) = new.expected_version.filter(|&expected| expected != current) {
+                        out.push(Appended::VersionConflict { stream_id: stream_id.clone(), expected, actual: current });
+                        continue;
+                    }
+                    versions.insert(stream_id.clone(), current + 1);
+                    Some(current + 1)
+                }
+            };
+            if let Some(key) = key {
+                claimed_keys.insert(key, out.len());
+            }
+            let (status, processed_at) = match new.skip_processing {
+                true => (EventStatus::Processed, Some(created_at)),
+                false => (EventStatus::Pending, None),
+            };
+            out.push(Appended::Created(Event {
+                event_id: EventId::new_v7(),
+                seq,
+                event_type: new.event_type,
+                event_source: new.event_source,
+                event_category: new.event_category,
+                user_id: new.user_id,
+                tenant_id: new.tenant_id,
+                stream_id: new.stream_id,
+                stream_version,
+                data: new.data,
+                metadata: new.metadata,
+                context: new.context,
+                correlation_id: new.correlation_id,
+                idempotency_key: new.idempotency_key,
+                status,
+                retry_count: 0,
+                error_message: None,
+                timestamp: new.timestamp,
+                created_at,
+                processed_at,
+            }));
+            seq += 1;
+        }
+
+        let created: Vec<&Event> =
+            out.iter().filter_map(|a| if let Appended::Created(e) = a { Some(e) } else { None }).collect();
+        for chunk in created.chunks(ROWS_PER_INSERT) {
+            insert_rows(chunk).build().execute(&mut *tx).await?;
+        }
+        if !created.is_empty() {
+            count_rows(&created).build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        writer.next_seq = seq;
+        Ok(out)
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<Event>, Error> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?");
+        let row = sqlx::query(&sql).bind(id.0).fetch_optional(&self.readers).await?;
+        row.as_ref().map(decode_event).transpose()
+    }
+
+    async fn query(&self, query: &EventQuery) -> Result<EventPage, Error> {
+        query::page(&self.readers, query).await
+    }
+
+    async fn events_after(&self, seq: i64, filter: &EventFilter, limit: u32) -> Result<Vec<Event>, Error> {
+        query::events_after(&self.readers, seq, filter, limit).await
+    }
+
+    async fn events_by_seq(&self, seqs: &[i64]) -> Result<Vec<Event>, Error> {
+        query::events_by_seq(&self.readers, seqs).await
+    }
+
+    async fn stream(&self, stream_id: &str, from_version: i64, limit: u32) -> Result<Vec<Event>, Error> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_version >= ? \
+             ORDER BY stream_version LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream_id)
+            .bind(from_version)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?")
+            .bind(stream_id)
+            .fetch_one(&self.readers)
+            .await?)
+    }
+
+    async fn counters(&self) -> Result<Counters, Error> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT dimension, key, count FROM counters WHERE dimension <> 'user'")
+                .fetch_all(&self.readers)
+                .await?;
+        let mut counters = Counters::default();
+        for (dimension, key, count) in rows {
+            let map = match dimension.as_str() {
+                "type" => &mut counters.by_type,
+                "source" => &mut counters.by_source,
+                "category" => &mut counters.by_category,
+                "status" => &mut counters.by_status,
+                "day" => &mut counters.by_day,
+                "delivery" => &mut counters.by_delivery,
+                _ => continue,
+            };
+            map.insert(key, count);
+        }
+        let top: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT key, count FROM counters WHERE dimension = 'user' ORDER BY count DESC, key LIMIT 10",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        counters.top_users = top.into_iter().map(|(name, count)| NameCount { name, count }).collect();
+        counters.dlq_size = sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(&self.readers).await?;
+        counters.subscriptions_active =
+            sqlx::query_scalar("SELECT count(*) FROM subscriptions WHERE enabled = 1").fetch_one(&self.readers).await?;
+        Ok(counters)
+    }
+
+    async fn last_seq(&self) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events").fetch_one(&self.readers).await?)
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.close_connections().await;
+    }
+}
+
+fn insert_rows<'a>(events: &[&'a Event]) -> QueryBuilder<'a, Sqlite> {
+    let mut insert = QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+    insert.push_values(events, |mut row, event| {
+        row.push_bind(event.seq)
+            .push_bind(event.event_id.0)
+            .push_bind(event.event_type.as_str())
+            .push_bind(event.event_source.as_str())
+            .push_bind(event.event_category.as_str())
+            .push_bind(event.user_id.as_deref())
+            .push_bind(event.tenant_id.as_deref())
+            .push_bind(event.stream_id.as_deref())
+            .push_bind(event.stream_version)
+            .push_bind(json_text(&event.data))
+            .push_bind(json_text(&event.metadata))
+            .push_bind(json_text(&event.context))
+            .push_bind(event.correlation_id.as_deref())
+            .push_bind(event.idempotency_key.as_deref())
+            .push_bind(event.status.as_str())
+            .push_bind(event.retry_count)
+            .push_bind(event.error_message.as_deref())
+            .push_bind(event.timestamp.as_micros())
+            .push_bind(event.created_at.as_micros())
+            .push_bind(event.processed_at.map(Timestamp::as_micros));
+    });
+    insert
+}
+
+/// Adds this group's events to the statistics counters, one upsert for the whole group.
+fn count_rows(events: &[&Event]) -> QueryBuilder<'static, Sqlite> {
+    let mut deltas: HashMap<(&'static str, String), i64> = HashMap::new();
+    for event in events {
+        let mut bump = |dimension, key: String| *deltas.entry((dimension, key)).or_default() += 1;
+        bump("type", event.event_type.clone());
+        bump("source", event.event_source.as_str().to_owned());
+        bump("category", event.event_category.as_str().to_owned());
+        bump("status", event.status.as_str().to_owned());
+        bump("day", event.timestamp.to_datetime().format("%Y-%m-%d").to_string());
+        if let Some(user) = &event.user_id {
+            bump("user", user.clone());
+        }
+    }
+    let mut upsert = QueryBuilder::new("INSERT INTO counters (dimension, key, count) ");
+    upsert.push_values(deltas, |mut row, ((dimension, key), count)| {
+        row.push_bind(dimension).push_bind(key).push_bind(count);
+    });
+    upsert.push(" ON CONFLICT (dimension, key) DO UPDATE SET count = count + excluded.count");
+    upsert
+}

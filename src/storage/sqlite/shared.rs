@@ -1,0 +1,499 @@
+//! What the SQLite modules share, so no two of them lean on each other: the one writer connection
+//! behind its lock (ingest first), the `IN (…)` list builder and its chunking, the event row (columns
+//! and decoder), JSON and number column helpers, and the writes that delivery and processing both
+//! make (dead letters, status counters) or read (processing results).
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Encode, QueryBuilder, Row, Sqlite, SqliteConnection, Type};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::domain::{
+    DeadLetter, Event, EventCategory, EventId, EventSource, EventStatus, FieldError, ProcessingResult, ProcessorId,
+    ReplayId, Timestamp,
+};
+use crate::storage::Error;
+
+/// The columns of an event row, in the order [`decode_event`] and the inserts use.
+pub(super) const EVENT_COLUMNS: &str = "seq, event_id, event_type, event_source, event_category, user_id, tenant_id, \
+    stream_id, stream_version, data, metadata, context, correlation_id, idempotency_key, status, retry_count, \
+    error_message, timestamp, created_at, processed_at";
+
+/// Rows per multi-row INSERT: at most 20 columns each keeps the bound values (10,000) under SQLite's
+/// limit of 32,766.
+pub(super) const ROWS_PER_INSERT: usize = 500;
+
+/// Values per `IN (…)` list, well under SQLite's bound-variable limit.
+pub(super) const IN_LIST_MAX: usize = 500;
+
+/// The columns of a dead-letter row.
+pub(super) const DLQ_COLUMNS: &str = "dlq_id, kind, event_id, event_type, subscription_id, processor_id, \
+    delivery_id, attempts, last_status_code, last_error, first_failed_at, last_failed_at, created_at";
+
+const RESULT_COLUMNS: &str = "r.processor_id, r.processor_name, r.success, r.duration_us, r.error, r.replay_id, \
+    r.processed_at, e.event_id";
+
+/// The one writer connection, and who gets it first.
+///
+/// SQLite takes one writer at a time, so every write of the store goes through this lock, and the
+/// next seq lives beside the connection that assigns it. Callers waiting on ingest commits are the
+/// ones a person is waiting for; deliveries, processing, replays and management writes are durable
+/// work that can catch up. So appends come first:
+///
+/// - Writes other than appends line up among themselves first (`others`), so only one of them at a
+///   time is at the writer's door: an append never queues behind a pile of background writes, only
+///   behind the one write in progress.
+/// - That one defers while ingest is busy: an append holds or waits for the writer, or one let go
+///   less than [`APPEND_GAP`] ago (the engine's ingest writer is answering its callers and gathering
+///   the next group: without the gap, a background write would slip in after every commit). It
+///   defers for at most its [`Patience`], then queues for the writer (which is fair, first come
+///   first served), so under unbroken ingest the other writes still get their turn.
+///
+/// While a background write holds the writer, ingest callers gather into one larger group, which goes
+/// next: group commit keeps working.
+pub(super) struct WriterLock {
+    /// `None` once closed.
+    writer: Mutex<Option<Writer>>,
+    /// Where writes other than appends wait for their turn at the writer.
+    others: Mutex<()>,
+    /// Appends holding or waiting for the writer.
+    appends: AtomicUsize,
+    /// When the last append let go of the writer, in microseconds after `epoch` (0: none yet).
+    last_append_end: AtomicU64,
+    epoch: Instant,
+    /// Woken whenever an append lets go of the writer (or stops waiting for it).
+    append_done: Notify,
+}
+
+/// How long after an append lets go ingest still counts as busy.
+pub(super) const APPEND_GAP: Duration = Duration::from_millis(2);
+
+/// How long a write other than an append defers to appends, at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Patience {
+    /// 20 ms: most writes, the delivery dispatcher's among them (a webhook's latency shows).
+    Short,
+    /// 50 ms: a batch of background work that holds the writer a while (a processing batch, a
+    /// replay's results): while ingest is busy, it keeps most of the writer, and the batches still
+    /// get through.
+    Batch,
+}
+
+impl Patience {
+    pub(super) const fn longest(self) -> Duration {
+        match self {
+            Patience::Short => Duration::from_millis(20),
+            Patience::Batch => Duration::from_millis(50),
+        }
+    }
+}
+
+/// The open writer: its connection and the seq the next appended event gets.
+pub(super) struct Writer {
+    pub conn: SqliteConnection,
+    pub next_seq: i64,
+}
+
+/// The writer, held for an append; while it lives (waiting included) other writes defer.
+pub(super) struct AppendGuard<'a> {
+    // Declared first, so the writer is released before the ticket says the append is done.
+    writer: MappedMutexGuard<'a, Writer>,
+    _ticket: AppendTicket<'a>,
+}
+
+impl Deref for AppendGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        &self.writer
+    }
+}
+
+impl DerefMut for AppendGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        &mut self.writer
+    }
+}
+
+/// The writer connection, held for a write other than an append.
+pub(super) struct WriteGuard<'a> {
+    // Declared first: the writer is free before the next write in line may go for it.
+    conn: MappedMutexGuard<'a, SqliteConnection>,
+    _turn: MutexGuard<'a, ()>,
+}
+
+impl Deref for WriteGuard<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+/// Counts one append from the moment it asks for the writer until it lets go (or gives up waiting).
+struct AppendTicket<'a>(&'a WriterLock);
+
+impl<'a> AppendTicket<'a> {
+    fn new(lock: &'a WriterLock) -> Self {
+        lock.appends.fetch_add(1, Ordering::SeqCst);
+        Self(lock)
+    }
+}
+
+impl Drop for AppendTicket<'_> {
+    fn drop(&mut self) {
+        let lock = self.0;
+        // Written before the count drops, so whoever sees no append also sees when the last one ended.
+        lock.last_append_end.store(lock.micros_since_epoch(Instant::now()), Ordering::SeqCst);
+        lock.appends.fetch_sub(1, Ordering::SeqCst);
+        lock.append_done.notify_waiters();
+    }
+}
+
+impl WriterLock {
+    pub fn new(conn: SqliteConnection, next_seq: i64) -> Self {
+        Self {
+            writer: Mutex::new(Some(Writer { conn, next_seq })),
+            others: Mutex::new(()),
+            appends: AtomicUsize::new(0),
+            last_append_end: AtomicU64::new(0),
+            epoch: Instant::now(),
+            append_done: Notify::new(),
+        }
+    }
+
+    /// The writer for an append, which also assigns seqs. Other writes defer to it.
+    pub async fn append(&self) -> Result<AppendGuard<'_>, Error> {
+        let ticket = AppendTicket::new(self);
+        let writer = MutexGuard::try_map(self.writer.lock().await, Option::as_mut).map_err(|_| closed())?;
+        Ok(AppendGuard { writer, _ticket: ticket })
+    }
+
+    /// The writer connection for any write other than an append, once appends have had their turn
+    /// (see [`WriterLock`]), deferring to them for at most [`Patience::Short`].
+    pub async fn write(&self) -> Result<WriteGuard<'_>, Error> {
+        self.write_with(Patience::Short).await
+    }
+
+    /// [`WriterLock::write`] for a write that may defer to appends as long as `patience` says.
+    pub async fn write_with(&self, patience: Patience) -> Result<WriteGuard<'_>, Error> {
+        let turn = self.others.lock().await;
+        self.defer_to_appends(patience.longest()).await;
+        let conn =
+            MutexGuard::try_map(self.writer.lock().await, |w| w.as_mut().map(|w| &mut w.conn)).map_err(|_| closed())?;
+        Ok(WriteGuard { conn, _turn: turn })
+    }
+
+    /// Takes the connection away for closing, once any write in progress is done; later writes fail.
+    pub async fn take(&self) -> Option<SqliteConnection> {
+        self.writer.lock().await.take().map(|w| w.conn)
+    }
+
+    /// Waits while ingest is busy (see [`WriterLock`]), for at most `longest`.
+    async fn defer_to_appends(&self, longest: Duration) {
+        let deadline = Instant::now() + longest;
+        loop {
+            // Listening before looking, so an append ending in between still wakes this wait.
+            let append_done = self.append_done.notified();
+            tokio::pin!(append_done);
+            append_done.as_mut().enable();
+            let Some(until) = self.busy_until(Instant::now(), deadline) else { return };
+            tokio::select! {
+                () = append_done => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// Until when a write deciding at `now` still defers (woken early when an append ends); `None`:
+    /// go now.
+    fn busy_until(&self, now: Instant, deadline: Instant) -> Option<Instant> {
+        if now >= deadline {
+            return None;
+        }
+        if self.appends.load(Ordering::SeqCst) > 0 {
+            return Some(deadline);
+        }
+        let ended = self.last_append_end.load(Ordering::SeqCst);
+        let free_at = self.epoch + Duration::from_micros(ended) + APPEND_GAP;
+        (ended > 0 && free_at > now).then(|| free_at.min(deadline))
+    }
+
+    /// `at` in microseconds after the lock was made, at least 1 (0 means "no append yet").
+    fn micros_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// What a write on a closed store answers.
+pub(super) fn closed() -> Error {
+    Error::Database(sqlx::Error::PoolClosed)
+}
+
+/// Pushes `column IN (?, …)` binding `values`. Callers keep a list to at most [`IN_LIST_MAX`]
+/// values, a statement per chunk when there may be more (see [`in_chunks`]).
+pub(super) fn push_in<'a, V>(sql: &mut QueryBuilder<'a, Sqlite>, column: &str, values: impl IntoIterator<Item = V>)
+where
+    V: 'a + Encode<'a, Sqlite> + Type<Sqlite> + Send,
+{
+    sql.push(format!("{column} IN ("));
+    let mut list = sql.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    sql.push(")");
+}
+
+/// `values` in chunks that each fit one `IN (…)` list.
+pub(super) fn in_chunks<T>(values: &[T]) -> std::slice::Chunks<'_, T> {
+    values.chunks(IN_LIST_MAX)
+}
+
+/// An OFFSET SQLite accepts: it is a signed 64-bit number, and anything larger is past the end anyway.
+pub(super) fn sql_offset(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
+}
+
+/// A value as the text of a JSON column. What the store keeps as JSON (maps, lists of names and
+/// plain derived structs) always serializes.
+pub(super) fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A stored value that cannot be what the code expects.
+pub(super) fn corrupt(column: &str, error: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("{column}: {error}"))
+}
+
+/// A JSON column, parsed.
+pub(super) fn json_column<T: DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, Error> {
+    let text: &str = row.try_get(column)?;
+    serde_json::from_str(text).map_err(|e| corrupt(column, e))
+}
+
+/// An integer column holding an HTTP status code, if any.
+pub(super) fn status_code(row: &SqliteRow, column: &str) -> Result<Option<u16>, Error> {
+    let code: Option<i64> = row.try_get(column)?;
+    code.map(|c| u16::try_from(c).map_err(|e| corrupt(column, e))).transpose()
+}
+
+/// An integer column holding a count of attempts.
+pub(super) fn count(row: &SqliteRow, column: &str) -> Result<u32, Error> {
+    let n: i64 = row.try_get(column)?;
+    u32::try_from(n).map_err(|e| corrupt(column, e))
+}
+
+/// A text column holding a value of one of the event vocabularies.
+fn vocabulary<T>(row: &SqliteRow, column: &str, parse: fn(&str, &str) -> Result<T, FieldError>) -> Result<T, Error> {
+    let text: &str = row.try_get(column)?;
+    parse(column, text).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+/// An event from a row selected with [`EVENT_COLUMNS`].
+pub(super) fn decode_event(row: &SqliteRow) -> Result<Event, Error> {
+    Ok(Event {
+        event_id: EventId(row.try_get("event_id")?),
+        seq: row.try_get("seq")?,
+        event_type: row.try_get("event_type")?,
+        event_source: vocabulary(row, "event_source", EventSource::parse)?,
+        event_category: vocabulary(row, "event_category", EventCategory::parse)?,
+        user_id: row.try_get("user_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        stream_id: row.try_get("stream_id")?,
+        stream_version: row.try_get("stream_version")?,
+        data: json_column(row, "data")?,
+        metadata: json_column(row, "metadata")?,
+        context: json_column(row, "context")?,
+        correlation_id: row.try_get("correlation_id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        status: vocabulary(row, "status", EventStatus::parse)?,
+        retry_count: row.try_get("retry_count")?,
+        error_message: row.try_get("error_message")?,
+        timestamp: Timestamp::from_micros(row.try_get("timestamp")?),
+        created_at: Timestamp::from_micros(row.try_get("created_at")?),
+        processed_at: row.try_get::<Option<i64>, _>("processed_at")?.map(Timestamp::from_micros),
+    })
+}
+
+/// Writes a dead letter, in the caller's transaction (a failed delivery's or a failed event's).
+pub(super) async fn insert_dead_letter(conn: &mut SqliteConnection, entry: &DeadLetter) -> Result<(), Error> {
+    let sql = format!("INSERT INTO dead_letters ({DLQ_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    sqlx::query(&sql)
+        .bind(entry.dlq_id.0)
+        .bind(entry.kind.as_str())
+        .bind(entry.event_id.0)
+        .bind(&entry.event_type)
+        .bind(entry.subscription_id.map(|id| id.0))
+        .bind(entry.processor_id.map(|id| id.0))
+        .bind(entry.delivery_id.map(|id| id.0))
+        .bind(i64::from(entry.attempts))
+        .bind(entry.last_status_code.map(i64::from))
+        .bind(&entry.last_error)
+        .bind(entry.first_failed_at.as_micros())
+        .bind(entry.last_failed_at.as_micros())
+        .bind(entry.created_at.as_micros())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves the status counters by these amounts, in the caller's transaction.
+pub(super) async fn bump_status(conn: &mut SqliteConnection, deltas: &[(EventStatus, i64)]) -> Result<(), Error> {
+    let deltas: Vec<_> = deltas.iter().filter(|(_, n)| *n != 0).collect();
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO counters (dimension, key, count) ");
+    upsert.push_values(deltas, |mut row, (status, count)| {
+        row.push_bind("status").push_bind(status.as_str()).push_bind(*count);
+    });
+    upsert.push(" ON CONFLICT (dimension, key) DO UPDATE SET count = count + excluded.count");
+    upsert.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Every processing result of an event, oldest first (a processing dead letter's history is made
+/// of them too).
+pub(super) async fn results_of(readers: &SqlitePool, event_id: EventId) -> Result<Vec<ProcessingResult>, Error> {
+    let sql = format!(
+        "SELECT {RESULT_COLUMNS} FROM processing_results r JOIN events e ON e.seq = r.event_seq \
+         WHERE e.event_id = ? ORDER BY r.id"
+    );
+    sqlx::query(&sql).bind(event_id.0).fetch_all(readers).await?.iter().map(decode_result).collect()
+}
+
+fn decode_result(row: &SqliteRow) -> Result<ProcessingResult, Error> {
+    Ok(ProcessingResult {
+        event_id: EventId(row.try_get("event_id")?),
+        processor_id: ProcessorId(row.try_get("processor_id")?),
+        processor_name: row.try_get("processor_name")?,
+        success: row.try_get("success")?,
+        duration_ms: row.try_get::<i64, _>("duration_us")? as f64 / 1000.0,
+        error: row.try_get("error")?,
+        replay_id: row.try_get::<Option<Uuid>, _>("replay_id")?.map(ReplayId),
+        processed_at: Timestamp::from_micros(row.try_get("processed_at")?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use sqlx::Connection;
+
+    use super::*;
+
+    async fn lock() -> Arc<WriterLock> {
+        let conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        Arc::new(WriterLock::new(conn, 1))
+    }
+
+    /// Runs the other tasks until `ready` holds.
+    async fn until(ready: impl Fn() -> bool) {
+        while !ready() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn ingest_is_busy_while_an_append_holds_or_waits_and_just_after() {
+        let lock = lock().await;
+        let now = Instant::now();
+        let deadline = now + Patience::Short.longest();
+        assert_eq!(lock.busy_until(now, deadline), None, "no append yet");
+        let holding = lock.append().await.unwrap();
+        assert_eq!(lock.busy_until(now, deadline), Some(deadline), "an append holds the writer");
+        assert_eq!(lock.busy_until(deadline, deadline), None, "never past the deadline");
+        let before_end = Instant::now();
+        drop(holding);
+        let gap_end = lock.busy_until(before_end, deadline).expect("just after an append");
+        // The end is kept in whole microseconds.
+        let earliest = before_end + APPEND_GAP - Duration::from_micros(1);
+        assert!(gap_end >= earliest && gap_end <= Instant::now() + APPEND_GAP, "{gap_end:?}");
+        assert_eq!(lock.busy_until(gap_end, deadline + APPEND_GAP), None, "the gap is over");
+    }
+
+    #[tokio::test]
+    async fn an_append_goes_before_the_writes_lined_up_behind_the_write_in_progress() {
+        let lock = lock().await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let in_progress = lock.write().await.unwrap();
+        let mut tasks = Vec::new();
+        for name in ["write 1", "write 2"] {
+            let (lock, order) = (lock.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _conn = lock.write().await.unwrap();
+                order.lock().unwrap().push(name);
+            }));
+        }
+        tokio::task::yield_now().await;
+        tasks.push(tokio::spawn({
+            let (lock, order) = (lock.clone(), order.clone());
+            async move {
+                let _writer = lock.append().await.unwrap();
+                order.lock().unwrap().push("append");
+            }
+        }));
+        until(|| lock.appends.load(Ordering::SeqCst) == 1).await;
+        drop(in_progress);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["append", "write 1", "write 2"]);
+    }
+
+    #[tokio::test]
+    async fn under_unbroken_appends_a_write_gets_its_turn_after_deferring() {
+        let lock = lock().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let appends = tokio::spawn({
+            let (lock, stop) = (lock.clone(), stop.clone());
+            async move {
+                let mut appended = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let _writer = lock.append().await.unwrap();
+                    // A commit takes a while; the next one follows at once.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    appended += 1;
+                }
+                appended
+            }
+        });
+        until(|| lock.appends.load(Ordering::SeqCst) > 0).await;
+        let started = Instant::now();
+        let wrote = tokio::time::timeout(Duration::from_secs(10), lock.write()).await;
+        let waited = started.elapsed();
+        assert!(wrote.is_ok(), "the write never got the writer");
+        drop(wrote);
+        stop.store(true, Ordering::SeqCst);
+        let appended = appends.await.unwrap();
+        assert!(waited >= Patience::Short.longest(), "it deferred to the appends first, waited {waited:?}");
+        assert!(appended >= 2, "appends ran while the write waited: {appended}");
+    }
+
+    #[tokio::test]
+    async fn an_append_that_stops_waiting_no_longer_counts() {
+        let lock = lock().await;
+        let holding = lock.append().await.unwrap();
+        let gave_up = tokio::time::timeout(Duration::from_millis(5), lock.append()).await;
+        assert!(gave_up.is_err(), "the writer is held");
+        assert_eq!(lock.appends.load(Ordering::SeqCst), 1);
+        drop(holding);
+        assert_eq!(lock.appends.load(Ordering::SeqCst), 0);
+        // Nothing holds the writer now: a write goes at once.
+        let write = tokio::time::timeout(Duration::from_secs(10), lock.write()).await;
+        assert!(write.is_ok());
+    }
+}
