@@ -33,6 +33,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub rudderstack: RudderstackConfig,
     pub tracing: TracingConfig,
+    pub cluster: ClusterConfig,
     pub log: LogConfig,
 }
 
@@ -54,11 +55,30 @@ pub struct StorageConfig {
     pub max_connections: u32,
 }
 
-impl StorageConfig {
-    /// What the store is opened with.
-    pub fn options(&self) -> StoreOptions {
-        StoreOptions { sync: self.sync, max_connections: self.max_connections }
+/// This instance among others sharing one database (`[cluster]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This instance's id; empty: `<hostname>-<6 random hex digits>`, chosen when the configuration is
+    /// loaded.
+    pub instance_id: String,
+    /// How long a claim (a delivery in flight, an event in processing, a running replay) outlives its
+    /// work's own timeout before another instance may take it over.
+    pub lease_secs: u64,
+}
+
+impl ClusterConfig {
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs)
     }
+}
+
+/// A new instance id: the host's name and 6 random hex digits (the random tail of a UUID v7).
+fn new_instance_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host: String = host.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+    let random = uuid::Uuid::now_v7().simple().to_string();
+    format!("{}-{}", if host.is_empty() { "eventdeck" } else { &host }, &random[random.len() - 6..])
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -207,15 +227,36 @@ impl Config {
         if let Some(url) = &overrides.storage_url {
             figment = figment.merge(("storage.url", url));
         }
-        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        let mut config: Config = figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        if config.cluster.instance_id.is_empty() {
+            config.cluster.instance_id = new_instance_id();
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// What the store is opened with: `[storage]`, and this instance's id (`local` when none was chosen,
+    /// as in [`Config::default`]).
+    pub fn store_options(&self) -> StoreOptions {
+        let instance_id = &self.cluster.instance_id;
+        StoreOptions {
+            sync: self.storage.sync,
+            max_connections: self.storage.max_connections,
+            instance_id: if instance_id.is_empty() { "local".to_owned() } else { instance_id.clone() },
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         let check = |ok: bool, key: &'static str, message: &str| {
             if ok { Ok(()) } else { Err(ConfigError::Value { key, message: message.to_owned() }) }
         };
+        let id = &self.cluster.instance_id;
+        check(
+            id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic()),
+            "cluster.instance_id",
+            "must be at most 128 visible ASCII characters (no spaces), or empty for <hostname>-<random>",
+        )?;
+        check((5..=3600).contains(&self.cluster.lease_secs), "cluster.lease_secs", "must be between 5 and 3600")?;
         let url = &self.storage.url;
         check(
             url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"),
@@ -314,6 +355,8 @@ impl Config {
                 concurrency: self.processing.concurrency,
             },
             replay_confirm_above: self.replay.confirm_above,
+            lease: self.cluster.lease(),
+            addr: self.server.addr.to_string(),
             nats_url: Some(self.nats.url.trim()).filter(|url| !url.is_empty()).map(str::to_owned),
             snapshot_every: self.projections.snapshot_every,
         }
@@ -368,7 +411,7 @@ mod tests {
         let config = Config::default();
         assert_eq!(config.server.addr.to_string(), "127.0.0.1:8686");
         assert_eq!(config.storage.url, "sqlite://data/eventdeck.db");
-        assert_eq!(config.storage.options(), StoreOptions::default());
+        assert_eq!(config.store_options(), StoreOptions::default());
         assert_eq!(config.ingest.max_batch, 1000);
         assert_eq!(config.ingest.max_body_bytes, 1 << 20);
         assert_eq!(config.live.keep_alive_secs, 15);
@@ -421,12 +464,31 @@ mod tests {
             assert!(err.to_string().contains("storage.max_connections"), "{err}");
         }
         let config = load_with(None, &[("EVENTDECK_STORAGE__MAX_CONNECTIONS", "1000")]).unwrap();
-        assert_eq!(config.storage.options().max_connections, 1000);
+        assert_eq!(config.store_options().max_connections, 1000);
     }
 
     #[test]
     fn variables_without_a_section_are_left_alone() {
-        let config = load_with(None, &[("EVENTDECK_API_KEY", "k"), ("EVENTDECK_TEST_DATABASE_URL", "x")]).unwrap();
+        let mut config = load_with(None, &[("EVENTDECK_API_KEY", "k"), ("EVENTDECK_TEST_DATABASE_URL", "x")]).unwrap();
+        // Loading chooses an instance id when none is set.
+        config.cluster.instance_id.clear();
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn an_instance_id_is_chosen_when_none_is_set_and_checked_when_one_is() {
+        let first = load_with(None, &[]).unwrap().cluster.instance_id;
+        let second = load_with(None, &[]).unwrap().cluster.instance_id;
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        assert!(first.ends_with(&first[first.len() - 6..]) && first.len() > 7, "{first}");
+        assert!(host.is_empty() || first.starts_with(&host[..host.len().min(8)]), "{first} names the host {host}");
+        assert!(first[first.len() - 6..].chars().all(|c| c.is_ascii_hexdigit()), "{first}");
+        assert_ne!(first, second, "new at every start");
+        let set = load_with(None, &[("EVENTDECK_CLUSTER__INSTANCE_ID", "deck-a")]).unwrap();
+        assert_eq!(set.store_options().instance_id, "deck-a");
+        let err = load_with(None, &[("EVENTDECK_CLUSTER__INSTANCE_ID", "two words")]).unwrap_err();
+        assert!(err.to_string().contains("cluster.instance_id"), "{err}");
+        let err = load_with(None, &[("EVENTDECK_CLUSTER__LEASE_SECS", "1")]).unwrap_err();
+        assert!(err.to_string().contains("cluster.lease_secs"), "{err}");
     }
 }

@@ -135,8 +135,8 @@ pub struct Metrics {
     dlq_entries: Family<KindLabels, Gauge>,
     live_clients: Gauge,
     nats_connected: Gauge,
-    // `eventdeck_instances` (instances heartbeating in the shared store) is registered here when the
-    // cluster work brings the heartbeats; until then the family is absent rather than a made-up value.
+    /// Instances heartbeating in the shared store (this one alone on SQLite).
+    instances: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -216,6 +216,8 @@ impl Metrics {
         registry.register("live_clients", "Live streams open on this instance", live_clients.clone());
         let nats_connected = Gauge::default();
         registry.register("nats_connected", "1 when NATS is configured and connected, else 0", nats_connected.clone());
+        let instances = Gauge::default();
+        registry.register("instances", "Instances seen in the last 15 s sharing this one's store", instances.clone());
         Self {
             registry,
             ingested,
@@ -233,6 +235,7 @@ impl Metrics {
             dlq_entries,
             live_clients,
             nats_connected,
+            instances,
         }
     }
 
@@ -321,6 +324,7 @@ impl Metrics {
             self.dlq_entries.get_or_create(&KindLabels { kind }).set(count);
         }
         self.nats_connected.set(i64::from(gauges.nats_connected));
+        self.instances.set(gauges.instances);
     }
 
     /// The exposition text (OpenMetrics 1.0, see [`CONTENT_TYPE`]).
@@ -339,6 +343,7 @@ pub struct StoreGauges {
     pub dlq_delivery: i64,
     pub dlq_processing: i64,
     pub nats_connected: bool,
+    pub instances: i64,
 }
 
 /// An open live stream, counted in `eventdeck_live_clients` until dropped.

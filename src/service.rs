@@ -13,7 +13,7 @@ use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
     DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, EventStatus, FieldError,
     NewEvent, ProcessingResult, Processor, ProcessorId, Projection, ProjectionAt, ReplayId, ReplayProgress,
-    ReplayRequest, ReplayStarted, Statistics, Subscription, SubscriptionId,
+    ReplayRequest, ReplayStarted, Statistics, Subscription, SubscriptionId, Timestamp,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -105,6 +105,8 @@ pub struct Health {
     pub status: &'static str,
     pub version: &'static str,
     pub uptime_s: u64,
+    /// This instance's id (`[cluster] instance_id`).
+    pub instance_id: String,
     pub storage: StorageHealth,
     /// `disabled` until NATS is configured.
     pub nats: &'static str,
@@ -114,6 +116,37 @@ pub struct Health {
 pub struct StorageHealth {
     pub backend: &'static str,
     pub ok: bool,
+}
+
+/// The instances sharing the store, as `GET /api/v1/cluster` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Cluster {
+    /// Those seen in the last 15 s, in order of their start.
+    pub instances: Vec<Instance>,
+}
+
+/// One instance of eventdeck.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Instance {
+    pub instance_id: String,
+    /// Where its HTTP API listens.
+    pub addr: String,
+    pub version: String,
+    pub started_at: Timestamp,
+    /// Its last heartbeat.
+    pub last_seen: Timestamp,
+    pub claims: InstanceClaims,
+}
+
+/// The work an instance holds claims on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct InstanceClaims {
+    /// Deliveries in flight.
+    pub deliveries: u64,
+    /// Events in processing.
+    pub processing: u64,
+    /// Running replays.
+    pub replays: u64,
 }
 
 #[async_trait]
@@ -133,6 +166,9 @@ pub trait EventService: Send + Sync + 'static {
     async fn statistics(&self) -> Result<Statistics, Error>;
 
     async fn health(&self) -> Health;
+
+    /// The instances sharing this one's store (this one alone on SQLite), with their claims.
+    async fn cluster(&self) -> Result<Cluster, Error>;
 
     /// Live events matching `filter`; with `since_seq`, every stored match after it comes first.
     fn feed(&self, filter: EventFilter, since_seq: Option<i64>) -> Feed;

@@ -1112,6 +1112,9 @@ pub struct HealthAnswer {
     pub status: String,
     pub version: String,
     pub uptime_s: u64,
+    /// Absent from servers older than several-instance support.
+    #[serde(default)]
+    pub instance_id: String,
     pub storage: StorageHealthAnswer,
     pub nats: String,
 }

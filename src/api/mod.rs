@@ -69,6 +69,7 @@ fn routes(state: AppState) -> Router {
         .merge(routes::processors::router())
         .merge(routes::replay::router())
         .merge(routes::projections::router())
+        .merge(routes::cluster::router())
         .layer(from_fn_with_state(state.clone(), auth::headers));
     let others = with_cors(open.merge(live).merge(managed), layers::cors(&state.limits.cors_origins, OTHER_METHODS));
     Router::new()

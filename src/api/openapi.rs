@@ -71,6 +71,7 @@ use super::state::AppState;
         routes::streams::read_stream,
         routes::projections::read,
         routes::health::health,
+        routes::cluster::cluster,
         routes::metrics::metrics,
         openapi_json,
     ),

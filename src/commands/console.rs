@@ -159,7 +159,7 @@ fn settings(config: &Config) -> Settings {
 }
 
 async fn start_engine(config: &Config) -> anyhow::Result<Engine> {
-    let store = storage::connect(&config.storage.url, &config.storage.options())
+    let store = storage::connect(&config.storage.url, &config.store_options())
         .await
         .with_context(|| format!("cannot open the store {} ([storage] url, --storage-url)", config.storage.url))?;
     Ok(Engine::start(store, config.engine_options()).await?)

@@ -322,7 +322,7 @@ mod tests {
         let mut config = Config::default();
         config.storage.url = format!("sqlite://{}", dir.path().join("demo.db").display());
         config.delivery.allow_private_networks = true;
-        let store = storage::connect(&config.storage.url, &config.storage.options()).await.unwrap();
+        let store = storage::connect(&config.storage.url, &config.store_options()).await.unwrap();
         let engine = Engine::start(store, config.engine_options()).await.unwrap();
         let service: Arc<dyn EventService> = Arc::new(engine.clone());
         let cancel = CancellationToken::new();

@@ -10,7 +10,7 @@ use eventdeck::engine::Engine;
 use eventdeck::storage;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let store = storage::connect(&config.storage.url, &config.storage.options()).await?;
+    let store = storage::connect(&config.storage.url, &config.store_options()).await?;
     let engine = Engine::start(store, config.engine_options()).await?;
     let listener = TcpListener::bind(config.server.addr)
         .await

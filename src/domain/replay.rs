@@ -18,7 +18,8 @@ uuid_id! {
 
 /// Which events a replay takes. Exactly one of ids, stream or time range selects; the type and
 /// source narrow any of them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReplaySelection {
     Ids(Vec<EventId>),
     Stream(String),
@@ -37,8 +38,9 @@ pub enum ReplayTarget {
     Processor { processor_id: ProcessorId },
 }
 
-/// A validated replay request.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated replay request. It is kept with a running replay (as JSON) so that any instance can
+/// carry the replay on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplayRequest {
     pub selection: ReplaySelection,
     pub event_type: Option<TypePattern>,

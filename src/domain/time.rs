@@ -31,6 +31,11 @@ impl Timestamp {
         Self(self.0.saturating_add(i64::try_from(by.as_micros()).unwrap_or(i64::MAX)))
     }
 
+    /// This moment moved `by` earlier (saturating).
+    pub fn minus(self, by: std::time::Duration) -> Self {
+        Self(self.0.saturating_sub(i64::try_from(by.as_micros()).unwrap_or(i64::MAX)))
+    }
+
     /// Microseconds from `earlier` to this moment (negative when `earlier` is later).
     pub const fn micros_since(self, earlier: Timestamp) -> i64 {
         self.0.saturating_sub(earlier.0)

@@ -6,16 +6,14 @@
 //! fsync serves hundreds of requests.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::bus::EngineEvent;
 use super::stats::IngestRate;
-use crate::domain::NewEvent;
+use crate::domain::{Event, NewEvent};
 use crate::metrics::Metrics;
 use crate::service::{Error, Ingested};
 use crate::storage::{Appended, Store};
@@ -30,8 +28,8 @@ pub(super) struct Submission {
 
 pub(super) struct Writer {
     pub store: Arc<dyn Store>,
-    pub bus: broadcast::Sender<EngineEvent>,
-    pub last_seq: Arc<AtomicI64>,
+    /// To the log follower, which puts what was committed on the bus in seq order.
+    pub committed: mpsc::Sender<Vec<Arc<Event>>>,
     pub rate: Arc<IngestRate>,
     pub metrics: Arc<Metrics>,
     pub max_group: usize,
@@ -91,10 +89,7 @@ impl Writer {
         let mut results = appended.into_iter().map(|appended| match appended {
             Appended::Created(event) => {
                 let event = Arc::new(event);
-                self.last_seq.store(event.seq, Ordering::Release);
-                // No subscriber is fine: the event is stored either way.
-                let _ = self.bus.send(EngineEvent::Stored(event.clone()));
-                created.push(event.event_source);
+                created.push(event.clone());
                 Ok(Ingested { event, created: true })
             }
             Appended::Duplicate(event) => {
@@ -112,6 +107,12 @@ impl Writer {
         }
         drop(results);
         self.rate.record(created.len() as u64);
-        self.metrics.commit(elapsed, size, &created, duplicates);
+        let sources: Vec<_> = created.iter().map(|e| e.event_source).collect();
+        self.metrics.commit(elapsed, size, &sources, duplicates);
+        if !created.is_empty() {
+            // The follower stops after the writer, so it is there to receive; the events are stored
+            // either way, and a follower that missed them would read them from the store.
+            let _ = self.committed.send(created).await;
+        }
     }
 }

@@ -36,8 +36,12 @@ use crate::domain::{
     ReplayStarted, Statistics, Subscription, SubscriptionId, Timestamp,
 };
 use crate::metrics::Metrics;
-use crate::service::{DlqAction, DlqPage, Error, EventService, Feed, Health, Ingested, StorageHealth, StreamEvents};
-use crate::storage::Store;
+use crate::service::{
+    Cluster, DlqAction, DlqPage, Error, EventService, Feed, Health, Ingested, Instance, InstanceClaims, StorageHealth,
+    StreamEvents,
+};
+use crate::storage::{InstanceRecord, Store};
+use bus::Bus;
 use ingest::{Submission, Writer};
 use processing::Runner;
 use processors::Processors;
@@ -45,7 +49,15 @@ use stats::IngestRate;
 use stats::Latencies;
 use subscriptions::Subscriptions;
 use workers::delivery::DeliveryWorker;
+use workers::follower::LogFollower;
 use workers::processing::ProcessingWorker;
+
+/// Commits waiting for the log follower; the writer waits when it is full.
+const COMMITTED_QUEUE: usize = 64;
+
+/// The oldest a copy of the processors may be when ingest redacts with it (with a shared store): the
+/// follower reads them every half second, so this is only reached when it is held up.
+const PROCESSORS_MAX_AGE: Duration = Duration::from_millis(700);
 
 /// Sizes of the engine's bounded queues.
 #[derive(Debug, Clone)]
@@ -71,6 +83,11 @@ pub struct EngineOptions {
     pub nats_url: Option<String>,
     /// A replay selecting more events than this needs `confirm`.
     pub replay_confirm_above: u64,
+    /// How long a claim (a delivery in flight, an event in processing, a running replay) outlives its
+    /// work's own timeout before another instance may take it over (`[cluster] lease_secs`).
+    pub lease: Duration,
+    /// Where this instance's HTTP API listens, as other instances and operators see it.
+    pub addr: String,
 }
 
 /// How the processing loop runs (`[processing]`).
@@ -116,6 +133,8 @@ impl Default for EngineOptions {
             processing: ProcessingOptions::default(),
             nats_url: None,
             replay_confirm_above: 10_000,
+            lease: Duration::from_secs(30),
+            addr: String::new(),
         }
     }
 }
@@ -128,7 +147,7 @@ pub struct Engine {
 struct Inner {
     store: Arc<dyn Store>,
     queue: mpsc::Sender<Submission>,
-    bus: broadcast::Sender<EngineEvent>,
+    bus: Bus,
     last_seq: Arc<AtomicI64>,
     rate: Arc<IngestRate>,
     metrics: Arc<Metrics>,
@@ -145,26 +164,33 @@ struct Inner {
     replay_confirm_above: u64,
     /// Whether the processing loop runs; when it does not, every event stays pending.
     processing_enabled: bool,
+    lease: Duration,
+    /// This instance as it records itself in the store.
+    instance: InstanceRecord,
     started: Instant,
     shutdown: CancellationToken,
     /// Stopped first, before the writer, so nothing is left half-recorded.
     workers: Mutex<Vec<JoinHandle<()>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Stopped after the writer: the log follower (which publishes the last commits) and the announcer
+    /// (which writes the last changes), with the token that stops the announcer.
+    last: Mutex<Vec<JoinHandle<()>>>,
+    announcer_stop: CancellationToken,
 }
 
 impl Engine {
     /// Starts the engine's tasks on `store`.
     pub async fn start(store: Arc<dyn Store>, options: EngineOptions) -> Result<Self, Error> {
         let last_seq = Arc::new(AtomicI64::new(store.last_seq().await?));
-        let (bus, _) = broadcast::channel(options.bus_capacity.max(1));
+        let (bus, changes) = Bus::new(options.bus_capacity, !store.exclusive());
         let (queue, submissions) = mpsc::channel(options.queue_capacity.max(1));
+        let (committed, to_follow) = mpsc::channel(COMMITTED_QUEUE);
         let rate = Arc::new(IngestRate::default());
         let metrics = Arc::new(Metrics::new());
         let shutdown = CancellationToken::new();
         let writer = Writer {
             store: store.clone(),
-            bus: bus.clone(),
-            last_seq: last_seq.clone(),
+            committed,
             rate: rate.clone(),
             metrics: metrics.clone(),
             max_group: options.max_group.max(1),
@@ -172,7 +198,21 @@ impl Engine {
         let writer = tokio::spawn(writer.run(submissions, shutdown.clone()));
 
         let subscriptions = Arc::new(Subscriptions::load(store.as_ref()).await?);
+        let processors = Arc::new(Processors::load(store.as_ref()).await?);
         let delivery_wake = Arc::new(Notify::new());
+        let follower = LogFollower {
+            store: store.clone(),
+            bus: bus.clone(),
+            last_seq: last_seq.clone(),
+            subscriptions: subscriptions.clone(),
+            processors: processors.clone(),
+            delivery_wake: delivery_wake.clone(),
+        };
+        let mut last = vec![tokio::spawn(follower.run(to_follow))];
+        let announcer_stop = CancellationToken::new();
+        if let Some(changes) = changes {
+            last.push(tokio::spawn(workers::announcer::run(store.clone(), changes, announcer_stop.clone())));
+        }
         let client = WebhookClient::new(options.allow_private_networks)
             .map_err(|e| Error::Unavailable(format!("cannot build the webhook HTTP client: {e}")))?;
         let delivery = DeliveryWorker {
@@ -183,12 +223,11 @@ impl Engine {
             wake: delivery_wake.clone(),
             concurrency: options.delivery_concurrency.max(1),
             per_subscription: options.delivery_per_subscription.clamp(1, options.delivery_concurrency.max(1)),
-            last_seq: last_seq.clone(),
+            lease: options.lease,
             metrics: metrics.clone(),
         };
         let mut workers = vec![tokio::spawn(delivery.run(shutdown.child_token()))];
 
-        let processors = Arc::new(Processors::load(store.as_ref()).await?);
         let nats = match &options.nats_url {
             Some(url) => Nats::connect(url).await.map_err(Error::Unavailable)?,
             None => Nats::disabled(),
@@ -212,15 +251,25 @@ impl Engine {
                 wake: processing_wake.clone(),
                 options: options.processing.clone(),
                 latencies: latencies.clone(),
+                lease: options.lease,
             };
             workers.push(tokio::spawn(processing.run(shutdown.child_token())));
         }
-        let interrupted =
-            store.fail_running_replays("the server stopped before the replay finished; start it again").await?;
-        if interrupted > 0 {
-            tracing::warn!(interrupted, "replays running at the last stop were marked failed");
+        // Replays this instance (or, on a store it holds alone, its predecessor) was running are carried
+        // on by the heartbeat, here or on another instance.
+        let released = store.release_replays().await?;
+        if released > 0 {
+            tracing::info!(released, "replays running at the last stop will be carried on");
         }
-        Ok(Self {
+        let now = Timestamp::now();
+        let instance = InstanceRecord {
+            instance_id: store.instance_id().to_owned(),
+            addr: options.addr.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: now,
+            last_seen: now,
+        };
+        let engine = Self {
             inner: Arc::new(Inner {
                 store,
                 queue,
@@ -238,12 +287,19 @@ impl Engine {
                 latencies,
                 replay_confirm_above: options.replay_confirm_above,
                 processing_enabled: options.processing.enabled,
+                lease: options.lease,
+                instance,
                 started: Instant::now(),
                 shutdown,
                 workers: Mutex::new(workers),
                 writer: Mutex::new(Some(writer)),
+                last: Mutex::new(last),
+                announcer_stop,
             }),
-        })
+        };
+        let heartbeat = tokio::spawn(workers::heartbeat::run(engine.clone(), engine.inner.shutdown.child_token()));
+        engine.inner.workers.lock().await.push(heartbeat);
+        Ok(engine)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -264,17 +320,35 @@ impl Engine {
     /// store. Idempotent.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        for worker in self.inner.workers.lock().await.drain(..) {
-            if let Err(error) = worker.await {
-                tracing::error!(%error, "an engine worker ended abnormally");
+        // Workers (and replays) first: they release their claims as they stop.
+        loop {
+            // Replays may still be starting while the others stop: take whatever the list holds.
+            let stopping: Vec<JoinHandle<()>> = self.inner.workers.lock().await.drain(..).collect();
+            if stopping.is_empty() {
+                break;
+            }
+            for worker in stopping {
+                if let Err(error) = worker.await {
+                    tracing::error!(%error, "an engine worker ended abnormally");
+                }
             }
         }
-        if let Some(writer) = self.inner.writer.lock().await.take() {
-            if let Err(error) = writer.await {
-                tracing::error!(%error, "the ingest writer ended abnormally");
-            }
-            self.inner.store.close().await;
+        let Some(writer) = self.inner.writer.lock().await.take() else { return };
+        if let Err(error) = writer.await {
+            tracing::error!(%error, "the ingest writer ended abnormally");
         }
+        match self.inner.store.release_replays().await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "running replays are left for another instance or the next start"),
+            Err(error) => tracing::warn!(%error, "could not let go of running replays; their lease ends on its own"),
+        }
+        self.inner.announcer_stop.cancel();
+        for task in self.inner.last.lock().await.drain(..) {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "an engine task ended abnormally");
+            }
+        }
+        self.inner.store.close().await;
     }
 }
 
@@ -284,6 +358,7 @@ impl EventService for Engine {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        self.fresh_processors().await?;
         self.redact(&mut events);
         if self.inner.processing_enabled {
             // An event no processor wants is stored processed: no trip through the processing loop.
@@ -345,9 +420,32 @@ impl EventService for Engine {
             status: if ok { "ok" } else { "degraded" },
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: self.inner.started.elapsed().as_secs(),
+            instance_id: self.inner.instance.instance_id.clone(),
             storage: StorageHealth { backend: self.inner.store.backend(), ok },
             nats: self.inner.runner.nats.state(),
         }
+    }
+
+    async fn cluster(&self) -> Result<Cluster, Error> {
+        let seen_since = Timestamp::now().minus(workers::heartbeat::ALIVE);
+        let instances = self.inner.store.instances(seen_since).await?;
+        Ok(Cluster {
+            instances: instances
+                .into_iter()
+                .map(|(record, claims)| Instance {
+                    instance_id: record.instance_id,
+                    addr: record.addr,
+                    version: record.version,
+                    started_at: record.started_at,
+                    last_seen: record.last_seen,
+                    claims: InstanceClaims {
+                        deliveries: claims.deliveries,
+                        processing: claims.processing,
+                        replays: claims.replays,
+                    },
+                })
+                .collect(),
+        })
     }
 
     fn feed(&self, filter: EventFilter, since_seq: Option<i64>) -> Feed {
@@ -356,11 +454,8 @@ impl EventService for Engine {
 
     async fn create_subscription(&self, mut subscription: Subscription) -> Result<Arc<Subscription>, Error> {
         self.check_url(&subscription.callback_url).await?;
-        let gate = self.inner.subscriptions.gate.write().await;
-        subscription.start_seq = self.inner.last_seq.load(std::sync::atomic::Ordering::Acquire);
-        self.inner.store.insert_subscription(&subscription).await?;
+        subscription.start_seq = self.inner.store.insert_subscription(&subscription).await?;
         let saved = self.inner.subscriptions.put(subscription);
-        drop(gate);
         self.inner.delivery_wake.notify_one();
         Ok(saved)
     }
@@ -499,6 +594,16 @@ impl Engine {
         }
     }
 
+    /// Reads the processors from the store when other instances share it and this copy is older than
+    /// the log follower keeps it, so a `redact` processor created anywhere is applied to every event
+    /// stored here from a second after (never only from a cache that could be stale forever).
+    async fn fresh_processors(&self) -> Result<(), Error> {
+        if !self.inner.store.exclusive() && self.inner.processors.loaded_at().elapsed() > PROCESSORS_MAX_AGE {
+            self.inner.processors.reload(self.inner.store.as_ref()).await?;
+        }
+        Ok(())
+    }
+
     async fn check_url(&self, url: &str) -> Result<(), Error> {
         check_callback_url(url, self.inner.allow_private_networks)
             .await
@@ -508,7 +613,7 @@ impl Engine {
     fn announce_removed(&self, entries: Vec<DeadLetter>) {
         for entry in entries {
             // Nobody listening is fine: the change is stored.
-            let _ = self.inner.bus.send(EngineEvent::DeadLetter { action: DlqAction::Removed, entry: Arc::new(entry) });
+            self.inner.bus.publish(EngineEvent::DeadLetter { action: DlqAction::Removed, entry: Arc::new(entry) });
         }
     }
 }

@@ -1,15 +1,25 @@
 //! The engine's copy of the processors, read by ingest (redaction) and by every processing batch
-//! without touching the store. Every change goes to the store first, then here.
+//! without touching the store. Every change goes to the store first, then here; changes made through
+//! other instances arrive when the log follower reads them again, and ingest reads them itself when the
+//! copy is older than it may be ([`Processors::loaded_at`]).
 
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use crate::domain::{Processor, ProcessorId, ProcessorType};
 use crate::storage::{Error, Store};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Processors {
-    /// Highest priority first, as the store orders them.
-    all: RwLock<Arc<Vec<Arc<Processor>>>>,
+    /// Highest priority first, as the store orders them, and when the read behind them began: every
+    /// processor saved before then is among them.
+    copy: RwLock<(Arc<Vec<Arc<Processor>>>, Instant)>,
+}
+
+impl Default for Processors {
+    fn default() -> Self {
+        Self { copy: RwLock::new((Arc::default(), Instant::now())) }
+    }
 }
 
 impl Processors {
@@ -21,15 +31,24 @@ impl Processors {
 
     /// Reads every processor again, totals included.
     pub async fn reload(&self, store: &dyn Store) -> Result<(), Error> {
-        let all = store.processors().await?;
-        *self.all.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Arc::new(all.into_iter().map(Arc::new).collect());
+        let began = Instant::now();
+        let all = Arc::new(store.processors().await?.into_iter().map(Arc::new).collect());
+        let mut copy = self.copy.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Two reloads racing: the one whose read began later wins.
+        if began >= copy.1 {
+            *copy = (all, began);
+        }
         Ok(())
+    }
+
+    /// When the read behind this copy began: every processor saved before then is in it.
+    pub fn loaded_at(&self) -> Instant {
+        self.copy.read().unwrap_or_else(|poisoned| poisoned.into_inner()).1
     }
 
     /// Every processor, highest priority first.
     pub fn all(&self) -> Arc<Vec<Arc<Processor>>> {
-        self.all.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.copy.read().unwrap_or_else(|poisoned| poisoned.into_inner()).0.clone()
     }
 
     pub fn get(&self, id: ProcessorId) -> Option<Arc<Processor>> {

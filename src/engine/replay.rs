@@ -3,8 +3,9 @@
 //! runs as a background job whose progress is stored and announced on the bus. Originals never change.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::Engine;
@@ -16,7 +17,7 @@ use crate::domain::{
     ReplayStarted, ReplayStatus, ReplayTarget, Subscription, Timestamp,
 };
 use crate::service::Error;
-use crate::storage::NewDelivery;
+use crate::storage::{NewDelivery, StoredReplay};
 
 /// Events read per step of a replay.
 const PAGE: u32 = 500;
@@ -24,11 +25,42 @@ const PAGE: u32 = 500;
 const PROGRESS_POLL: Duration = Duration::from_millis(200);
 
 /// Where the next page of a selection starts.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cursor {
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Position {
     /// Ids: how many were taken; stream: the last version; time range: the last seq.
     position: i64,
     exhausted: bool,
+}
+
+/// How far a replay got, kept with it in the store so that another instance (or this one after a
+/// restart) carries it on from there. A page being worked on when the replay stopped is done again:
+/// replays are at least once.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct ReplayState {
+    next: Position,
+    /// Deliveries queued so far, and processor runs made (and failed) so far.
+    deliveries: u64,
+    processed: u64,
+    processing_failed: u64,
+}
+
+/// Why a replay job stopped working before it was done.
+enum Stopped {
+    Failed(Error),
+    /// Another instance holds it now (this one's lease ran out).
+    TakenOver,
+}
+
+impl From<Error> for Stopped {
+    fn from(error: Error) -> Self {
+        Stopped::Failed(error)
+    }
+}
+
+impl From<crate::storage::Error> for Stopped {
+    fn from(error: crate::storage::Error) -> Self {
+        Stopped::Failed(error.into())
+    }
 }
 
 impl Engine {
@@ -59,21 +91,55 @@ impl Engine {
             finished_at: None,
             error: None,
         };
-        self.inner.store.save_replay(&progress).await?;
-        let replay_id = progress.replay_id;
-        let job = ReplayJob { engine: self.clone(), request, progress };
-        let stop = self.inner.shutdown.child_token();
-        let handle = tokio::spawn(job.run(stop));
-        let mut workers = self.inner.workers.lock().await;
-        // Finished replays need no joining at shutdown; keep the list to what still runs.
-        workers.retain(|worker| !worker.is_finished());
-        workers.push(handle);
+        let job = ReplayJob { engine: self.clone(), request, progress, state: ReplayState::default() };
+        let stored = StoredReplay { progress: job.progress.clone(), plan: job.plan()?, state: job.state_json() };
+        self.inner.store.insert_replay(&stored, self.lease_until()).await?;
+        let replay_id = job.progress.replay_id;
+        self.run_replay(job).await;
         Ok(ReplayStarted {
             replay_id: Some(replay_id),
             status: ReplayStatus::Running,
             events_count,
             events: Vec::new(),
         })
+    }
+
+    /// Runs a replay job in the background until it is done, taken over, or the engine stops.
+    async fn run_replay(&self, job: ReplayJob) {
+        let handle = tokio::spawn(job.run(self.inner.shutdown.child_token()));
+        let mut workers = self.inner.workers.lock().await;
+        // Finished replays need no joining at shutdown; keep the list to what still runs.
+        workers.retain(|worker| !worker.is_finished());
+        workers.push(handle);
+    }
+
+    /// Carries on the replays whose instance let go of them or died (their lease ran out): the ones this
+    /// instance ran before a restart, and other instances' after they stopped.
+    pub(super) async fn take_over_replays(&self) -> Result<(), crate::storage::Error> {
+        while let Some(stored) = self.inner.store.claim_replay(Timestamp::now(), self.lease_until()).await? {
+            let replay_id = stored.progress.replay_id;
+            let plan = serde_json::from_str::<ReplayRequest>(&stored.plan);
+            let state = serde_json::from_str::<ReplayState>(&stored.state);
+            let (request, state) = match (plan, state) {
+                (Ok(request), Ok(state)) => (request, state),
+                (Err(error), _) | (_, Err(error)) => {
+                    let mut progress = stored.progress;
+                    progress.status = ReplayStatus::Failed;
+                    progress.finished_at = Some(Timestamp::now());
+                    progress.error = Some(format!("this replay cannot be carried on ({error}): start it again"));
+                    self.inner.store.save_replay(&progress, &stored.state, self.lease_until()).await?;
+                    continue;
+                }
+            };
+            tracing::info!(%replay_id, done = stored.progress.done, "carrying on a replay another run left");
+            self.run_replay(ReplayJob { engine: self.clone(), request, progress: stored.progress, state }).await;
+        }
+        Ok(())
+    }
+
+    /// When a claim taken now runs out.
+    fn lease_until(&self) -> Timestamp {
+        Timestamp::now().plus(self.inner.lease)
     }
 
     fn check_target(&self, target: Option<ReplayTarget>) -> Result<(), Error> {
@@ -109,7 +175,7 @@ impl Engine {
             return Ok((page.total, page.events.into_iter().map(Arc::new).collect()));
         }
         let (mut count, mut sample) = (0u64, Vec::new());
-        let mut cursor = Cursor::default();
+        let mut cursor = Position::default();
         loop {
             let page = self.selection_page(request, &mut cursor).await?;
             if page.is_empty() {
@@ -122,7 +188,7 @@ impl Engine {
     }
 
     /// The next events of the selection, in order, after `cursor` (empty at the end).
-    async fn selection_page(&self, request: &ReplayRequest, cursor: &mut Cursor) -> Result<Vec<Event>, Error> {
+    async fn selection_page(&self, request: &ReplayRequest, cursor: &mut Position) -> Result<Vec<Event>, Error> {
         let wanted = |event: &Event| {
             request.event_type.as_ref().is_none_or(|p| p.matches(&event.event_type))
                 && request.event_source.is_none_or(|s| s == event.event_source)
@@ -177,35 +243,42 @@ struct ReplayJob {
     engine: Engine,
     request: ReplayRequest,
     progress: ReplayProgress,
+    state: ReplayState,
 }
 
 impl ReplayJob {
+    /// Works until done or failed, and records how it ended; a job the engine stops, or another
+    /// instance took over, is left running in the store for whoever carries it on.
     async fn run(mut self, stop: CancellationToken) {
         let outcome = tokio::select! {
             outcome = self.work() => outcome,
-            () = stop.cancelled() => Err(Error::ShuttingDown),
+            () = stop.cancelled() => return,
         };
         self.progress.finished_at = Some(Timestamp::now());
         match outcome {
             Ok(()) => self.progress.status = ReplayStatus::Completed,
-            Err(error) => {
+            Err(Stopped::TakenOver) => {
+                tracing::warn!(replay_id = %self.progress.replay_id, "another instance carries this replay on");
+                return;
+            }
+            Err(Stopped::Failed(error)) => {
                 tracing::warn!(replay_id = %self.progress.replay_id, %error, "replay failed");
                 self.progress.status = ReplayStatus::Failed;
                 self.progress.error = Some(error.to_string());
             }
         }
-        self.publish().await;
+        // Ended either way: whether its last word could be saved changes nothing more.
+        let _ = self.publish().await;
     }
 
     /// Sends every selected event to its targets, then waits for the deliveries it queued to finish.
-    async fn work(&mut self) -> Result<(), Error> {
+    async fn work(&mut self) -> Result<(), Stopped> {
         let engine = self.engine.clone();
         let inner = &engine.inner;
         let replay_id = self.progress.replay_id;
-        let (mut deliveries, mut processed, mut processing_failed) = (0u64, 0u64, 0u64);
-        let mut cursor = Cursor::default();
         loop {
-            let page = engine.selection_page(&self.request, &mut cursor).await?;
+            let mut next = self.state.next;
+            let page = engine.selection_page(&self.request, &mut next).await?;
             if page.is_empty() {
                 break;
             }
@@ -224,7 +297,7 @@ impl ReplayJob {
                 })
                 .collect();
             if !queued.is_empty() {
-                deliveries += queued.len() as u64;
+                self.state.deliveries += queued.len() as u64;
                 self.progress.total += queued.len() as u64;
                 inner.store.enqueue_deliveries(queued, None).await?;
                 inner.delivery_wake.notify_one();
@@ -237,25 +310,29 @@ impl ReplayJob {
                     .into_iter()
                     .flat_map(|(event, results)| results.into_iter().map(move |r| (event.seq, r)))
                     .collect();
-                processed += results.len() as u64;
-                processing_failed += results.iter().filter(|(_, r)| !r.success).count() as u64;
+                self.state.processed += results.len() as u64;
+                self.state.processing_failed += results.iter().filter(|(_, r)| !r.success).count() as u64;
                 self.progress.total += results.len() as u64;
                 inner.store.record_results(&results).await?;
             }
-            self.progress.done = processed;
-            self.progress.failed = processing_failed;
-            self.publish().await;
+            self.state.next = next;
+            self.progress.done = self.state.processed;
+            self.progress.failed = self.state.processing_failed;
+            self.publish().await?;
         }
 
-        // Deliveries finish on the dispatcher's schedule (retries included); count them as they do.
+        // Deliveries finish on the dispatchers' schedule (retries included); count them as they do, and
+        // keep the lease while waiting.
+        let mut saved = Instant::now();
         loop {
             let (finished, dead) = inner.store.replay_deliveries_finished(replay_id).await?;
-            let (done, failed) = (processed + finished, processing_failed + dead);
-            if (done, failed) != (self.progress.done, self.progress.failed) {
+            let (done, failed) = (self.state.processed + finished, self.state.processing_failed + dead);
+            if (done, failed) != (self.progress.done, self.progress.failed) || saved.elapsed() >= inner.lease / 3 {
                 (self.progress.done, self.progress.failed) = (done, failed);
-                self.publish().await;
+                self.publish().await?;
+                saved = Instant::now();
             }
-            if finished >= deliveries {
+            if finished >= self.state.deliveries {
                 return Ok(());
             }
             tokio::time::sleep(PROGRESS_POLL).await;
@@ -281,12 +358,29 @@ impl ReplayJob {
         self.request.target.is_some() || subscription.matches(event)
     }
 
-    /// Stores the progress and announces it; a failure to store is logged, the job goes on.
-    async fn publish(&self) {
-        if let Err(error) = self.engine.inner.store.save_replay(&self.progress).await {
-            tracing::warn!(replay_id = %self.progress.replay_id, %error, "could not save replay progress");
+    fn plan(&self) -> Result<String, Error> {
+        serde_json::to_string(&self.request)
+            .map_err(|e| Error::Unavailable(format!("the replay request could not be kept: {e}")))
+    }
+
+    fn state_json(&self) -> String {
+        // Plain numbers and flags: it always serialises.
+        serde_json::to_string(&self.state).unwrap_or_default()
+    }
+
+    /// Stores the progress and state (renewing the lease) and announces the progress. A failure to
+    /// store is logged and the job goes on (its lease may run out); `TakenOver` when another instance
+    /// holds the replay now.
+    async fn publish(&self) -> Result<(), Stopped> {
+        let inner = &self.engine.inner;
+        match inner.store.save_replay(&self.progress, &self.state_json(), self.engine.lease_until()).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Stopped::TakenOver),
+            Err(error) => {
+                tracing::warn!(replay_id = %self.progress.replay_id, %error, "could not save replay progress")
+            }
         }
-        // Nobody listening is fine: the progress is stored.
-        let _ = self.engine.inner.bus.send(EngineEvent::Replay(Arc::new(self.progress.clone())));
+        inner.bus.publish(EngineEvent::Replay(Arc::new(self.progress.clone())));
+        Ok(())
     }
 }

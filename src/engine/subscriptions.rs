@@ -1,5 +1,6 @@
 //! The engine's copy of the subscriptions, read on every fan-out and send without touching the store.
-//! Every change goes to the store first, then here.
+//! Every change goes to the store first, then here; changes made through other instances arrive when
+//! the log follower reads them again (twice a second).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -11,10 +12,6 @@ use crate::storage::{Error, Store};
 #[derive(Debug, Default)]
 pub struct Subscriptions {
     by_id: RwLock<HashMap<SubscriptionId, Arc<Subscription>>>,
-    /// Held for reading by a fan-out from reading the subscriptions until its cursor has moved, and
-    /// for writing while a new subscription takes its start: so no event after a subscription's start
-    /// is ever fanned out without it.
-    pub gate: tokio::sync::RwLock<()>,
 }
 
 impl Subscriptions {
@@ -24,10 +21,17 @@ impl Subscriptions {
         Ok(cache)
     }
 
-    pub async fn reload(&self, store: &dyn Store) -> Result<(), Error> {
-        let all = store.subscriptions().await?;
-        *self.write() = all.into_iter().map(|s| (s.subscription_id, Arc::new(s))).collect();
-        Ok(())
+    /// Reads every subscription again; true when something changed.
+    pub async fn reload(&self, store: &dyn Store) -> Result<bool, Error> {
+        let all: HashMap<SubscriptionId, Arc<Subscription>> =
+            store.subscriptions().await?.into_iter().map(|s| (s.subscription_id, Arc::new(s))).collect();
+        let mut current = self.write();
+        let changed = current.len() != all.len()
+            || all.iter().any(|(id, new)| current.get(id).is_none_or(|old| old.as_ref() != new.as_ref()));
+        if changed {
+            *current = all;
+        }
+        Ok(changed)
     }
 
     pub fn get(&self, id: SubscriptionId) -> Option<Arc<Subscription>> {

@@ -152,6 +152,7 @@ pub(super) fn health(answer: HealthAnswer) -> Health {
         status: intern(&answer.status),
         version: intern(&answer.version),
         uptime_s: answer.uptime_s,
+        instance_id: answer.instance_id,
         storage: StorageHealth { backend: intern(&answer.storage.backend), ok: answer.storage.ok },
         nats: intern(&answer.nats),
     }
@@ -163,6 +164,7 @@ pub(super) fn unreachable_health() -> Health {
         status: "degraded",
         version: "unknown",
         uptime_s: 0,
+        instance_id: String::new(),
         storage: StorageHealth { backend: "unknown", ok: false },
         nats: "unknown",
     }

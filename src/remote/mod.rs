@@ -21,7 +21,7 @@ use crate::domain::{
     Processor, ProcessorId, Projection, ProjectionAt, ReplayId, ReplayProgress, ReplayRequest, ReplayStarted,
     Statistics, Subscription, SubscriptionId,
 };
-use crate::service::{self, DlqPage, EventService, Feed, Health, Ingested, StreamEvents};
+use crate::service::{self, Cluster, DlqPage, EventService, Feed, Health, Ingested, StreamEvents};
 use crate::wire::{
     AttemptList, BatchAnswer, BatchItem, DlqRetry, EventCreate, HealthAnswer, ProcessorCreate, ProcessorList,
     QueryAnswer, ReplayCreate, ResultList, Retried, SubscriptionCreate, SubscriptionList, SubscriptionUpdate,
@@ -350,6 +350,10 @@ impl EventService for RemoteClient {
     async fn replay(&self, request: ReplayRequest) -> Result<ReplayStarted, service::Error> {
         let body = ReplayCreate::from(&request);
         self.json(self.events(Method::POST, &["replay"]).json(&body), None).await
+    }
+
+    async fn cluster(&self) -> Result<Cluster, service::Error> {
+        self.json(self.request(Method::GET, &["api", "v1", "cluster"]), None).await
     }
 
     async fn replay_progress(&self, id: ReplayId) -> Result<ReplayProgress, service::Error> {

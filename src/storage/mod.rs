@@ -40,11 +40,14 @@ pub struct StoreOptions {
     /// Most connections a pooled backend (PostgreSQL) opens. SQLite always has one writer and a
     /// few readers.
     pub max_connections: u32,
+    /// The instance this process is (`[cluster] instance_id`): the claims it takes carry it, and only
+    /// its own claims are released when it starts or stops.
+    pub instance_id: String,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { sync: SyncMode::Full, max_connections: 16 }
+        Self { sync: SyncMode::Full, max_connections: 16, instance_id: "local".to_owned() }
     }
 }
 
@@ -91,10 +94,16 @@ impl Appended {
 }
 
 /// Everything the engine needs from a database: the event log, the delivery tables, processing,
-/// replays, projections.
-pub trait Store: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore {}
+/// replays, projections, and what instances sharing it know of each other.
+///
+/// Claims (deliveries in flight, events in processing, running replays) carry the instance that took
+/// them and a lease. An instance releases only its own claims when it starts or stops; anyone's claim
+/// whose lease has run out may be taken by any instance. On a store that one process holds
+/// exclusively ([`ClusterStore::exclusive`]), every claim found at start was that process's
+/// predecessor's, and releasing "its own" claims releases them all.
+pub trait Store: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore {}
 
-impl<T: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore> Store for T {}
+impl<T: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore> Store for T {}
 
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -104,6 +113,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// Stores a group of events in one transaction, answering one [`Appended`] per event in order.
     /// The store assigns id, seq, stream version and `created_at`; idempotency keys and expected
     /// versions are checked inside the transaction, also between events of the same group.
+    ///
+    /// Seqs are assigned in commit order, across every instance sharing the store: once any reader has
+    /// seen seq N, no event with a smaller seq appears later. Everything that reads "after seq N" (live
+    /// feeds and their resume, the delivery fan-out, replays) relies on it.
     async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, Error>;
 
     async fn event(&self, id: EventId) -> Result<Option<Event>, Error>;
@@ -188,34 +201,57 @@ pub struct DeliveryResult {
     pub next: NextStep,
 }
 
+/// How far a worker has read the event log: the last seq it handled, and (for the delivery fan-out)
+/// the epoch of the subscriptions it read with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub seq: i64,
+    /// Moves on whenever a subscription is created or changed, so a fan-out that read the
+    /// subscriptions before cannot move the cursor ([`DeliveryStore::enqueue_deliveries`]).
+    pub epoch: i64,
+}
+
+/// The cursor the delivery fan-out moves, whose epoch subscription changes move on.
+pub const DELIVERY_CURSOR: &str = "delivery";
+
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
-    async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), Error>;
+    /// Saves a new subscription, starting it at the last seq stored (it receives the events stored
+    /// after it), and moves the delivery cursor's epoch on; returns that start seq.
+    async fn insert_subscription(&self, subscription: &Subscription) -> Result<i64, Error>;
 
     /// Every subscription, secrets included, oldest first.
     async fn subscriptions(&self) -> Result<Vec<Subscription>, Error>;
 
-    /// Replaces a subscription; when it is disabled, its pending deliveries are cancelled in the same
-    /// transaction. False when it does not exist.
+    /// Replaces a subscription (keeping its start seq) and moves the delivery cursor's epoch on; when it
+    /// is disabled, its pending deliveries are cancelled in the same transaction. False when it does
+    /// not exist.
     async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, Error>;
 
     /// Deletes a subscription and cancels its pending deliveries. False when it does not exist.
     async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, Error>;
 
-    /// How far the worker `name` has read the event log (0 at first).
-    async fn cursor(&self, name: &str) -> Result<i64, Error>;
+    /// How far the worker `name` has read the event log (seq and epoch 0 at first).
+    async fn cursor(&self, name: &str) -> Result<Cursor, Error>;
 
-    /// Writes deliveries and moves the cursor `(name, seq)` when given, in one transaction, so a crash can
-    /// never lose a delivery between reading the log and queueing it.
-    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, cursor: Option<(&str, i64)>) -> Result<(), Error>;
+    /// Writes deliveries and moves the cursor `name` from `from` to seq `to`, in one transaction, so a
+    /// crash can never lose a delivery between reading the log and queueing it, and two instances never
+    /// queue the same stretch of the log: when the cursor is no longer at `from` (seq and epoch),
+    /// nothing is written and the answer is false. Without a cursor, the deliveries are written.
+    async fn enqueue_deliveries(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        cursor: Option<CursorMove<'_>>,
+    ) -> Result<bool, Error>;
 
-    /// Returns every in-flight claim to pending (after a restart nothing is in flight any more).
+    /// Returns this instance's deliveries in flight to pending (see [`Store`] on claims).
     async fn release_claims(&self) -> Result<u64, Error>;
 
-    /// Claims, for each `(subscription, n)` of `wants`, up to `n` of that subscription's deliveries due by
-    /// `now` (the longest due first), leasing them until `lease_until`. Claims whose lease ran out before
-    /// `now` are due again first. Claiming per subscription keeps one endpoint's backlog from standing in
-    /// front of another's.
+    /// Claims for this instance, for each `(subscription, n)` of `wants`, up to `n` of that
+    /// subscription's deliveries due by `now` (the longest due first), leasing them until `lease_until`.
+    /// Claims whose lease ran out before `now` are due again first. Claiming per subscription keeps one
+    /// endpoint's backlog from standing in front of another's. Instances claiming at once never get
+    /// the same delivery.
     async fn claim_deliveries(
         &self,
         now: Timestamp,
@@ -225,6 +261,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Records attempts and next steps in one transaction; returns the dead letters it wrote. Counts
     /// go to the `delivery` counters: `attempts`, `retries` (attempts after the first), `delivered`, `dead`.
+    /// A delivery whose claim this instance no longer holds (its lease ran out and another instance took
+    /// it) keeps its attempt in the history, but its state is the new holder's to decide.
     async fn complete_deliveries(&self, results: Vec<DeliveryResult>) -> Result<Vec<DeadLetter>, Error>;
 
     /// Every attempt made for an event, oldest first.
@@ -242,6 +280,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Removes an entry; the event and its delivery record stay.
     async fn discard_dead_letter(&self, id: DlqId) -> Result<Option<DeadLetter>, Error>;
+}
+
+/// A move of a cursor: from where it is expected to be to a new seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorMove<'a> {
+    pub name: &'a str,
+    pub from: Cursor,
+    pub to: i64,
 }
 
 /// An event claimed for processing.
@@ -314,7 +360,7 @@ pub trait ProcessingStore: Send + Sync + 'static {
     /// False when it does not exist.
     async fn delete_processor(&self, id: ProcessorId) -> Result<bool, Error>;
 
-    /// Returns every event left in `processing` to `pending` (after a restart nothing is in flight).
+    /// Returns this instance's events in `processing` to `pending` (see [`Store`] on claims).
     async fn release_processing(&self) -> Result<u64, Error>;
 
     /// When the next event becomes claimable, if any is waiting: a pending event's due time, or the
@@ -322,8 +368,9 @@ pub trait ProcessingStore: Send + Sync + 'static {
     async fn next_processing_due(&self) -> Result<Option<Timestamp>, Error>;
 
     /// In one transaction: records the outcomes of the last batch (results, each event's next status,
-    /// counters, processor totals, dead letters) and claims the next batch, so a busy loop pays one
-    /// commit per batch.
+    /// counters, processor totals, dead letters) and claims the next batch for this instance, so a busy
+    /// loop pays one commit per batch. An event whose claim this instance no longer holds (its lease
+    /// ran out and another instance took it) keeps its results, but its status is the new holder's.
     async fn complete_and_claim(
         &self,
         outcomes: Vec<ProcessingOutcome>,
@@ -339,16 +386,96 @@ pub trait ProcessingStore: Send + Sync + 'static {
 
 #[async_trait]
 pub trait ReplayStore: Send + Sync + 'static {
-    /// Inserts or replaces a replay job's progress.
-    async fn save_replay(&self, progress: &ReplayProgress) -> Result<(), Error>;
+    /// Saves a new running replay, claimed by this instance until `lease_until`.
+    async fn insert_replay(&self, job: &StoredReplay, lease_until: Timestamp) -> Result<(), Error>;
+
+    /// Saves a replay's progress and state and extends its lease to `lease_until`, if this instance
+    /// still holds it; false when it does not (its lease ran out and another instance took it over).
+    async fn save_replay(&self, progress: &ReplayProgress, state: &str, lease_until: Timestamp) -> Result<bool, Error>;
 
     async fn replay(&self, id: ReplayId) -> Result<Option<ReplayProgress>, Error>;
 
     /// How many of a replay's deliveries have finished, and how many of those were dead-lettered.
     async fn replay_deliveries_finished(&self, id: ReplayId) -> Result<(u64, u64), Error>;
 
-    /// Marks replays still running (from before a restart) as failed with `reason`.
-    async fn fail_running_replays(&self, reason: &str) -> Result<u64, Error>;
+    /// Takes over one running replay whose lease ran out before `now` (its instance died or let go of
+    /// it), leasing it to this instance until `lease_until`. Two instances never take the same one.
+    async fn claim_replay(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<StoredReplay>, Error>;
+
+    /// Lets go of this instance's running replays (see [`Store`] on claims): their lease ends now, so
+    /// another instance, or this one once it starts again, carries them on.
+    async fn release_replays(&self) -> Result<u64, Error>;
+}
+
+/// A replay as the store keeps it, so that any instance can carry it on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReplay {
+    pub progress: ReplayProgress,
+    /// What to replay, as the engine wrote it (JSON).
+    pub plan: String,
+    /// How far the replay got, as the engine wrote it (JSON).
+    pub state: String,
+}
+
+/// One instance, as it records itself in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub instance_id: String,
+    /// Where its HTTP API listens.
+    pub addr: String,
+    pub version: String,
+    pub started_at: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+/// How many claims an instance holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceClaims {
+    pub deliveries: u64,
+    pub processing: u64,
+    pub replays: u64,
+}
+
+/// A change an instance made that the others show on their live streams or act on, recorded as the
+/// engine wrote it (JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub id: i64,
+    /// The instance that made it.
+    pub origin: String,
+    pub body: String,
+}
+
+#[async_trait]
+pub trait ClusterStore: Send + Sync + 'static {
+    /// True when this process holds the store exclusively: no other instance can share it, so there
+    /// is nothing to tell others and nobody else's claims to respect.
+    fn exclusive(&self) -> bool;
+
+    /// The instance whose claims this store takes (`StoreOptions::instance_id`).
+    fn instance_id(&self) -> &str;
+
+    /// Records this instance (`record.instance_id` is this store's) as seen at `record.last_seen`.
+    async fn heartbeat(&self, record: &InstanceRecord) -> Result<(), Error>;
+
+    /// Removes this instance's record: it is stopping.
+    async fn leave(&self) -> Result<(), Error>;
+
+    /// The instances last seen at or after `since`, with the claims each holds, in order of their start.
+    async fn instances(&self, since: Timestamp) -> Result<Vec<(InstanceRecord, InstanceClaims)>, Error>;
+
+    /// Appends changes this instance made, in order. Change ids follow commit order across instances,
+    /// like seqs: once a reader has seen id N, no change with a smaller id appears later.
+    async fn record_changes(&self, bodies: &[String]) -> Result<(), Error>;
+
+    /// The changes after `id`, every instance's, in id order, at most `limit`.
+    async fn changes_after(&self, id: i64, limit: u32) -> Result<Vec<Change>, Error>;
+
+    /// The id of the newest change, 0 when there is none.
+    async fn last_change(&self) -> Result<i64, Error>;
+
+    /// Forgets the changes recorded before `before`; returns how many.
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64, Error>;
 }
 
 /// A stream folded up to `version`: what a cached projection and a snapshot both hold.

@@ -9,7 +9,7 @@ use crate::domain::{
     DeadLetter, DeliveryAttempt, DlqId, Event, EventId, EventPage, ProcessingResult, Processor, ReplayProgress,
     ReplayRequest, ReplayStarted, Statistics, Subscription, SubscriptionId, Timestamp,
 };
-use crate::service::{DlqPage, Error, FeedItem, Health};
+use crate::service::{Cluster, DlqPage, Error, FeedItem, Health};
 
 /// Everything that changes the console's state.
 #[derive(Debug)]
@@ -118,6 +118,8 @@ pub enum Response {
     Connection(crate::remote::ConnectionState),
     Statistics(Result<Statistics, Error>),
     Health(Health),
+    /// The instances sharing the store.
+    Cluster(Result<Cluster, Error>),
     /// The live feed of `generation` ended with an error; it resumes by itself after a pause.
     FeedLost {
         generation: u64,

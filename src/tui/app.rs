@@ -40,6 +40,8 @@ pub enum Connection {
 #[derive(Debug, Clone)]
 pub struct StatusState {
     pub health: Option<Health>,
+    /// How many instances share the store, when known.
+    pub instances: Option<usize>,
     pub connection: Connection,
     pub last_error: Option<(String, Timestamp)>,
     /// A passing message (what an action did), shown for a few seconds.
@@ -101,6 +103,7 @@ impl App {
             subscriptions: SubscriptionsState::default(),
             status: StatusState {
                 health: None,
+                instances: None,
                 connection: Connection::Connecting,
                 last_error: None,
                 message: None,
@@ -119,8 +122,14 @@ impl App {
         if let Some(error) = app.origin.api_error.clone() {
             app.status.last_error = Some((error, now));
         }
-        let effects =
-            vec![app.live.start_feed(), Effect::Statistics, Effect::Health, Effect::Processors, Effect::Subscriptions];
+        let effects = vec![
+            app.live.start_feed(),
+            Effect::Statistics,
+            Effect::Health,
+            Effect::Cluster,
+            Effect::Processors,
+            Effect::Subscriptions,
+        ];
         (app, effects)
     }
 
@@ -386,6 +395,7 @@ impl App {
         if self.ticks.is_multiple_of(5) && !self.polls.health {
             self.polls.health = true;
             effects.push(Effect::Health);
+            effects.push(Effect::Cluster);
         }
         match self.pane {
             Pane::Processors if self.ticks.is_multiple_of(2) => effects.extend(self.poll_processors()),
@@ -488,6 +498,8 @@ impl App {
                 self.polls.health = false;
                 self.status.health = Some(health);
             }
+            // An older server without the cluster endpoint: the count stays unknown.
+            Response::Cluster(cluster) => self.status.instances = cluster.ok().map(|c| c.instances.len()),
             Response::FeedLost { generation, error } => {
                 if generation == self.live.generation {
                     self.live.feed_error = Some(error.to_string());

@@ -48,6 +48,8 @@ pub enum Effect {
     },
     Statistics,
     Health,
+    /// The instances sharing the store, for the status bar.
+    Cluster,
     Query {
         request: u64,
         query: EventQuery,
@@ -129,6 +131,7 @@ pub async fn call(service: Arc<dyn EventService>, effect: Effect) -> Action {
         Effect::StartFeed { generation, filter } => return backfill(service.as_ref(), &filter, generation).await.0,
         Effect::Statistics => Response::Statistics(service.statistics().await),
         Effect::Health => Response::Health(service.health().await),
+        Effect::Cluster => Response::Cluster(service.cluster().await),
         Effect::Query { request, query } => Response::History { request, result: service.query(query).await },
         Effect::EventDetail(event_id) => {
             let (event, results, attempts) = tokio::join!(

@@ -116,6 +116,9 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(separator());
         let storage = format!("{}{}", health.storage.backend, if health.storage.ok { "" } else { " (down)" });
         spans.push(Span::styled(storage, if health.storage.ok { Style::new() } else { theme::error() }));
+        if let Some(instances) = app.status.instances {
+            spans.push(Span::raw(format!(" · {instances} instance{}", if instances == 1 { "" } else { "s" })));
+        }
         spans.push(separator());
         spans.push(Span::raw(format!("NATS {}", health.nats)));
     }

@@ -18,7 +18,9 @@ use eventdeck::domain::{
     NewEvent, Processor, ProcessorType, ReplayId, ReplayProgress, ReplayStarted, ReplayStatus, ReplayTarget,
     RetryPolicy, Statistics, Subscription, SubscriptionId, Timestamp, TypePattern,
 };
-use eventdeck::service::{DlqAction, DlqPage, EventService, FeedItem, Health, StorageHealth};
+use eventdeck::service::{
+    Cluster, DlqAction, DlqPage, EventService, FeedItem, Health, Instance, InstanceClaims, StorageHealth,
+};
 use eventdeck::tui::action::{Action, EventDetail, FeedBatch, Response};
 use eventdeck::tui::app::App;
 use eventdeck::tui::effects::{self, Effect, Runner};
@@ -139,6 +141,7 @@ fn health() -> Health {
         status: "ok",
         version: "0.1.0",
         uptime_s: 5,
+        instance_id: "deck-1".into(),
         storage: StorageHealth { backend: "sqlite", ok: true },
         nats: "disabled",
     }
@@ -159,6 +162,7 @@ fn app_with(mode: OriginMode) -> App {
             Effect::StartFeed { generation: 1, filter: EventFilter::default() },
             Effect::Statistics,
             Effect::Health,
+            Effect::Cluster,
             Effect::Processors,
             Effect::Subscriptions
         ]
@@ -245,6 +249,19 @@ fn loaded_app() -> (App, Vec<Arc<Subscription>>, Vec<Arc<Processor>>) {
 fn an_empty_console_says_how_to_get_events_in() {
     let mut app = app();
     respond(&mut app, Response::Health(health()));
+    let cluster = Cluster {
+        instances: (0..3)
+            .map(|i| Instance {
+                instance_id: format!("deck-{i}"),
+                addr: format!("10.0.0.{i}:8686"),
+                version: "0.1.0".into(),
+                started_at: now(),
+                last_seen: now(),
+                claims: InstanceClaims::default(),
+            })
+            .collect(),
+    };
+    respond(&mut app, Response::Cluster(Ok(cluster)));
     let text = screen(&app);
     assert_shows(
         &text,
@@ -257,7 +274,7 @@ fn an_empty_console_says_how_to_get_events_in() {
         ],
     );
     let status = text.lines().last().unwrap();
-    assert_shows(status, &["EMBEDDED", "http://127.0.0.1:8686", "sqlite", "NATS disabled"]);
+    assert_shows(status, &["EMBEDDED", "http://127.0.0.1:8686", "sqlite · 3 instances", "NATS disabled"]);
 }
 
 #[test]

@@ -371,3 +371,44 @@ async fn a_nats_processor_publishes_each_event_to_its_subject() {
     wait_for_status(&server, event["event_id"].as_str().unwrap(), "processed").await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_replay_running_when_the_server_stops_is_carried_on_after_it_starts_again() {
+    let (server, sink) = (TestServer::start().await, Sink::start().await);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(server.create(json!({"event_type": "order.created", "data": {"n": n}})).await["event_id"].clone());
+    }
+    sink.answer("stuck", Answer::Hang);
+    let (_, subscription) = server
+        .post(
+            "/api/v1/events/subscriptions",
+            &json!({"callback_url": sink.url("stuck"), "retry_policy": {"timeout_ms": 30000, "max_retries": 0}}),
+        )
+        .await;
+    let body = json!({"event_ids": ids, "target": {"subscription_id": subscription["subscription_id"]}});
+    let (status, started) = server.post("/api/v1/events/replay", &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let replay_id = started["replay_id"].as_str().unwrap().to_owned();
+    // Its deliveries hang: the replay cannot finish before the stop.
+    sink.wait_for("stuck", 3, WAIT).await;
+
+    let server = server.restart().await;
+    let (_, progress) = server.get(&format!("/api/v1/events/replay/{replay_id}")).await;
+    assert_eq!(progress["status"], "running", "a stop leaves the replay to be carried on: {progress}");
+    sink.answer("stuck", Answer::Status(200));
+    let progress = replay_done(&server, &replay_id).await;
+    assert_eq!(progress["status"], "completed", "{progress}");
+    assert_eq!((progress["total"].as_u64(), progress["done"].as_u64()), (Some(3), Some(3)), "{progress}");
+    // The deliveries abandoned at the stop were sent again, and nothing was queued twice.
+    let received = sink.wait_for("stuck", 6, WAIT).await;
+    let mut sent: Vec<String> =
+        received[3..].iter().map(|r| r.json()["event"]["event_id"].as_str().unwrap().to_owned()).collect();
+    sent.sort();
+    let mut expected: Vec<String> = ids.iter().map(|id| id.as_str().unwrap().to_owned()).collect();
+    expected.sort();
+    assert_eq!(sent, expected);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received("stuck").len(), 6);
+    server.stop().await;
+}

@@ -393,7 +393,7 @@ impl Instance {
         config.storage.url = format!("sqlite://{}", db.display());
         config.processing.enabled = false;
         config.live.keep_alive_secs = 1;
-        let store = storage::connect(&config.storage.url, &config.storage.options()).await.expect("open store");
+        let store = storage::connect(&config.storage.url, &config.store_options()).await.expect("open store");
         let engine = Engine::start(store, config.engine_options()).await.expect("engine");
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the same port again");
         let shutdown = CancellationToken::new();

@@ -26,6 +26,7 @@ pub struct TestServer {
     pub api_key: Option<String>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    config: Config,
     _dir: TempDir,
 }
 
@@ -44,7 +45,12 @@ impl TestServer {
         // under them. Tests of processing turn it on.
         config.processing.enabled = false;
         configure(&mut config);
-        let store = storage::connect(&config.storage.url, &config.storage.options()).await.expect("open store");
+        Self::launch(config, dir).await
+    }
+
+    /// Starts engine and server on `config`'s store, which lives in `dir`.
+    async fn launch(config: Config, dir: TempDir) -> Self {
+        let store = storage::connect(&config.storage.url, &config.store_options()).await.expect("open store");
         let engine = Engine::start(store, config.engine_options()).await.expect("start engine");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -57,7 +63,26 @@ impl TestServer {
         };
         let server = tokio::spawn(api::serve(listener, state));
         let api_key = config.auth.api_keys.first().cloned();
-        Self { base, client: reqwest::Client::new(), engine, api_key, shutdown, server: Some(server), _dir: dir }
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            engine,
+            api_key,
+            shutdown,
+            server: Some(server),
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// Stops cleanly and starts again on the same store (on a new port).
+    pub async fn restart(mut self) -> Self {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server");
+        }
+        self.engine.shutdown().await;
+        Self::launch(self.config.clone(), self._dir).await
     }
 
     pub fn url(&self, path: &str) -> String {

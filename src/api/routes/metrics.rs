@@ -27,17 +27,19 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         let query = DlqQuery { kind: Some(kind), limit: 1, ..DlqQuery::default() };
         service.dead_letters(query).await.map(|page| page.total)
     };
-    let (statistics, delivery, processing, health) = tokio::try_join!(
+    let (statistics, delivery, processing, health, cluster) = tokio::try_join!(
         service.statistics(),
         dlq_total(DeadLetterKind::Delivery),
         dlq_total(DeadLetterKind::Processing),
         async { Ok(service.health().await) },
+        service.cluster(),
     )?;
     state.metrics.set_store_gauges(&StoreGauges {
         events_pending: statistics.pending_events,
         dlq_delivery: i64::try_from(delivery).unwrap_or(i64::MAX),
         dlq_processing: i64::try_from(processing).unwrap_or(i64::MAX),
         nats_connected: health.nats == "connected",
+        instances: i64::try_from(cluster.instances.len()).unwrap_or(i64::MAX),
     });
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], state.metrics.encode()))
 }

@@ -1,4 +1,8 @@
-//! Long-running engine tasks, one per file, each stopped by a `CancellationToken`.
+//! Long-running engine tasks, one per file, each stopped by a `CancellationToken` (the log follower by
+//! the ingest writer's end).
 
+pub mod announcer;
 pub mod delivery;
+pub mod follower;
+pub mod heartbeat;
 pub mod processing;

@@ -14,15 +14,13 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::jitter;
 use crate::domain::{EventStatus, ProcessingResult, Processor, RetryPolicy, Timestamp};
 use crate::engine::ProcessingOptions;
-use crate::engine::bus::{DlqAction, EngineEvent};
+use crate::engine::bus::{Bus, DlqAction, EngineEvent};
 use crate::engine::processing::{Runner, Work};
 use crate::engine::processors::Processors;
 use crate::engine::stats::Latencies;
 use crate::service::StatusChange;
 use crate::storage::{Claim, ClaimedEvent, Completed, ProcessingNext, ProcessingOutcome, Store};
 
-/// How long a claim lasts beyond the slowest webhook processor's timeout.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// Pause after a storage error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -30,12 +28,15 @@ pub struct ProcessingWorker {
     pub store: Arc<dyn Store>,
     pub runner: Arc<Runner>,
     pub processors: Arc<Processors>,
-    pub bus: broadcast::Sender<EngineEvent>,
+    pub bus: Bus,
     /// Signalled when a dead letter of kind processing is retried.
     pub wake: Arc<Notify>,
     pub options: ProcessingOptions,
     /// Commit → processed latencies, for statistics.
     pub latencies: Arc<Latencies>,
+    /// How long a claim outlives the slowest webhook processor's timeout before another instance may
+    /// take it.
+    pub lease: Duration,
 }
 
 impl ProcessingWorker {
@@ -51,7 +52,7 @@ impl ProcessingWorker {
         while !shutdown.is_cancelled() {
             // The lease is sized from the processors known now; the claim may wait for the writer.
             let now = Timestamp::now();
-            let lease = lease_for(&self.processors.runnable());
+            let lease = lease_for(&self.processors.runnable(), self.lease);
             let claim = Claim { now, lease_until: now.plus(lease), limit: self.options.batch_size };
             let Some(claimed) = self.record(&mut finished, Some(claim)).await else {
                 pause(&shutdown, ERROR_PAUSE).await;
@@ -91,11 +92,10 @@ impl ProcessingWorker {
                     if change.status == EventStatus::Processed {
                         self.latencies.record(now.micros_since(created_at));
                     }
-                    // Nobody listening is fine: the change is stored.
-                    let _ = self.bus.send(EngineEvent::Status(Arc::new(change)));
+                    self.bus.publish(EngineEvent::Status(Arc::new(change)));
                 }
                 for entry in dead_letters {
-                    let _ = self.bus.send(EngineEvent::DeadLetter { action: DlqAction::Added, entry: Arc::new(entry) });
+                    self.bus.publish(EngineEvent::DeadLetter { action: DlqAction::Added, entry: Arc::new(entry) });
                 }
                 Some(claimed)
             }
@@ -166,10 +166,10 @@ async fn next_stored(log: &mut broadcast::Receiver<EngineEvent>) {
     }
 }
 
-/// A claim lasts past the slowest webhook processor's timeout.
-fn lease_for(processors: &[Arc<Processor>]) -> Duration {
+/// A claim lasts `margin` past the slowest webhook processor's timeout.
+fn lease_for(processors: &[Arc<Processor>], margin: Duration) -> Duration {
     let slowest = processors.iter().map(|p| p.timeout_ms()).max().unwrap_or(0);
-    Duration::from_millis(slowest) + LEASE_MARGIN
+    Duration::from_millis(slowest) + margin
 }
 
 fn status_change(outcome: &ProcessingOutcome) -> StatusChange {

@@ -11,7 +11,8 @@ use crate::domain::{
     NewEvent, ProcessingResult, ProcessorId, RetryPolicy, Subscription, SubscriptionId, Timestamp, TypePattern,
 };
 use crate::storage::{
-    Claim, ClaimedDelivery, DeliveryResult, NewDelivery, NextStep, ProcessingNext, ProcessingOutcome, Store,
+    Claim, ClaimedDelivery, Cursor, CursorMove, DELIVERY_CURSOR, DeliveryResult, NewDelivery, NextStep, ProcessingNext,
+    ProcessingOutcome, Store,
 };
 
 /// A delivery of `event` to `subscription`.
@@ -126,7 +127,8 @@ fn delivery_count(store_counters: &crate::domain::Counters, key: &str) -> i64 {
 }
 
 pub(super) async fn subscriptions_are_saved_listed_replaced_and_deleted(store: Arc<dyn Store>) {
-    let mut first = subscription("orders", 42);
+    // The store decides the start (the last seq stored, here 0), whatever the subscription says.
+    let mut first = subscription("orders", 0);
     first.event_types =
         vec![TypePattern::parse("t", "order.*").unwrap(), TypePattern::parse("t", "payment.>").unwrap()];
     first.event_sources = vec![EventSource::Frontend, EventSource::Scheduled];
@@ -157,6 +159,8 @@ pub(super) async fn subscriptions_are_saved_listed_replaced_and_deleted(store: A
     changed.updated_at = shifted(first.updated_at, 5 * SECOND);
     assert!(store.update_subscription(&changed).await.unwrap());
     assert!(!store.update_subscription(&subscription("never-saved", 0)).await.unwrap(), "no upsert");
+    // An update keeps the start the store gave.
+    assert!(store.update_subscription(&Subscription { start_seq: 99, ..changed.clone() }).await.unwrap());
     assert_eq!(store.subscriptions().await.unwrap(), [changed.clone(), second.clone()]);
     assert_eq!(store.counters().await.unwrap().subscriptions_active, 1);
 
@@ -168,19 +172,59 @@ pub(super) async fn subscriptions_are_saved_listed_replaced_and_deleted(store: A
 pub(super) async fn the_cursor_moves_in_the_transaction_that_queues_deliveries(store: Arc<dyn Store>) {
     let events = stored(store.as_ref(), (0..3).map(|_| NewEvent::new("order.paid")).collect()).await;
     let target = saved(store.as_ref(), "cursor").await.subscription_id;
-    assert_eq!(store.cursor("delivery").await.unwrap(), 0);
+    let at_start = store.cursor(DELIVERY_CURSOR).await.unwrap();
+    assert_eq!(at_start.seq, 0);
 
-    store.enqueue_deliveries(vec![delivery(&events[0], target)], Some(("delivery", events[0].seq))).await.unwrap();
-    assert_eq!(store.cursor("delivery").await.unwrap(), events[0].seq);
+    let step = |from, to| Some(CursorMove { name: DELIVERY_CURSOR, from, to });
+    assert!(store.enqueue_deliveries(vec![delivery(&events[0], target)], step(at_start, events[0].seq)).await.unwrap());
+    let moved = store.cursor(DELIVERY_CURSOR).await.unwrap();
+    assert_eq!(moved, Cursor { seq: events[0].seq, ..at_start });
     // Nothing to queue still moves the cursor.
-    store.enqueue_deliveries(Vec::new(), Some(("delivery", events[2].seq))).await.unwrap();
-    assert_eq!(store.cursor("delivery").await.unwrap(), events[2].seq);
+    assert!(store.enqueue_deliveries(Vec::new(), step(moved, events[2].seq)).await.unwrap());
+    let moved = store.cursor(DELIVERY_CURSOR).await.unwrap();
+    assert_eq!(moved.seq, events[2].seq);
     // Deliveries without a cursor (a replay's) leave every cursor alone; cursors are per name.
-    store.enqueue_deliveries(vec![delivery(&events[1], target)], None).await.unwrap();
-    store.enqueue_deliveries(Vec::new(), Some(("other", 7))).await.unwrap();
-    assert_eq!(store.cursor("delivery").await.unwrap(), events[2].seq);
-    assert_eq!(store.cursor("other").await.unwrap(), 7);
+    assert!(store.enqueue_deliveries(vec![delivery(&events[1], target)], None).await.unwrap());
+    let other = Some(CursorMove { name: "other", from: Cursor::default(), to: 7 });
+    assert!(store.enqueue_deliveries(Vec::new(), other).await.unwrap());
+    assert_eq!(store.cursor(DELIVERY_CURSOR).await.unwrap(), moved);
+    assert_eq!(store.cursor("other").await.unwrap(), Cursor { seq: 7, epoch: 0 });
     assert_eq!(claim_now(store.as_ref()).await.len(), 2);
+}
+
+pub(super) async fn a_cursor_moves_only_from_where_it_is_and_subscription_changes_move_its_epoch(
+    store: Arc<dyn Store>,
+) {
+    let events = stored(store.as_ref(), (0..3).map(|_| NewEvent::new("order.paid")).collect()).await;
+    let first = subscription("first", 0);
+    // A new subscription starts at the last seq stored, whatever start it was given.
+    assert_eq!(store.insert_subscription(&first).await.unwrap(), events[2].seq);
+    assert_eq!(store.subscriptions().await.unwrap()[0].start_seq, events[2].seq);
+    let read = store.cursor(DELIVERY_CURSOR).await.unwrap();
+
+    // Another fan-out moved it first: this one writes nothing.
+    let step = |from, to| Some(CursorMove { name: DELIVERY_CURSOR, from, to });
+    assert!(store.enqueue_deliveries(Vec::new(), step(read, events[1].seq)).await.unwrap());
+    let stale = vec![delivery(&events[2], first.subscription_id)];
+    assert!(!store.enqueue_deliveries(stale.clone(), step(read, events[2].seq)).await.unwrap(), "moved under it");
+    assert!(claim_now(store.as_ref()).await.is_empty(), "a refused move writes nothing");
+
+    // A subscription created or changed since the cursor was read: the move is refused too.
+    let now = store.cursor(DELIVERY_CURSOR).await.unwrap();
+    store.insert_subscription(&subscription("second", 0)).await.unwrap();
+    assert!(!store.enqueue_deliveries(stale.clone(), step(now, events[2].seq)).await.unwrap());
+    let after_insert = store.cursor(DELIVERY_CURSOR).await.unwrap();
+    assert_eq!(after_insert.seq, now.seq);
+    assert_ne!(after_insert.epoch, now.epoch);
+    let changed = Subscription { enabled: false, ..store.subscriptions().await.unwrap()[0].clone() };
+    assert!(store.update_subscription(&changed).await.unwrap());
+    assert!(!store.enqueue_deliveries(stale.clone(), step(after_insert, events[2].seq)).await.unwrap());
+    assert_eq!(store.subscriptions().await.unwrap()[0].start_seq, events[2].seq, "an update keeps the start");
+
+    // Read again, it moves.
+    let current = store.cursor(DELIVERY_CURSOR).await.unwrap();
+    assert!(store.enqueue_deliveries(stale, step(current, events[2].seq)).await.unwrap());
+    assert_eq!(store.cursor(DELIVERY_CURSOR).await.unwrap(), Cursor { seq: events[2].seq, ..current });
 }
 
 pub(super) async fn due_deliveries_are_claimed_once_until_their_lease_ends(store: Arc<dyn Store>) {

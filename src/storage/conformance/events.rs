@@ -32,7 +32,7 @@ pub(super) async fn a_new_store_is_empty_and_answers(store: Arc<dyn Store>) {
     assert_eq!((counters.dlq_size, counters.subscriptions_active), (0, 0));
 
     assert!(store.subscriptions().await.unwrap().is_empty());
-    assert_eq!(store.cursor("delivery").await.unwrap(), 0);
+    assert_eq!(store.cursor("delivery").await.unwrap().seq, 0);
     assert_eq!(store.next_processing_due().await.unwrap(), None);
     assert_eq!(store.dead_letters(&DlqQuery { limit: 10, ..DlqQuery::default() }).await.unwrap().1, 0);
     assert_eq!(store.replay(ReplayId::new_v7()).await.unwrap(), None);

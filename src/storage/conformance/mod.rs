@@ -23,6 +23,7 @@ use super::{SqliteStore, Store};
 use crate::domain::{Event, NewEvent, Subscription, SubscriptionId, Timestamp};
 use crate::storage::Appended;
 
+mod cluster;
 mod delivery;
 mod events;
 mod processing;
@@ -67,6 +68,7 @@ macro_rules! conformance {
                 query::events_by_seq_returns_those_that_exist_in_seq_order_once,
                 delivery::subscriptions_are_saved_listed_replaced_and_deleted,
                 delivery::the_cursor_moves_in_the_transaction_that_queues_deliveries,
+                delivery::a_cursor_moves_only_from_where_it_is_and_subscription_changes_move_its_epoch,
                 delivery::due_deliveries_are_claimed_once_until_their_lease_ends,
                 delivery::each_subscription_is_claimed_on_its_own,
                 delivery::released_claims_are_due_again,
@@ -87,7 +89,9 @@ macro_rules! conformance {
                 processing::events_stored_processed_are_never_claimed,
                 processing::replay_results_are_recorded_apart_from_the_event_lifecycle,
                 processing::with_nothing_to_do_complete_and_claim_changes_nothing,
-                replay::replays_are_saved_replaced_and_failed_after_a_stop,
+                replay::replays_are_saved_by_their_holder_and_taken_over_when_its_lease_ends,
+                cluster::an_instance_is_listed_with_its_claims_while_it_beats,
+                cluster::changes_are_read_back_in_order_and_forgotten_when_old,
                 replay::a_replays_finished_deliveries_are_counted,
                 projection::a_cached_projection_only_moves_forward,
                 projection::snapshots_are_kept_and_found_by_version_and_by_time,

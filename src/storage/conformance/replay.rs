@@ -1,12 +1,12 @@
-//! Replay jobs' contract: progress saved and replaced, jobs a stop interrupted marked failed, and a
-//! replay's deliveries counted as they finish.
+//! Replay jobs' contract: saved with their plan and state by the instance holding them, taken over
+//! once their lease ends, and their deliveries counted as they finish.
 
 use std::sync::Arc;
 
 use super::delivery::{attempt, claim_now, complete, delivery};
 use super::{SECOND, shifted, stored, subscription};
 use crate::domain::{NewEvent, ReplayId, ReplayProgress, ReplayStatus, Timestamp};
-use crate::storage::{NewDelivery, NextStep, Store};
+use crate::storage::{NewDelivery, NextStep, Store, StoredReplay};
 
 fn progress(status: ReplayStatus) -> ReplayProgress {
     ReplayProgress {
@@ -22,34 +22,55 @@ fn progress(status: ReplayStatus) -> ReplayProgress {
     }
 }
 
-pub(super) async fn replays_are_saved_replaced_and_failed_after_a_stop(store: Arc<dyn Store>) {
-    let running = progress(ReplayStatus::Running);
-    let other_running = progress(ReplayStatus::Running);
-    let finished = ReplayProgress {
-        done: 240,
-        failed: 3,
-        finished_at: Some(shifted(Timestamp::now(), SECOND)),
-        ..progress(ReplayStatus::Completed)
+/// A replay as the engine would store it.
+fn stored_replay(progress: ReplayProgress) -> StoredReplay {
+    StoredReplay { progress, plan: r#"{"selection":{"stream":"order:1"}}"#.into(), state: r#"{"next":0}"#.into() }
+}
+
+pub(super) async fn replays_are_saved_by_their_holder_and_taken_over_when_its_lease_ends(store: Arc<dyn Store>) {
+    let now = Timestamp::now();
+    let lease = shifted(now, 30 * SECOND);
+    let running = stored_replay(progress(ReplayStatus::Running));
+    let other = stored_replay(progress(ReplayStatus::Running));
+    store.insert_replay(&running, lease).await.unwrap();
+    store.insert_replay(&other, lease).await.unwrap();
+    assert_eq!(store.replay(running.progress.replay_id).await.unwrap().as_ref(), Some(&running.progress));
+    assert_eq!(store.replay(ReplayId::new_v7()).await.unwrap(), None);
+
+    // Its holder saves progress and state, renewing the lease.
+    let advanced = ReplayProgress { done: 100, failed: 1, ..running.progress.clone() };
+    assert!(store.save_replay(&advanced, r#"{"next":7}"#, shifted(now, 60 * SECOND)).await.unwrap());
+    assert_eq!(store.replay(advanced.replay_id).await.unwrap().as_ref(), Some(&advanced), "saving replaces");
+
+    // Nobody takes over while the leases last.
+    assert_eq!(store.claim_replay(shifted(now, 10 * SECOND), shifted(now, 100 * SECOND)).await.unwrap(), None);
+    // Once one runs out, it is taken over with the state last saved, and only once.
+    let later = shifted(now, 45 * SECOND);
+    let taken = store.claim_replay(later, shifted(later, 30 * SECOND)).await.unwrap().expect("the lapsed one");
+    assert_eq!(taken.progress.replay_id, other.progress.replay_id);
+    assert_eq!((taken.plan.as_str(), taken.state.as_str()), (other.plan.as_str(), other.state.as_str()));
+    assert_eq!(store.claim_replay(later, shifted(later, 30 * SECOND)).await.unwrap(), None);
+    let much_later = shifted(now, 75 * SECOND);
+    let second = store.claim_replay(much_later, shifted(much_later, 30 * SECOND)).await.unwrap().expect("lapsed");
+    assert_eq!((second.progress, second.state.as_str()), (advanced.clone(), r#"{"next":7}"#));
+
+    // Letting go ends every lease at once (this store's own; an exclusive store's, all of them).
+    assert_eq!(store.release_replays().await.unwrap(), 2);
+    let again = store.claim_replay(now, shifted(now, 30 * SECOND)).await.unwrap().expect("released");
+    assert!([running.progress.replay_id, other.progress.replay_id].contains(&again.progress.replay_id));
+
+    // A finished replay is never taken over.
+    let done = ReplayProgress {
+        status: ReplayStatus::Completed,
+        finished_at: Some(shifted(now, SECOND)),
+        ..again.progress.clone()
     };
-    for job in [&running, &other_running, &finished] {
-        store.save_replay(job).await.unwrap();
-    }
-    assert_eq!(store.replay(finished.replay_id).await.unwrap().as_ref(), Some(&finished));
-
-    let advanced = ReplayProgress { done: 100, failed: 1, ..running.clone() };
-    store.save_replay(&advanced).await.unwrap();
-    assert_eq!(store.replay(running.replay_id).await.unwrap().as_ref(), Some(&advanced), "saving replaces");
-
-    let before = Timestamp::now();
-    assert_eq!(store.fail_running_replays("the server stopped").await.unwrap(), 2);
-    for id in [running.replay_id, other_running.replay_id] {
-        let failed = store.replay(id).await.unwrap().unwrap();
-        assert_eq!((failed.status, failed.error.as_deref()), (ReplayStatus::Failed, Some("the server stopped")));
-        assert!(failed.finished_at.is_some_and(|at| at >= before));
-    }
-    assert_eq!(store.replay(advanced.replay_id).await.unwrap().unwrap().done, 100, "progress is kept");
-    assert_eq!(store.replay(finished.replay_id).await.unwrap().as_ref(), Some(&finished), "finished ones stay");
-    assert_eq!(store.fail_running_replays("again").await.unwrap(), 0);
+    assert!(store.save_replay(&done, &again.state, now).await.unwrap());
+    assert_eq!(store.replay(done.replay_id).await.unwrap().as_ref(), Some(&done));
+    let far = shifted(now, 3600 * SECOND);
+    let last = store.claim_replay(far, shifted(far, SECOND)).await.unwrap().expect("the other one");
+    assert_ne!(last.progress.replay_id, done.replay_id);
+    assert_eq!(store.claim_replay(far, shifted(far, SECOND)).await.unwrap(), None);
 }
 
 pub(super) async fn a_replays_finished_deliveries_are_counted(store: Arc<dyn Store>) {

@@ -16,7 +16,9 @@ use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, ProcessorId, RetryPolicy,
     Subscription, SubscriptionId, Timestamp,
 };
-use crate::storage::{ClaimedDelivery, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep};
+use crate::storage::{
+    ClaimedDelivery, Cursor, CursorMove, DELIVERY_CURSOR, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep,
+};
 
 const SUBSCRIPTION_COLUMNS: &str = "subscription_id, subscriber_name, subscriber_type, event_types, event_sources, \
     event_categories, callback_url, secret, retry_policy, enabled, disabled_reason, start_seq, created_at, updated_at";
@@ -26,9 +28,14 @@ const CLAIM_COLUMNS: &str =
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
-    async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), Error> {
+    async fn insert_subscription(&self, subscription: &Subscription) -> Result<i64, Error> {
         let mut conn = self.writer.write().await?;
-        save_subscription(&mut conn, subscription).await
+        let mut tx = conn.begin().await?;
+        let start_seq: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events").fetch_one(&mut *tx).await?;
+        save_subscription(&mut tx, &Subscription { start_seq, ..subscription.clone() }).await?;
+        next_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(start_seq)
     }
 
     async fn subscriptions(&self) -> Result<Vec<Subscription>, Error> {
@@ -40,14 +47,14 @@ impl DeliveryStore for SqliteStore {
     async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, Error> {
         let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM subscriptions WHERE subscription_id = ?")
-            .bind(subscription.subscription_id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(false);
-        }
-        save_subscription(&mut tx, subscription).await?;
+        let start_seq: Option<i64> =
+            sqlx::query_scalar("SELECT start_seq FROM subscriptions WHERE subscription_id = ?")
+                .bind(subscription.subscription_id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(start_seq) = start_seq else { return Ok(false) };
+        save_subscription(&mut tx, &Subscription { start_seq, ..subscription.clone() }).await?;
+        next_epoch(&mut tx).await?;
         if !subscription.enabled {
             cancel_pending(&mut tx, subscription.subscription_id, "subscription disabled").await?;
         }
@@ -65,18 +72,40 @@ impl DeliveryStore for SqliteStore {
         Ok(deleted.rows_affected() > 0)
     }
 
-    async fn cursor(&self, name: &str) -> Result<i64, Error> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM cursors WHERE name = ?")
+    async fn cursor(&self, name: &str) -> Result<Cursor, Error> {
+        let found: Option<(i64, i64)> = sqlx::query_as("SELECT seq, epoch FROM cursors WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.readers)
             .await?;
-        Ok(seq.unwrap_or(0))
+        Ok(found.map_or_else(Cursor::default, |(seq, epoch)| Cursor { seq, epoch }))
     }
 
-    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, cursor: Option<(&str, i64)>) -> Result<(), Error> {
+    async fn enqueue_deliveries(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        cursor: Option<CursorMove<'_>>,
+    ) -> Result<bool, Error> {
         let now = Timestamp::now().as_micros();
         let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
+        // The cursor first: when it has moved, nothing is written.
+        if let Some(CursorMove { name, from, to }) = cursor {
+            let moved = sqlx::query(
+                "INSERT INTO cursors (name, seq, epoch) VALUES (?, ?, 0) ON CONFLICT (name) DO UPDATE \
+                 SET seq = excluded.seq WHERE cursors.seq = ? AND cursors.epoch = ?",
+            )
+            .bind(name)
+            .bind(to)
+            .bind(from.seq)
+            .bind(from.epoch)
+            .execute(&mut *tx)
+            .await?;
+            // A cursor not there yet is at (0, 0) (cursors are never removed), so inserting it is moving
+            // it from there.
+            if moved.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
         for chunk in deliveries.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO deliveries (delivery_id, event_seq, event_id, subscription_id, replay_id, state, next_attempt_at, created_at, updated_at) ",
@@ -94,25 +123,18 @@ impl DeliveryStore for SqliteStore {
             });
             insert.build().execute(&mut *tx).await?;
         }
-        if let Some((name, seq)) = cursor {
-            sqlx::query(
-                "INSERT INTO cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-            )
-            .bind(name)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn release_claims(&self) -> Result<u64, Error> {
+        // This process holds the database alone: every claim in it is this instance's or a predecessor's.
         let mut conn = self.writer.write().await?;
-        let released =
-            sqlx::query("UPDATE deliveries SET state = 'pending', claimed_until = NULL WHERE state = 'in_flight'")
-                .execute(&mut *conn)
-                .await?;
+        let released = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', claimed_until = NULL, claimed_by = NULL WHERE state = 'in_flight'",
+        )
+        .execute(&mut *conn)
+        .await?;
         Ok(released.rows_affected())
     }
 
@@ -125,14 +147,14 @@ impl DeliveryStore for SqliteStore {
         let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
         // Claims whose worker died are due again.
-        sqlx::query("UPDATE deliveries SET state = 'pending', claimed_until = NULL WHERE state = 'in_flight' AND claimed_until < ?")
+        sqlx::query("UPDATE deliveries SET state = 'pending', claimed_until = NULL, claimed_by = NULL WHERE state = 'in_flight' AND claimed_until < ?")
             .bind(now.as_micros())
             .execute(&mut *tx)
             .await?;
         // One statement per subscription, each a short walk of the (subscription, due) index: cheap in
         // process, and no subscription's backlog is scanned on behalf of another.
         let sql = format!(
-            "UPDATE deliveries SET state = 'in_flight', claimed_until = ?, updated_at = ? WHERE delivery_id IN \
+            "UPDATE deliveries SET state = 'in_flight', claimed_until = ?, claimed_by = ?, updated_at = ? WHERE delivery_id IN \
              (SELECT delivery_id FROM deliveries WHERE subscription_id = ? AND state = 'pending' AND next_attempt_at <= ? \
              ORDER BY next_attempt_at LIMIT ?) RETURNING {CLAIM_COLUMNS}"
         );
@@ -140,6 +162,7 @@ impl DeliveryStore for SqliteStore {
         for &(subscription, limit) in wants.iter().filter(|(_, limit)| *limit > 0) {
             let rows = sqlx::query(&sql)
                 .bind(lease_until.as_micros())
+                .bind(&self.instance_id)
                 .bind(now.as_micros())
                 .bind(subscription.0)
                 .bind(now.as_micros())
@@ -204,10 +227,10 @@ impl DeliveryStore for SqliteStore {
                 (_, None) => None,
             };
             let last_status = result.attempt.as_ref().and_then(|a| a.status_code).map(i64::from);
-            sqlx::query(
+            let still_ours = sqlx::query(
                 "UPDATE deliveries SET state = ?, attempts = attempts + ?, round_attempts = round_attempts + ?, \
-                 next_attempt_at = ?, claimed_until = NULL, last_status_code = ?, last_error = ?, first_failed_at = ?, \
-                 updated_at = ? WHERE delivery_id = ?",
+                 next_attempt_at = ?, claimed_until = NULL, claimed_by = NULL, last_status_code = ?, last_error = ?, \
+                 first_failed_at = ?, updated_at = ? WHERE delivery_id = ? AND state = 'in_flight' AND claimed_by = ?",
             )
             .bind(state)
             .bind(sent)
@@ -218,8 +241,14 @@ impl DeliveryStore for SqliteStore {
             .bind(first_failed_at.map(Timestamp::as_micros))
             .bind(now.as_micros())
             .bind(claimed.delivery_id.0)
+            .bind(&self.instance_id)
             .execute(&mut *tx)
             .await?;
+            if still_ours.rows_affected() == 0 {
+                // Its lease ran out and another instance holds it now: the attempt stays in the history,
+                // what comes next is the new holder's to decide.
+                continue;
+            }
 
             match &result.next {
                 NextStep::Delivered => delivered += 1,
@@ -426,6 +455,17 @@ async fn save_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Res
         .bind(s.updated_at.as_micros())
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// Moves the delivery cursor's epoch on: a fan-out that read the subscriptions before cannot move it.
+async fn next_epoch(conn: &mut SqliteConnection) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO cursors (name, seq, epoch) VALUES (?, 0, 1) ON CONFLICT (name) DO UPDATE SET epoch = epoch + 1",
+    )
+    .bind(DELIVERY_CURSOR)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 
+mod cluster;
 mod delivery;
 mod events;
 mod processing;
@@ -33,6 +34,8 @@ pub struct SqliteStore {
     /// The open `<db>.lock`, locked while this store has the database; dropped (unlocked) on close.
     /// The operating system lets go of it too when the process dies.
     lock: std::sync::Mutex<Option<File>>,
+    /// The instance this process is: its claims carry it.
+    instance_id: String,
 }
 
 impl SqliteStore {
@@ -74,7 +77,12 @@ impl SqliteStore {
             .connect_with(connect.read_only(true).pragma("cache_size", "-16384"))
             .await
             .map_err(|e| open_error(e.to_string()))?;
-        Ok(Self { writer: WriterLock::new(conn, last + 1), readers, lock: std::sync::Mutex::new(Some(lock)) })
+        Ok(Self {
+            writer: WriterLock::new(conn, last + 1),
+            readers,
+            lock: std::sync::Mutex::new(Some(lock)),
+            instance_id: options.instance_id.clone(),
+        })
     }
 
     /// A store on a new file in a temporary folder, which must outlive it; commits are not synced.

@@ -73,12 +73,15 @@ impl ProcessingStore for SqliteStore {
     }
 
     async fn release_processing(&self) -> Result<u64, Error> {
+        // This process holds the database alone: every claim in it is this instance's or a predecessor's.
         let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
-        let released = sqlx::query("UPDATE events SET status = 'pending', due_at = 0 WHERE status = 'processing'")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let released = sqlx::query(
+            "UPDATE events SET status = 'pending', due_at = 0, claimed_by = NULL WHERE status = 'processing'",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let moved = released as i64;
         bump_status(&mut tx, &[(EventStatus::Processing, -moved), (EventStatus::Pending, moved)]).await?;
         tx.commit().await?;
@@ -104,9 +107,9 @@ impl ProcessingStore for SqliteStore {
         }
         let mut conn = self.writer.write_with(Patience::Batch).await?;
         let mut tx = conn.begin().await?;
-        let dead_letters = complete(&mut tx, &outcomes).await?;
+        let dead_letters = complete(&mut tx, &outcomes, &self.instance_id).await?;
         let claimed = match claim {
-            Some(claim) => claim_events(&mut tx, claim).await?,
+            Some(claim) => claim_events(&mut tx, claim, &self.instance_id).await?,
             None => Vec::new(),
         };
 
@@ -132,8 +135,8 @@ impl ProcessingStore for SqliteStore {
     }
 }
 
-/// Claims due events in the caller's transaction.
-async fn claim_events(conn: &mut SqliteConnection, claim: Claim) -> Result<Vec<ClaimedEvent>, Error> {
+/// Claims due events for `instance` in the caller's transaction.
+async fn claim_events(conn: &mut SqliteConnection, claim: Claim, instance: &str) -> Result<Vec<ClaimedEvent>, Error> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_to_process \
          WHERE status IN ('pending', 'processing') AND due_at <= ? \
@@ -148,7 +151,7 @@ async fn claim_events(conn: &mut SqliteConnection, claim: Claim) -> Result<Vec<C
     let newly = events.iter().filter(|e| e.status == EventStatus::Pending).count() as i64;
     for chunk in in_chunks(&events) {
         let mut update = QueryBuilder::<Sqlite>::new("UPDATE events SET status = 'processing', due_at = ");
-        update.push_bind(claim.lease_until.as_micros()).push(" WHERE ");
+        update.push_bind(claim.lease_until.as_micros()).push(", claimed_by = ").push_bind(instance).push(" WHERE ");
         push_in(&mut update, "seq", chunk.iter().map(|e| e.seq));
         update.build().execute(&mut *conn).await?;
     }
@@ -163,8 +166,13 @@ async fn claim_events(conn: &mut SqliteConnection, claim: Claim) -> Result<Vec<C
         .collect())
 }
 
-/// Records outcomes in the caller's transaction; returns the dead letters written.
-async fn complete(conn: &mut SqliteConnection, outcomes: &[ProcessingOutcome]) -> Result<Vec<DeadLetter>, Error> {
+/// Records outcomes in the caller's transaction; returns the dead letters written. The results are
+/// recorded whatever happens; an event's status only while `instance` still holds its claim.
+async fn complete(
+    conn: &mut SqliteConnection,
+    outcomes: &[ProcessingOutcome],
+    instance: &str,
+) -> Result<Vec<DeadLetter>, Error> {
     if outcomes.is_empty() {
         return Ok(Vec::new());
     }
@@ -177,59 +185,69 @@ async fn complete(conn: &mut SqliteConnection, outcomes: &[ProcessingOutcome]) -
     let processed: Vec<i64> = outcomes.iter().filter(|o| o.next == ProcessingNext::Processed).map(|o| o.seq).collect();
     for chunk in in_chunks(&processed) {
         let mut done = QueryBuilder::<Sqlite>::new(
-            "UPDATE events SET status = 'processed', due_at = 0, error_message = NULL, processed_at = ",
+            "UPDATE events SET status = 'processed', due_at = 0, error_message = NULL, claimed_by = NULL, processed_at = ",
         );
-        done.push_bind(now.as_micros()).push(" WHERE ");
+        done.push_bind(now.as_micros()).push(" WHERE status = 'processing' AND claimed_by = ").push_bind(instance);
+        done.push(" AND ");
         push_in(&mut done, "seq", chunk.iter().copied());
-        done.build().execute(&mut *conn).await?;
+        *statuses.entry(EventStatus::Processed).or_default() +=
+            done.build().execute(&mut *conn).await?.rows_affected() as i64;
     }
-    *statuses.entry(EventStatus::Processed).or_default() += processed.len() as i64;
 
     let mut dead = Vec::new();
     for outcome in outcomes {
         match &outcome.next {
             ProcessingNext::Processed => {}
             ProcessingNext::Retry { due_at, error } => {
-                sqlx::query(
+                let retried = sqlx::query(
                     "UPDATE events SET status = 'pending', retry_count = retry_count + 1, error_message = ?, \
-                     due_at = ? WHERE seq = ?",
+                     due_at = ?, claimed_by = NULL WHERE seq = ? AND status = 'processing' AND claimed_by = ?",
                 )
                 .bind(error)
                 .bind(due_at.as_micros())
                 .bind(outcome.seq)
+                .bind(instance)
                 .execute(&mut *conn)
                 .await?;
-                *statuses.entry(EventStatus::Pending).or_default() += 1;
+                *statuses.entry(EventStatus::Pending).or_default() += retried.rows_affected() as i64;
             }
             ProcessingNext::Failed { error, processor_id } => {
-                dead.push(fail(conn, outcome, error, *processor_id, now).await?);
-                *statuses.entry(EventStatus::Failed).or_default() += 1;
+                if let Some(entry) = fail(conn, outcome, error, *processor_id, now, instance).await? {
+                    dead.push(entry);
+                    *statuses.entry(EventStatus::Failed).or_default() += 1;
+                }
             }
         }
     }
+    // Each status applied moved one event out of processing.
+    let applied: i64 = statuses.values().sum();
     let mut deltas: Vec<(EventStatus, i64)> = statuses.into_iter().collect();
-    deltas.push((EventStatus::Processing, -(outcomes.len() as i64)));
+    deltas.push((EventStatus::Processing, -applied));
     bump_status(conn, &deltas).await?;
     Ok(dead)
 }
 
-/// Marks an event failed and writes its dead letter.
+/// Marks an event failed and writes its dead letter, while `instance` holds its claim.
 async fn fail(
     conn: &mut SqliteConnection,
     outcome: &ProcessingOutcome,
     error: &str,
     processor_id: ProcessorId,
     now: Timestamp,
-) -> Result<DeadLetter, Error> {
-    let attempts: i64 = sqlx::query_scalar(
+    instance: &str,
+) -> Result<Option<DeadLetter>, Error> {
+    let attempts: Option<i64> = sqlx::query_scalar(
         "UPDATE events SET status = 'failed', retry_count = retry_count + 1, error_message = ?, due_at = 0, \
-         processed_at = ? WHERE seq = ? RETURNING retry_count",
+         claimed_by = NULL, processed_at = ? WHERE seq = ? AND status = 'processing' AND claimed_by = ? \
+         RETURNING retry_count",
     )
     .bind(error)
     .bind(now.as_micros())
     .bind(outcome.seq)
-    .fetch_one(&mut *conn)
+    .bind(instance)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some(attempts) = attempts else { return Ok(None) };
     let first_failed: Option<i64> = sqlx::query_scalar(
         "SELECT min(processed_at) FROM processing_results WHERE event_seq = ? AND success = 0 AND replay_id IS NULL",
     )
@@ -253,7 +271,7 @@ async fn fail(
         attempt_history: None,
     };
     insert_dead_letter(conn, &entry).await?;
-    Ok(entry)
+    Ok(Some(entry))
 }
 
 /// Which processors already succeeded on each of these events, outside replays.

@@ -18,29 +18,27 @@ mod recorder;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::WebhookClient;
 use crate::domain::{EventFilter, SubscriptionId, Timestamp};
-use crate::engine::bus::EngineEvent;
+use crate::engine::bus::{Bus, EngineEvent};
 use crate::engine::subscriptions::Subscriptions;
 use crate::metrics::Metrics;
-use crate::storage::{ClaimedDelivery, DeliveryResult, NewDelivery, NextStep, Store};
+use crate::storage::{
+    ClaimedDelivery, Cursor, CursorMove, DELIVERY_CURSOR, DeliveryResult, NewDelivery, NextStep, Store,
+};
 use lanes::{Job, Lane, Lanes};
 use prepared::{EventCache, PreparedEvent};
 use recorder::{RecordedRetries, Recorder};
 
-const CURSOR: &str = "delivery";
 /// Events read from the log per fan-out step.
 const FAN_OUT_PAGE: u32 = 500;
-/// How long a claim outlives the request's own timeout before another worker may take it.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// Longest sleep between looks at the store for due retries (scheduled by an earlier run, say).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Pause after a storage error before trying again.
@@ -49,7 +47,7 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 pub struct DeliveryWorker {
     pub store: Arc<dyn Store>,
     pub client: WebhookClient,
-    pub bus: broadcast::Sender<EngineEvent>,
+    pub bus: Bus,
     pub subscriptions: Arc<Subscriptions>,
     /// Signalled when subscriptions change or dead letters are retried.
     pub wake: Arc<Notify>,
@@ -57,13 +55,10 @@ pub struct DeliveryWorker {
     pub concurrency: usize,
     /// Requests in flight at once to one subscription.
     pub per_subscription: usize,
-    /// The highest seq committed.
-    pub last_seq: Arc<AtomicI64>,
+    /// How long a claim outlives its request's own timeout before another instance may take it.
+    pub lease: Duration,
     pub metrics: Arc<Metrics>,
 }
-
-/// With no subscriptions, how often the cursor's skip ahead is written down.
-const IDLE_CURSOR_SAVE: Duration = Duration::from_secs(5);
 
 impl DeliveryWorker {
     pub async fn run(self, shutdown: CancellationToken) {
@@ -91,7 +86,6 @@ impl DeliveryWorker {
         let mut claim_after = Instant::now();
         let mut log_has_more = true;
         let mut polled = Instant::now();
-        let mut cursor_saved = Instant::now();
         let mut claiming: Option<Claiming> = None;
         loop {
             // Finished requests free their slots; then waiting deliveries take them.
@@ -100,7 +94,7 @@ impl DeliveryWorker {
 
             let mut pause = IDLE_POLL.saturating_sub(polled.elapsed());
             if log_has_more {
-                match self.fan_out(cursor, &mut cursor_saved).await {
+                match self.fan_out(cursor).await {
                     Ok((next, more, queued)) => {
                         (cursor, log_has_more) = (next, more);
                         for id in queued {
@@ -213,9 +207,9 @@ impl DeliveryWorker {
         }
     }
 
-    async fn read_cursor(&self, shutdown: &CancellationToken) -> Option<i64> {
+    async fn read_cursor(&self, shutdown: &CancellationToken) -> Option<Cursor> {
         loop {
-            match self.store.cursor(CURSOR).await {
+            match self.store.cursor(DELIVERY_CURSOR).await {
                 Ok(seq) => return Some(seq),
                 Err(error) => {
                     tracing::error!(%error, "cannot read the delivery cursor; retrying");
@@ -228,31 +222,23 @@ impl DeliveryWorker {
         }
     }
 
-    /// Queues deliveries for the next page of the log; returns the new cursor, whether more follows, and
-    /// the subscriptions something was queued for.
+    /// Queues deliveries for the next page of the log and moves the cursor past it; returns the cursor,
+    /// whether more log follows, and the subscriptions something was queued for.
     ///
-    /// A subscription receives only events after its `start_seq`, so the log before the oldest
-    /// enabled subscription's start is skipped unread, and with no subscription at all the cursor just
-    /// moves to the end (written down now and then, which is all a restart needs).
-    async fn fan_out(
-        &self,
-        cursor: i64,
-        saved: &mut Instant,
-    ) -> Result<(i64, bool, HashSet<SubscriptionId>), crate::storage::Error> {
-        let _gate = self.subscriptions.gate.read().await;
-        // Read before the subscriptions: any subscription created later starts at or after it.
-        let last = self.last_seq.load(Ordering::Acquire);
+    /// A subscription receives only events after its `start_seq`, so the log before the oldest enabled
+    /// subscription's start is skipped unread (with no subscription, nothing is read). The cursor moves
+    /// only from where this instance last saw it, with the subscriptions of that epoch: when another
+    /// instance moved it, or a subscription changed since, the cursor and the subscriptions are read
+    /// again and the page is done over, so no stretch of the log is fanned out twice, or without a
+    /// subscription that starts before it.
+    async fn fan_out(&self, cursor: Cursor) -> Result<(Cursor, bool, HashSet<SubscriptionId>), crate::storage::Error> {
         let subscriptions = self.subscriptions.enabled();
         let Some(from) = subscriptions.iter().map(|s| s.start_seq).min() else {
-            if last > cursor && saved.elapsed() >= IDLE_CURSOR_SAVE {
-                self.store.enqueue_deliveries(Vec::new(), Some((CURSOR, last))).await?;
-                *saved = Instant::now();
-            }
-            return Ok((last.max(cursor), false, HashSet::new()));
+            return Ok((cursor, false, HashSet::new()));
         };
-        let events = self.store.events_after(cursor.max(from), &EventFilter::default(), FAN_OUT_PAGE).await?;
+        let events = self.store.events_after(cursor.seq.max(from), &EventFilter::default(), FAN_OUT_PAGE).await?;
         let Some(last) = events.last().map(|e| e.seq) else {
-            return Ok((cursor.max(from), false, HashSet::new()));
+            return Ok((cursor, false, HashSet::new()));
         };
         let deliveries: Vec<NewDelivery> = events
             .iter()
@@ -267,16 +253,21 @@ impl DeliveryWorker {
             })
             .collect();
         let queued = deliveries.iter().map(|d| d.subscription_id).collect();
-        self.store.enqueue_deliveries(deliveries, Some((CURSOR, last))).await?;
-        *saved = Instant::now();
-        Ok((last, events.len() == FAN_OUT_PAGE as usize, queued))
+        let step = CursorMove { name: DELIVERY_CURSOR, from: cursor, to: last };
+        if self.store.enqueue_deliveries(deliveries, Some(step)).await? {
+            return Ok((Cursor { seq: last, ..cursor }, events.len() == FAN_OUT_PAGE as usize, queued));
+        }
+        // Moved on under us: read where it is, and the subscriptions as of then, and go again.
+        let now = self.store.cursor(DELIVERY_CURSOR).await?;
+        self.subscriptions.reload(self.store.as_ref()).await?;
+        Ok((now, true, HashSet::new()))
     }
 
     /// Starts claiming what `wants` asks for, beside the loop, so requests keep starting while the claim
     /// waits on the store. The event cache travels with the claim and comes back with its result.
     fn claim(&self, wants: Vec<(SubscriptionId, u32)>, events: Option<EventCache>) -> Claiming {
         let store = self.store.clone();
-        let lease_until = Timestamp::now().plus(LEASE_MARGIN + self.subscriptions.longest_timeout());
+        let lease_until = Timestamp::now().plus(self.lease + self.subscriptions.longest_timeout());
         let asked = wants.clone();
         let task = tokio::spawn(async move {
             let mut cache = events.unwrap_or_default();

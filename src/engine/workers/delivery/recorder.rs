@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, mpsc};
 
 use crate::domain::{SubscriptionId, Timestamp};
-use crate::engine::bus::{DlqAction, EngineEvent};
+use crate::engine::bus::{Bus, DlqAction, EngineEvent};
 use crate::engine::subscriptions::Subscriptions;
 use crate::storage::{DeliveryResult, NextStep, Store};
 
@@ -40,7 +40,7 @@ impl RecordedRetries {
 /// 410 disabled.
 pub(super) struct Recorder {
     pub store: Arc<dyn Store>,
-    pub bus: broadcast::Sender<EngineEvent>,
+    pub bus: Bus,
     pub subscriptions: Arc<Subscriptions>,
     /// Tells the dispatcher when the retries it has written come due.
     pub retries: Arc<RecordedRetries>,
@@ -66,8 +66,7 @@ impl Recorder {
         match self.store.complete_deliveries(finished).await {
             Ok(dead_letters) => {
                 for entry in dead_letters {
-                    // Nobody listening is fine: the entry is stored.
-                    let _ = self.bus.send(EngineEvent::DeadLetter { action: DlqAction::Added, entry: Arc::new(entry) });
+                    self.bus.publish(EngineEvent::DeadLetter { action: DlqAction::Added, entry: Arc::new(entry) });
                 }
             }
             // The claims expire and the deliveries are sent again: at least once.
