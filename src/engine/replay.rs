@@ -293,6 +293,7 @@ impl ReplayJob {
                         event_id: event.event_id,
                         subscription_id: s.subscription_id,
                         replay_id: Some(replay_id),
+                        claimed_until: None,
                     })
                 })
                 .collect();

@@ -159,6 +159,9 @@ pub struct NewDelivery {
     pub subscription_id: SubscriptionId,
     /// Set for deliveries a replay created.
     pub replay_id: Option<ReplayId>,
+    /// Set: queued already claimed by this instance, until then (its dispatcher sends it at once,
+    /// without claiming it again). `None`: pending, due now.
+    pub claimed_until: Option<Timestamp>,
 }
 
 /// A delivery a worker has claimed and must send.

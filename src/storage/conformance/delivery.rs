@@ -23,6 +23,7 @@ pub(super) fn delivery(event: &Event, subscription: SubscriptionId) -> NewDelive
         event_id: event.event_id,
         subscription_id: subscription,
         replay_id: None,
+        claimed_until: None,
     }
 }
 
@@ -278,6 +279,38 @@ pub(super) async fn each_subscription_is_claimed_on_its_own(store: Arc<dyn Store
     assert!(store.claim_deliveries(now, lease, &[]).await.unwrap().is_empty());
     let rest = store.claim_deliveries(now, lease, &[(busy, 10), (other, 10)]).await.unwrap();
     assert_eq!(rest.len(), 4);
+}
+
+pub(super) async fn deliveries_can_be_queued_already_claimed(store: Arc<dyn Store>) {
+    let events = stored(store.as_ref(), (0..2).map(|_| NewEvent::new("order.paid")).collect()).await;
+    let target = saved(store.as_ref(), "at-once").await.subscription_id;
+    let now = Timestamp::now();
+    let lease = shifted(now, 60 * SECOND);
+    let taken = NewDelivery { claimed_until: Some(lease), ..delivery(&events[0], target) };
+    let pending = delivery(&events[1], target);
+    assert!(store.enqueue_deliveries(vec![taken.clone(), pending.clone()], None).await.unwrap());
+    // Only the pending one is there to claim while the lease lasts.
+    let claimed = claim_now(store.as_ref()).await;
+    assert_eq!(ids(&claimed), HashSet::from([pending.delivery_id]));
+    let as_taken = ClaimedDelivery {
+        delivery_id: taken.delivery_id,
+        event_seq: taken.event_seq,
+        event_id: taken.event_id,
+        subscription_id: target,
+        attempts: 0,
+        round_attempts: 0,
+        first_failed_at: None,
+    };
+    // Its holder completes it like any claim.
+    let sent = attempt(&as_taken, Some(200));
+    assert!(complete(store.as_ref(), &as_taken, Some(&sent), NextStep::Delivered).await.is_empty());
+    assert_eq!(store.delivery_attempts(events[0].event_id).await.unwrap(), [sent]);
+    // Past the lease, one still in flight is due again.
+    let retaken = NewDelivery { claimed_until: Some(lease), ..delivery(&events[1], target) };
+    assert!(store.enqueue_deliveries(vec![retaken.clone()], None).await.unwrap());
+    let after = shifted(lease, SECOND);
+    let again = store.claim_deliveries(after, shifted(after, 60 * SECOND), &[(target, 10)]).await.unwrap();
+    assert!(ids(&again).contains(&retaken.delivery_id));
 }
 
 pub(super) async fn released_claims_are_due_again(store: Arc<dyn Store>) {

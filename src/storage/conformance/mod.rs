@@ -71,6 +71,7 @@ macro_rules! conformance {
                 delivery::a_cursor_moves_only_from_where_it_is_and_subscription_changes_move_its_epoch,
                 delivery::due_deliveries_are_claimed_once_until_their_lease_ends,
                 delivery::each_subscription_is_claimed_on_its_own,
+                delivery::deliveries_can_be_queued_already_claimed,
                 delivery::released_claims_are_due_again,
                 delivery::a_delivered_attempt_is_recorded_and_never_claimed_again,
                 delivery::a_retry_is_due_at_its_time_and_counts_its_attempts,

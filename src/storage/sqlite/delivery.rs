@@ -108,15 +108,19 @@ impl DeliveryStore for SqliteStore {
         }
         for chunk in deliveries.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO deliveries (delivery_id, event_seq, event_id, subscription_id, replay_id, state, next_attempt_at, created_at, updated_at) ",
+                "INSERT INTO deliveries (delivery_id, event_seq, event_id, subscription_id, replay_id, state, \
+                 claimed_by, claimed_until, next_attempt_at, created_at, updated_at) ",
             );
             insert.push_values(chunk, |mut row, d| {
+                let claimed = d.claimed_until.is_some();
                 row.push_bind(d.delivery_id.0)
                     .push_bind(d.event_seq)
                     .push_bind(d.event_id.0)
                     .push_bind(d.subscription_id.0)
                     .push_bind(d.replay_id.map(|id| id.0))
-                    .push_bind("pending")
+                    .push_bind(if claimed { "in_flight" } else { "pending" })
+                    .push_bind(claimed.then_some(self.instance_id.as_str()))
+                    .push_bind(d.claimed_until.map(Timestamp::as_micros))
                     .push_bind(now)
                     .push_bind(now)
                     .push_bind(now);

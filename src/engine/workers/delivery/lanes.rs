@@ -189,8 +189,8 @@ impl Lanes {
         let mut half_empty = false;
         for subscription in enabled {
             let id = subscription.subscription_id;
-            let lane = self.lanes.entry(id).or_default();
-            let capacity = if lane.healthy { self.per_subscription * HEALTHY_PREFETCH } else { self.per_subscription };
+            let capacity = self.capacity(id);
+            let lane = self.lane(id);
             if !lane.drained && lane.held() < capacity {
                 half_empty |= lane.held() <= capacity / 2;
                 wants.push((id, (capacity - lane.held()) as u32));
@@ -203,6 +203,22 @@ impl Lanes {
             self.lane(*id).woken = false;
         }
         wants
+    }
+
+    /// How many deliveries a lane holds at most: healthy lanes claim deeply ahead, others what they send.
+    fn capacity(&mut self, id: SubscriptionId) -> usize {
+        match self.lane(id).healthy {
+            true => self.per_subscription * HEALTHY_PREFETCH,
+            false => self.per_subscription,
+        }
+    }
+
+    /// How many new deliveries the lane of `id` takes straight from the fan-out, already claimed: as many
+    /// as it has room for when nothing else of it is due in the store (so nothing older is passed by).
+    pub fn room_for_new(&mut self, id: SubscriptionId) -> usize {
+        let capacity = self.capacity(id);
+        let lane = self.lane(id);
+        if lane.drained { capacity.saturating_sub(lane.held()) } else { 0 }
     }
 
     /// Takes what a claim found: a lane that got less than it asked for has nothing more due, unless it was

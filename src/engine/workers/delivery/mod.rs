@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::WebhookClient;
-use crate::domain::{EventFilter, SubscriptionId, Timestamp};
+use crate::domain::{EventFilter, Subscription, SubscriptionId, Timestamp};
 use crate::engine::bus::{Bus, EngineEvent};
 use crate::engine::subscriptions::Subscriptions;
 use crate::metrics::Metrics;
@@ -94,7 +94,7 @@ impl DeliveryWorker {
 
             let mut pause = IDLE_POLL.saturating_sub(polled.elapsed());
             if log_has_more {
-                match self.fan_out(cursor).await {
+                match self.fan_out(cursor, &mut lanes, events.as_mut()).await {
                     Ok((next, more, queued)) => {
                         (cursor, log_has_more) = (next, more);
                         for id in queued {
@@ -223,7 +223,7 @@ impl DeliveryWorker {
     }
 
     /// Queues deliveries for the next page of the log and moves the cursor past it; returns the cursor,
-    /// whether more log follows, and the subscriptions something was queued for.
+    /// whether more log follows, and the subscriptions something was queued for (as pending).
     ///
     /// A subscription receives only events after its `start_seq`, so the log before the oldest enabled
     /// subscription's start is skipped unread (with no subscription, nothing is read). The cursor moves
@@ -231,7 +231,15 @@ impl DeliveryWorker {
     /// instance moved it, or a subscription changed since, the cursor and the subscriptions are read
     /// again and the page is done over, so no stretch of the log is fanned out twice, or without a
     /// subscription that starts before it.
-    async fn fan_out(&self, cursor: Cursor) -> Result<(Cursor, bool, HashSet<SubscriptionId>), crate::storage::Error> {
+    ///
+    /// Deliveries for lanes with nothing else due are queued already claimed and go straight into their
+    /// lanes with the events just read: no second write to claim them, no second read of the events.
+    async fn fan_out(
+        &self,
+        cursor: Cursor,
+        lanes: &mut Lanes,
+        cache: Option<&mut EventCache>,
+    ) -> Result<(Cursor, bool, HashSet<SubscriptionId>), crate::storage::Error> {
         let subscriptions = self.subscriptions.enabled();
         let Some(from) = subscriptions.iter().map(|s| s.start_seq).min() else {
             return Ok((cursor, false, HashSet::new()));
@@ -240,27 +248,71 @@ impl DeliveryWorker {
         let Some(last) = events.last().map(|e| e.seq) else {
             return Ok((cursor, false, HashSet::new()));
         };
-        let deliveries: Vec<NewDelivery> = events
-            .iter()
-            .flat_map(|event| {
-                subscriptions.iter().filter(|s| event.seq > s.start_seq && s.matches(event)).map(|s| NewDelivery {
+        let full = events.len() == FAN_OUT_PAGE as usize;
+        let lease_until = Timestamp::now().plus(self.lease + self.subscriptions.longest_timeout());
+        let mut room: HashMap<SubscriptionId, usize> =
+            subscriptions.iter().map(|s| (s.subscription_id, lanes.room_for_new(s.subscription_id))).collect();
+        let mut deliveries = Vec::new();
+        // Taken at once: (the delivery's index, its event's index, its subscription).
+        let mut claimed_now: Vec<(usize, usize, Arc<Subscription>)> = Vec::new();
+        let mut queued = HashSet::new();
+        for (index, event) in events.iter().enumerate() {
+            for subscription in subscriptions.iter().filter(|s| event.seq > s.start_seq && s.matches(event)) {
+                let id = subscription.subscription_id;
+                let room = room.entry(id).or_default();
+                let claimed_until = (*room > 0).then_some(lease_until);
+                if claimed_until.is_some() {
+                    *room -= 1;
+                    claimed_now.push((deliveries.len(), index, subscription.clone()));
+                } else {
+                    queued.insert(id);
+                }
+                deliveries.push(NewDelivery {
                     delivery_id: crate::domain::DeliveryId::new_v7(),
                     event_seq: event.seq,
                     event_id: event.event_id,
-                    subscription_id: s.subscription_id,
+                    subscription_id: id,
                     replay_id: None,
-                })
-            })
-            .collect();
-        let queued = deliveries.iter().map(|d| d.subscription_id).collect();
-        let step = CursorMove { name: DELIVERY_CURSOR, from: cursor, to: last };
-        if self.store.enqueue_deliveries(deliveries, Some(step)).await? {
-            return Ok((Cursor { seq: last, ..cursor }, events.len() == FAN_OUT_PAGE as usize, queued));
+                    claimed_until,
+                });
+            }
         }
-        // Moved on under us: read where it is, and the subscriptions as of then, and go again.
-        let now = self.store.cursor(DELIVERY_CURSOR).await?;
-        self.subscriptions.reload(self.store.as_ref()).await?;
-        Ok((now, true, HashSet::new()))
+        let step = CursorMove { name: DELIVERY_CURSOR, from: cursor, to: last };
+        if !self.store.enqueue_deliveries(deliveries.clone(), Some(step)).await? {
+            // Moved on under us: read where it is, and the subscriptions as of then, and go again.
+            let now = self.store.cursor(DELIVERY_CURSOR).await?;
+            self.subscriptions.reload(self.store.as_ref()).await?;
+            return Ok((now, true, HashSet::new()));
+        }
+        if !claimed_now.is_empty() {
+            let mut cache = cache;
+            let mut prepared: HashMap<usize, Arc<PreparedEvent>> = HashMap::new();
+            let mut events: Vec<Option<crate::domain::Event>> = events.into_iter().map(Some).collect();
+            for (delivery, index, subscription) in claimed_now {
+                let delivery = &deliveries[delivery];
+                let event = prepared
+                    .entry(index)
+                    .or_insert_with(|| {
+                        let event = events[index].take().expect("each event is prepared once");
+                        match cache.as_deref_mut() {
+                            Some(cache) => cache.prepare(event),
+                            None => Arc::new(PreparedEvent::new(event)),
+                        }
+                    })
+                    .clone();
+                let claimed = ClaimedDelivery {
+                    delivery_id: delivery.delivery_id,
+                    event_seq: delivery.event_seq,
+                    event_id: delivery.event_id,
+                    subscription_id: delivery.subscription_id,
+                    attempts: 0,
+                    round_attempts: 0,
+                    first_failed_at: None,
+                };
+                lanes.push(Job { claimed, subscription, event, lease_until });
+            }
+        }
+        Ok((Cursor { seq: last, ..cursor }, full, queued))
     }
 
     /// Starts claiming what `wants` asks for, beside the loop, so requests keep starting while the claim

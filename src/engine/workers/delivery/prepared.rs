@@ -14,6 +14,14 @@ pub(super) struct PreparedEvent {
     pub json: String,
 }
 
+impl PreparedEvent {
+    pub fn new(event: Event) -> Self {
+        // An Event always serialises; an empty body would fail the attempt loudly rather than silently.
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        Self { event, json }
+    }
+}
+
 /// The prepared events that some claimed delivery still holds, by seq. Entries live as long as a delivery
 /// holds them, so the cache is bounded by what the lanes hold.
 #[derive(Default)]
@@ -25,6 +33,13 @@ pub(super) struct EventCache {
 const SWEEP_ABOVE: usize = 4096;
 
 impl EventCache {
+    /// An event read elsewhere (by the fan-out), ready for its deliveries and kept for later claims.
+    pub fn prepare(&mut self, event: Event) -> Arc<PreparedEvent> {
+        let prepared = Arc::new(PreparedEvent::new(event));
+        self.by_seq.insert(prepared.event.seq, Arc::downgrade(&prepared));
+        prepared
+    }
+
     /// The events with these seqs, reading from the store only those no delivery holds yet. Events that
     /// no longer exist are left out.
     pub async fn get(&mut self, store: &dyn Store, seqs: &[i64]) -> Result<HashMap<i64, Arc<PreparedEvent>>, Error> {
@@ -45,10 +60,7 @@ impl EventCache {
             self.by_seq.retain(|_, prepared| prepared.strong_count() > 0);
         }
         for event in store.events_by_seq(&missing).await? {
-            // An Event always serialises; an empty body would fail the attempt loudly rather than silently.
-            let json = serde_json::to_string(&event).unwrap_or_default();
-            let prepared = Arc::new(PreparedEvent { event, json });
-            self.by_seq.insert(prepared.event.seq, Arc::downgrade(&prepared));
+            let prepared = self.prepare(event);
             found.insert(prepared.event.seq, prepared);
         }
         Ok(found)
