@@ -1,11 +1,15 @@
 //! Durable storage behind one trait, [`Store`], so the engine never knows which database it has.
-//! SQLite is the embedded default; [`connect`] picks the implementation from the URL. What is
+//! SQLite is the embedded default, PostgreSQL the one several instances share; [`connect`] picks the
+//! implementation from the URL. What is
 //! particular to a backend (SQLite's single writer and how it lets ingest go first, its pragmas,
 //! `INDEXED BY`) stays in that backend's module. Every backend passes the same conformance suite
 //! (`storage/conformance/`), which is this module's documentation made exact.
 
 #[cfg(test)]
 mod conformance;
+mod group;
+mod postgres;
+mod rows;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -20,6 +24,7 @@ use crate::domain::{
     Timestamp,
 };
 
+pub use postgres::{PostgresStore, ScratchSchema};
 pub use sqlite::SqliteStore;
 
 /// Durability of a commit (SQLite): `Full` syncs the log on every commit (group commit makes it
@@ -60,10 +65,10 @@ pub enum Error {
          or give this one another [storage] url"
     )]
     InUse { path: PathBuf, lock: PathBuf, holder: String },
-    #[error("unsupported storage URL `{0}`: use sqlite://PATH (e.g. sqlite://data/eventdeck.db)")]
+    #[error(
+        "unsupported storage URL `{0}`: use sqlite://PATH (e.g. sqlite://data/eventdeck.db) or postgres://USER@HOST:PORT/DATABASE"
+    )]
     UnsupportedUrl(String),
-    #[error("{0}")]
-    NotYet(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -533,6 +538,23 @@ pub struct VersionRange {
     pub until: Option<i64>,
 }
 
+impl VersionRange {
+    /// The stretches after `after` to read: those of `covered` (snapshot spans `(from, to]` in version
+    /// order), then everything after `newest` (the newest snapshot's version), adjacent ones joined.
+    fn stretches(after: i64, covered: &[(i64, i64)], newest: i64) -> Vec<VersionRange> {
+        let mut ranges: Vec<VersionRange> = Vec::with_capacity(covered.len() + 1);
+        let mut push = |start: i64, until: Option<i64>| match ranges.last_mut() {
+            Some(last) if last.until.is_some_and(|end| end >= start) => last.until = until,
+            _ => ranges.push(VersionRange { after: start, until }),
+        };
+        for &(from, to) in covered.iter().filter(|(_, to)| *to > after) {
+            push(from.max(after), Some(to));
+        }
+        push(newest.max(after), None);
+        ranges
+    }
+}
+
 #[async_trait]
 pub trait ProjectionStore: Send + Sync + 'static {
     /// The cached latest fold of a stream, if one was saved.
@@ -577,7 +599,30 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
         return Ok(Arc::new(SqliteStore::open(path.as_ref(), options).await?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(Error::NotYet("PostgreSQL storage is not available in this version yet: use sqlite://PATH".into()));
+        return Ok(Arc::new(PostgresStore::open(url, options).await?));
     }
     Err(Error::UnsupportedUrl(url.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(after: i64, until: Option<i64>) -> VersionRange {
+        VersionRange { after, until }
+    }
+
+    #[test]
+    fn stretches_join_adjacent_spans_and_end_with_the_tail() {
+        let stretches = VersionRange::stretches;
+        // No snapshots after the base: the whole rest of the stream.
+        assert_eq!(stretches(0, &[], 0), [range(0, None)]);
+        assert_eq!(stretches(200, &[], 100), [range(200, None)]);
+        // Spans 100..200 and 200..300 hold early events; 300..400 does not; the tail starts at 400.
+        assert_eq!(stretches(100, &[(100, 200), (200, 300)], 400), [range(100, Some(300)), range(400, None)]);
+        // The last span touches the tail.
+        assert_eq!(stretches(100, &[(300, 400)], 400), [range(300, None)]);
+        // A span that starts before the base is read from the base only.
+        assert_eq!(stretches(150, &[(100, 200)], 200), [range(150, None)]);
+    }
 }

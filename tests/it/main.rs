@@ -9,6 +9,7 @@ mod console;
 mod cross_site;
 mod delivery;
 mod ingest;
+mod instances;
 mod live;
 mod ops;
 mod process;

@@ -1,5 +1,6 @@
-//! Test harness: an engine and HTTP server on port 0 over a temporary SQLite file, a JSON client, and
-//! a small SSE reader.
+//! Test harness: an engine and HTTP server on port 0 over a temporary SQLite file or a scratch
+//! PostgreSQL schema, a JSON client, and a small SSE reader. Tests wrapped in [`on_every_backend!`] run
+//! once per backend.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,59 @@ pub struct TestServer {
     shutdown: CancellationToken,
     server: Option<JoinHandle<std::io::Result<()>>>,
     config: Config,
+    store: Keep,
+}
+
+/// What a test server's store lives in, kept until the server is dropped.
+pub struct Keep {
     _dir: TempDir,
+    /// The PostgreSQL schema, when the test runs on PostgreSQL.
+    pub schema: Option<Arc<storage::ScratchSchema>>,
+}
+
+/// The store a test's servers open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The backend of the test running on this task ([`on_every_backend!`] sets it; SQLite without).
+    pub static BACKEND: Backend;
+}
+
+/// Runs each test function once on SQLite (module `sqlite`) and once on PostgreSQL (module
+/// `postgres`, printing SKIPPED when EVENTDECK_TEST_DATABASE_URL is not set): the test servers its
+/// body starts open that backend.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($( $(#[$meta:meta])* async fn $name:ident() $body:block )*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                async fn $name() {
+                    $crate::support::BACKEND.scope($crate::support::Backend::Sqlite, async $body).await
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                async fn $name() {
+                    if std::env::var(eventdeck::storage::ScratchSchema::VARIABLE).is_err() {
+                        println!("SKIPPED {}: {} is not set", stringify!($name), eventdeck::storage::ScratchSchema::VARIABLE);
+                        return;
+                    }
+                    $crate::support::BACKEND.scope($crate::support::Backend::Postgres, async $body).await
+                }
+            )*
+        }
+    };
 }
 
 impl TestServer {
@@ -35,23 +88,43 @@ impl TestServer {
         Self::with_config(|_| {}).await
     }
 
-    /// Starts with the default configuration changed by `configure` (storage is always a temp file,
-    /// and the processing loop is off unless `configure` turns it on).
+    /// Starts with the default configuration changed by `configure` (storage is always a temp file or
+    /// a scratch schema, by the test's [`BACKEND`], and the processing loop is off unless `configure`
+    /// turns it on).
     pub async fn with_config(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let schema = match BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite) {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Arc::new(storage::ScratchSchema::create().await.expect("a test schema"))),
+        };
+        Self::with_store(Keep { _dir: dir, schema }, configure).await
+    }
+
+    /// Starts another server on the same store as this one (PostgreSQL: another instance beside it).
+    pub async fn beside(&self, configure: impl FnOnce(&mut Config)) -> Self {
+        let schema = self.store.schema.clone().expect("instances side by side need PostgreSQL");
+        Self::with_store(Keep { _dir: tempfile::tempdir().expect("temp dir"), schema: Some(schema) }, configure).await
+    }
+
+    async fn with_store(store: Keep, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::default();
-        config.storage.url = format!("sqlite://{}", dir.path().join("events.db").display());
+        config.storage.url = match &store.schema {
+            Some(schema) => schema.url(),
+            None => format!("sqlite://{}", store._dir.path().join("events.db").display()),
+        };
+        // Servers on one store are instances beside each other: each its own id.
+        config.cluster.instance_id = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         // Most tests check what ingest stored, exactly; the processing loop would change the status
         // under them. Tests of processing turn it on.
         config.processing.enabled = false;
         configure(&mut config);
-        Self::launch(config, dir).await
+        Self::launch(config, store).await
     }
 
-    /// Starts engine and server on `config`'s store, which lives in `dir`.
-    async fn launch(config: Config, dir: TempDir) -> Self {
-        let store = storage::connect(&config.storage.url, &config.store_options()).await.expect("open store");
-        let engine = Engine::start(store, config.engine_options()).await.expect("start engine");
+    /// Starts engine and server on `config`'s store, which lives in `store`.
+    async fn launch(config: Config, store: Keep) -> Self {
+        let opened = storage::connect(&config.storage.url, &config.store_options()).await.expect("open store");
+        let engine = Engine::start(opened, config.engine_options()).await.expect("start engine");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let shutdown = CancellationToken::new();
@@ -63,16 +136,7 @@ impl TestServer {
         };
         let server = tokio::spawn(api::serve(listener, state));
         let api_key = config.auth.api_keys.first().cloned();
-        Self {
-            base,
-            client: reqwest::Client::new(),
-            engine,
-            api_key,
-            shutdown,
-            server: Some(server),
-            config,
-            _dir: dir,
-        }
+        Self { base, client: reqwest::Client::new(), engine, api_key, shutdown, server: Some(server), config, store }
     }
 
     /// Stops cleanly and starts again on the same store (on a new port).
@@ -82,7 +146,7 @@ impl TestServer {
             server.await.expect("server task").expect("server");
         }
         self.engine.shutdown().await;
-        Self::launch(self.config.clone(), self._dir).await
+        Self::launch(self.config.clone(), self.store).await
     }
 
     pub fn url(&self, path: &str) -> String {

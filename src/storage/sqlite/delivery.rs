@@ -2,29 +2,19 @@
 //! the dispatch cursor. Writes go through the store's one writer connection.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
-use uuid::Uuid;
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
-use super::shared::{
-    DLQ_COLUMNS, ROWS_PER_INSERT, bump_status, corrupt, count, in_chunks, insert_dead_letter, json_column, json_text,
-    push_in, results_of, sql_offset, status_code,
-};
+use super::shared::{ROWS_PER_INSERT, bump_status, in_chunks, insert_dead_letter, push_in, results_of, sql_offset};
 use crate::domain::delivery::{AttemptHistory, DlqQuery, DlqSelector};
 use crate::domain::{
-    DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, ProcessorId, RetryPolicy,
-    Subscription, SubscriptionId, Timestamp,
+    DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, Subscription, SubscriptionId,
+    Timestamp,
 };
+use crate::storage::rows::{self, ATTEMPT_COLUMNS, CLAIM_COLUMNS, DLQ_COLUMNS, SUBSCRIPTION_COLUMNS, json_text};
 use crate::storage::{
     ClaimedDelivery, Cursor, CursorMove, DELIVERY_CURSOR, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep,
 };
-
-const SUBSCRIPTION_COLUMNS: &str = "subscription_id, subscriber_name, subscriber_type, event_types, event_sources, \
-    event_categories, callback_url, secret, retry_policy, enabled, disabled_reason, start_seq, created_at, updated_at";
-const ATTEMPT_COLUMNS: &str = "delivery_id, attempt, event_id, subscription_id, success, status_code, response_body, error, duration_ms, attempted_at";
-const CLAIM_COLUMNS: &str =
-    "delivery_id, event_seq, event_id, subscription_id, attempts, round_attempts, first_failed_at";
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
@@ -41,7 +31,7 @@ impl DeliveryStore for SqliteStore {
     async fn subscriptions(&self) -> Result<Vec<Subscription>, Error> {
         let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, subscription_id");
         let rows = sqlx::query(&sql).fetch_all(&self.readers).await?;
-        rows.iter().map(decode_subscription).collect()
+        rows.iter().map(rows::subscription).collect()
     }
 
     async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, Error> {
@@ -174,7 +164,7 @@ impl DeliveryStore for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?;
             for row in &rows {
-                claimed.push(decode_claim(row)?);
+                claimed.push(rows::claim(row)?);
             }
         }
         tx.commit().await?;
@@ -315,7 +305,7 @@ impl DeliveryStore for SqliteStore {
             "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE event_id = ? ORDER BY attempted_at, attempt"
         );
         let rows = sqlx::query(&sql).bind(event_id.0).fetch_all(&self.readers).await?;
-        rows.iter().map(decode_attempt).collect()
+        rows.iter().map(rows::attempt).collect()
     }
 
     async fn dead_letters(&self, query: &DlqQuery) -> Result<(Vec<DeadLetter>, u64), Error> {
@@ -338,7 +328,7 @@ impl DeliveryStore for SqliteStore {
             .push(" OFFSET ")
             .push_bind(sql_offset(query.offset));
         let entries =
-            select.build().fetch_all(&self.readers).await?.iter().map(decode_dead_letter).collect::<Result<_, _>>()?;
+            select.build().fetch_all(&self.readers).await?.iter().map(rows::dead_letter).collect::<Result<_, _>>()?;
         let mut count = QueryBuilder::new("SELECT count(*) FROM dead_letters WHERE 1 = 1");
         push_filter(&mut count);
         let total: i64 = count.build_query_scalar().fetch_one(&self.readers).await?;
@@ -350,13 +340,13 @@ impl DeliveryStore for SqliteStore {
         let Some(row) = sqlx::query(&sql).bind(id.0).fetch_optional(&self.readers).await? else {
             return Ok(None);
         };
-        let mut entry = decode_dead_letter(&row)?;
+        let mut entry = rows::dead_letter(&row)?;
         let history = match entry.delivery_id {
             Some(delivery_id) => {
                 let sql =
                     format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt");
                 let rows = sqlx::query(&sql).bind(delivery_id.0).fetch_all(&self.readers).await?;
-                AttemptHistory::Delivery(rows.iter().map(decode_attempt).collect::<Result<_, _>>()?)
+                AttemptHistory::Delivery(rows.iter().map(rows::attempt).collect::<Result<_, _>>()?)
             }
             None => {
                 let results = results_of(&self.readers, entry.event_id).await?;
@@ -395,7 +385,7 @@ impl DeliveryStore for SqliteStore {
         let mut entries: Vec<DeadLetter> = Vec::new();
         for mut select in selects {
             for row in select.build().fetch_all(&mut *tx).await? {
-                entries.push(decode_dead_letter(&row)?);
+                entries.push(rows::dead_letter(&row)?);
             }
         }
         for chunk in in_chunks(&entries) {
@@ -434,7 +424,7 @@ impl DeliveryStore for SqliteStore {
         let mut conn = self.writer.write().await?;
         let sql = format!("DELETE FROM dead_letters WHERE dlq_id = ? RETURNING {DLQ_COLUMNS}");
         let row = sqlx::query(&sql).bind(id.0).fetch_optional(&mut *conn).await?;
-        row.as_ref().map(decode_dead_letter).transpose()
+        row.as_ref().map(rows::dead_letter).transpose()
     }
 }
 
@@ -483,77 +473,4 @@ async fn cancel_pending(conn: &mut SqliteConnection, id: SubscriptionId, why: &s
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-fn decode_subscription(row: &SqliteRow) -> Result<Subscription, Error> {
-    let secret: Option<String> = row.try_get("secret")?;
-    let retry_policy: RetryPolicy = json_column(row, "retry_policy")?;
-    Ok(Subscription {
-        subscription_id: SubscriptionId(row.try_get("subscription_id")?),
-        subscriber_name: row.try_get("subscriber_name")?,
-        subscriber_type: row.try_get("subscriber_type")?,
-        event_types: json_column(row, "event_types")?,
-        event_sources: json_column(row, "event_sources")?,
-        event_categories: json_column(row, "event_categories")?,
-        callback_url: row.try_get("callback_url")?,
-        has_secret: secret.is_some(),
-        secret,
-        retry_policy,
-        enabled: row.try_get("enabled")?,
-        disabled_reason: row.try_get("disabled_reason")?,
-        start_seq: row.try_get("start_seq")?,
-        created_at: Timestamp::from_micros(row.try_get("created_at")?),
-        updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
-    })
-}
-
-fn decode_claim(row: &SqliteRow) -> Result<ClaimedDelivery, Error> {
-    Ok(ClaimedDelivery {
-        delivery_id: DeliveryId(row.try_get("delivery_id")?),
-        event_seq: row.try_get("event_seq")?,
-        event_id: EventId(row.try_get("event_id")?),
-        subscription_id: SubscriptionId(row.try_get("subscription_id")?),
-        attempts: count(row, "attempts")?,
-        round_attempts: count(row, "round_attempts")?,
-        first_failed_at: row.try_get::<Option<i64>, _>("first_failed_at")?.map(Timestamp::from_micros),
-    })
-}
-
-fn decode_attempt(row: &SqliteRow) -> Result<DeliveryAttempt, Error> {
-    Ok(DeliveryAttempt {
-        delivery_id: DeliveryId(row.try_get("delivery_id")?),
-        event_id: EventId(row.try_get("event_id")?),
-        subscription_id: SubscriptionId(row.try_get("subscription_id")?),
-        attempt: count(row, "attempt")?,
-        success: row.try_get("success")?,
-        status_code: status_code(row, "status_code")?,
-        response_body: row.try_get("response_body")?,
-        error: row.try_get("error")?,
-        duration_ms: row.try_get::<i64, _>("duration_ms")?.max(0) as u64,
-        attempted_at: Timestamp::from_micros(row.try_get("attempted_at")?),
-    })
-}
-
-fn decode_dead_letter(row: &SqliteRow) -> Result<DeadLetter, Error> {
-    let kind = match row.try_get::<&str, _>("kind")? {
-        "delivery" => DeadLetterKind::Delivery,
-        "processing" => DeadLetterKind::Processing,
-        other => return Err(corrupt("kind", format!("unknown dead-letter kind `{other}`"))),
-    };
-    Ok(DeadLetter {
-        dlq_id: DlqId(row.try_get("dlq_id")?),
-        kind,
-        event_id: EventId(row.try_get("event_id")?),
-        event_type: row.try_get("event_type")?,
-        subscription_id: row.try_get::<Option<Uuid>, _>("subscription_id")?.map(SubscriptionId),
-        processor_id: row.try_get::<Option<Uuid>, _>("processor_id")?.map(ProcessorId),
-        delivery_id: row.try_get::<Option<Uuid>, _>("delivery_id")?.map(DeliveryId),
-        attempts: count(row, "attempts")?,
-        last_status_code: status_code(row, "last_status_code")?,
-        last_error: row.try_get("last_error")?,
-        first_failed_at: Timestamp::from_micros(row.try_get("first_failed_at")?),
-        last_failed_at: Timestamp::from_micros(row.try_get("last_failed_at")?),
-        created_at: Timestamp::from_micros(row.try_get("created_at")?),
-        attempt_history: None,
-    })
 }

@@ -2,17 +2,15 @@
 //! inside the transaction, counters updated in it), reading one event, a stream, the counters. History
 //! reads (`query`, `events_after`, `events_by_seq`) are in `query`.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
-use sqlx::{Connection, QueryBuilder, Sqlite};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
 use super::query;
-use super::shared::{EVENT_COLUMNS, ROWS_PER_INSERT, decode_event, json_text};
-use crate::domain::{
-    Counters, Event, EventFilter, EventId, EventPage, EventQuery, EventStatus, NameCount, NewEvent, Timestamp,
-};
+use super::shared::ROWS_PER_INSERT;
+use crate::domain::{Counters, Event, EventFilter, EventId, EventPage, EventQuery, NameCount, NewEvent, Timestamp};
+use crate::storage::group::{self, Known, Lookups};
+use crate::storage::rows::{self, EVENT_COLUMNS, json_text};
 use crate::storage::{Appended, Error, EventStore};
 
 #[async_trait]
@@ -25,85 +23,9 @@ impl EventStore for SqliteStore {
         let mut writer = self.writer.append().await?;
         let writer = &mut *writer;
         let mut tx = writer.conn.begin().await?;
-
-        let created_at = Timestamp::now();
-        let mut seq = writer.next_seq;
-        let mut out: Vec<Appended> = Vec::with_capacity(events.len());
-        // Keys and stream versions claimed earlier in this group, which the database cannot see yet.
-        let mut claimed_keys: HashMap<(String, String), usize> = HashMap::new();
-        let mut versions: HashMap<String, i64> = HashMap::new();
-
-        for new in events {
-            let key = new.idempotency_key.as_ref().map(|k| (new.tenant_id.clone().unwrap_or_default(), k.clone()));
-            if let Some(key) = &key {
-                if let Some(earlier) = claimed_keys.get(key).and_then(|&i| out[i].event()) {
-                    out.push(Appended::Duplicate(earlier.clone()));
-                    continue;
-                }
-                let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE coalesce(tenant_id, '') = ? AND idempotency_key = ?"
-                );
-                if let Some(row) = sqlx::query(&sql).bind(&key.0).bind(&key.1).fetch_optional(&mut *tx).await? {
-                    out.push(Appended::Duplicate(decode_event(&row)?));
-                    continue;
-                }
-            }
-            let stream_version = match &new.stream_id {
-                None => None,
-                Some(stream_id) => {
-                    let current = match versions.get(stream_id) {
-                        Some(&version) => version,
-                        None => {
-                            sqlx::query_scalar(
-                                "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?",
-                            )
-                            .bind(stream_id)
-                            .fetch_one(&mut *tx)
-                            .await?
-                        }
-                    };
-                    if let Some(expected) = new.expected_version.filter(|&expected| expected != current) {
-                        out.push(Appended::VersionConflict { stream_id: stream_id.clone(), expected, actual: current });
-                        continue;
-                    }
-                    versions.insert(stream_id.clone(), current + 1);
-                    Some(current + 1)
-                }
-            };
-            if let Some(key) = key {
-                claimed_keys.insert(key, out.len());
-            }
-            let (status, processed_at) = match new.skip_processing {
-                true => (EventStatus::Processed, Some(created_at)),
-                false => (EventStatus::Pending, None),
-            };
-            out.push(Appended::Created(Event {
-                event_id: EventId::new_v7(),
-                seq,
-                event_type: new.event_type,
-                event_source: new.event_source,
-                event_category: new.event_category,
-                user_id: new.user_id,
-                tenant_id: new.tenant_id,
-                stream_id: new.stream_id,
-                stream_version,
-                data: new.data,
-                metadata: new.metadata,
-                context: new.context,
-                correlation_id: new.correlation_id,
-                idempotency_key: new.idempotency_key,
-                status,
-                retry_count: 0,
-                error_message: None,
-                timestamp: new.timestamp,
-                created_at,
-                processed_at,
-            }));
-            seq += 1;
-        }
-
-        let created: Vec<&Event> =
-            out.iter().filter_map(|a| if let Appended::Created(e) = a { Some(e) } else { None }).collect();
+        let known = known(&mut tx, &Lookups::of(&events)).await?;
+        let appended = group::assign(events, known, writer.next_seq, Timestamp::now());
+        let created = group::created(&appended);
         for chunk in created.chunks(ROWS_PER_INSERT) {
             insert_rows(chunk).build().execute(&mut *tx).await?;
         }
@@ -111,14 +33,14 @@ impl EventStore for SqliteStore {
             count_rows(&created).build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        writer.next_seq = seq;
-        Ok(out)
+        writer.next_seq += created.len() as i64;
+        Ok(appended)
     }
 
     async fn event(&self, id: EventId) -> Result<Option<Event>, Error> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?");
         let row = sqlx::query(&sql).bind(id.0).fetch_optional(&self.readers).await?;
-        row.as_ref().map(decode_event).transpose()
+        row.as_ref().map(rows::event).transpose()
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, Error> {
@@ -144,7 +66,7 @@ impl EventStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.readers)
             .await?;
-        rows.iter().map(decode_event).collect()
+        rows.iter().map(rows::event).collect()
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, Error> {
@@ -227,22 +149,30 @@ fn insert_rows<'a>(events: &[&'a Event]) -> QueryBuilder<'a, Sqlite> {
 
 /// Adds this group's events to the statistics counters, one upsert for the whole group.
 fn count_rows(events: &[&Event]) -> QueryBuilder<'static, Sqlite> {
-    let mut deltas: HashMap<(&'static str, String), i64> = HashMap::new();
-    for event in events {
-        let mut bump = |dimension, key: String| *deltas.entry((dimension, key)).or_default() += 1;
-        bump("type", event.event_type.clone());
-        bump("source", event.event_source.as_str().to_owned());
-        bump("category", event.event_category.as_str().to_owned());
-        bump("status", event.status.as_str().to_owned());
-        bump("day", event.timestamp.to_datetime().format("%Y-%m-%d").to_string());
-        if let Some(user) = &event.user_id {
-            bump("user", user.clone());
-        }
-    }
     let mut upsert = QueryBuilder::new("INSERT INTO counters (dimension, key, count) ");
-    upsert.push_values(deltas, |mut row, ((dimension, key), count)| {
+    upsert.push_values(group::counts(events), |mut row, (dimension, key, count)| {
         row.push_bind(dimension).push_bind(key).push_bind(count);
     });
     upsert.push(" ON CONFLICT (dimension, key) DO UPDATE SET count = count + excluded.count");
     upsert
+}
+
+/// What the store already holds for a group's keys and streams: a lookup each, cheap in process.
+async fn known(conn: &mut SqliteConnection, lookups: &Lookups) -> Result<Known, Error> {
+    let mut known = Known::default();
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE coalesce(tenant_id, '') = ? AND idempotency_key = ?");
+    for key in &lookups.keys {
+        if let Some(row) = sqlx::query(&sql).bind(&key.0).bind(&key.1).fetch_optional(&mut *conn).await? {
+            known.events_by_key.insert(key.clone(), rows::event(&row)?);
+        }
+    }
+    for stream_id in &lookups.streams {
+        let version: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?")
+                .bind(stream_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        known.versions.insert(stream_id.clone(), version);
+    }
+    Ok(known)
 }

@@ -4,22 +4,15 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
-use super::shared::{
-    EVENT_COLUMNS, Patience, ROWS_PER_INSERT, bump_status, corrupt, decode_event, in_chunks, insert_dead_letter,
-    json_column, json_text, push_in, results_of,
-};
+use super::shared::{Patience, ROWS_PER_INSERT, bump_status, in_chunks, insert_dead_letter, push_in, results_of};
 use crate::domain::{
-    DeadLetter, DeadLetterKind, DlqId, Event, EventId, EventStatus, ProcessingResult, Processor, ProcessorId,
-    ProcessorType, Timestamp,
+    DeadLetter, DeadLetterKind, DlqId, Event, EventId, EventStatus, ProcessingResult, Processor, ProcessorId, Timestamp,
 };
+use crate::storage::rows::{self, EVENT_COLUMNS, PROCESSOR_COLUMNS, json_text};
 use crate::storage::{Claim, ClaimedEvent, Completed, Error, ProcessingNext, ProcessingOutcome, ProcessingStore};
-
-const PROCESSOR_COLUMNS: &str = "processor_id, processor_name, processor_type, enabled, priority, filters, config, \
-    max_retries, processed_count, failed_count, total_duration_us, created_at, updated_at";
 
 #[async_trait]
 impl ProcessingStore for SqliteStore {
@@ -48,7 +41,7 @@ impl ProcessingStore for SqliteStore {
     async fn processors(&self) -> Result<Vec<Processor>, Error> {
         let sql =
             format!("SELECT {PROCESSOR_COLUMNS} FROM processors ORDER BY priority DESC, created_at, processor_id");
-        sqlx::query(&sql).fetch_all(&self.readers).await?.iter().map(decode_processor).collect()
+        sqlx::query(&sql).fetch_all(&self.readers).await?.iter().map(rows::processor).collect()
     }
 
     async fn set_processor_enabled(
@@ -62,7 +55,7 @@ impl ProcessingStore for SqliteStore {
             "UPDATE processors SET enabled = ?, updated_at = ? WHERE processor_id = ? RETURNING {PROCESSOR_COLUMNS}"
         );
         let row = sqlx::query(&sql).bind(enabled).bind(now.as_micros()).bind(id.0).fetch_optional(&mut *conn).await?;
-        row.as_ref().map(decode_processor).transpose()
+        row.as_ref().map(rows::processor).transpose()
     }
 
     async fn delete_processor(&self, id: ProcessorId) -> Result<bool, Error> {
@@ -143,7 +136,7 @@ async fn claim_events(conn: &mut SqliteConnection, claim: Claim, instance: &str)
          ORDER BY due_at, seq LIMIT ?"
     );
     let rows = sqlx::query(&sql).bind(claim.now.as_micros()).bind(i64::from(claim.limit)).fetch_all(&mut *conn).await?;
-    let mut events = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
+    let mut events = rows.iter().map(rows::event).collect::<Result<Vec<_>, _>>()?;
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -341,27 +334,4 @@ async fn insert_results(conn: &mut SqliteConnection, results: &[(i64, &Processin
 
 fn duration_us(ms: f64) -> i64 {
     (ms * 1000.0).round() as i64
-}
-
-fn decode_processor(row: &SqliteRow) -> Result<Processor, Error> {
-    let kind: &str = row.try_get("processor_type")?;
-    let processed_count: i64 = row.try_get("processed_count")?;
-    let failed_count: i64 = row.try_get("failed_count")?;
-    let total_us: i64 = row.try_get("total_duration_us")?;
-    let runs = processed_count + failed_count;
-    Ok(Processor {
-        processor_id: ProcessorId(row.try_get("processor_id")?),
-        processor_name: row.try_get("processor_name")?,
-        processor_type: ProcessorType::parse("processor_type", kind).map_err(|e| corrupt("processor_type", e))?,
-        enabled: row.try_get("enabled")?,
-        priority: row.try_get("priority")?,
-        filters: json_column(row, "filters")?,
-        config: json_column(row, "config")?,
-        max_retries: u32::try_from(row.try_get::<i64, _>("max_retries")?).map_err(|e| corrupt("max_retries", e))?,
-        created_at: Timestamp::from_micros(row.try_get("created_at")?),
-        updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
-        processed_count,
-        failed_count,
-        avg_duration_ms: if runs == 0 { 0.0 } else { total_us as f64 / runs as f64 / 1000.0 },
-    })
 }

@@ -2,17 +2,12 @@
 //! reads of a stream's events that folding needs. Writes go through the store's one writer connection.
 
 use async_trait::async_trait;
-use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 use super::SqliteStore;
-use super::shared::json_column;
-use crate::domain::{EventId, Timestamp};
-use crate::storage::{CachedProjection, Error, Fold, ProjectionSnapshot, ProjectionStore, StreamChange, VersionRange};
-
-const SNAPSHOT_COLUMNS: &str =
-    "stream_id, version, from_version, state, last_event_id, updated_at, max_timestamp, min_timestamp";
+use crate::domain::Timestamp;
+use crate::storage::rows::{self, SNAPSHOT_COLUMNS};
+use crate::storage::{CachedProjection, Error, ProjectionSnapshot, ProjectionStore, StreamChange, VersionRange};
 
 #[async_trait]
 impl ProjectionStore for SqliteStore {
@@ -24,15 +19,7 @@ impl ProjectionStore for SqliteStore {
         .bind(stream_id)
         .fetch_optional(&self.readers)
         .await?;
-        row.map(|row| {
-            Ok(CachedProjection {
-                stream_id: row.try_get("stream_id")?,
-                fold: decode_fold(&row)?,
-                snapshot_version: row.try_get("snapshot_version")?,
-                tail_min_timestamp: row.try_get::<Option<i64>, _>("tail_min_timestamp")?.map(Timestamp::from_micros),
-            })
-        })
-        .transpose()
+        row.as_ref().map(rows::cached_projection).transpose()
     }
 
     async fn stale_projections(&self, stream_ids: &[String]) -> Result<Vec<String>, Error> {
@@ -61,7 +48,7 @@ impl ProjectionStore for SqliteStore {
              ORDER BY version DESC LIMIT 1"
         );
         let row = sqlx::query(&sql).bind(stream_id).bind(version).fetch_optional(&self.readers).await?;
-        row.as_ref().map(decode_snapshot).transpose()
+        row.as_ref().map(rows::snapshot).transpose()
     }
 
     async fn snapshot_at_time(&self, stream_id: &str, time: Timestamp) -> Result<Option<ProjectionSnapshot>, Error> {
@@ -70,7 +57,7 @@ impl ProjectionStore for SqliteStore {
              ORDER BY max_timestamp DESC, version DESC LIMIT 1"
         );
         let row = sqlx::query(&sql).bind(stream_id).bind(time.as_micros()).fetch_optional(&self.readers).await?;
-        row.as_ref().map(decode_snapshot).transpose()
+        row.as_ref().map(rows::snapshot).transpose()
     }
 
     async fn ranges_at_time(&self, stream_id: &str, after: i64, time: Timestamp) -> Result<Vec<VersionRange>, Error> {
@@ -88,7 +75,7 @@ impl ProjectionStore for SqliteStore {
                 .bind(stream_id)
                 .fetch_one(&self.readers)
                 .await?;
-        Ok(join_ranges(after, &covered, newest))
+        Ok(VersionRange::stretches(after, &covered, newest))
     }
 
     async fn stream_changes(
@@ -111,17 +98,7 @@ impl ProjectionStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StreamChange {
-                    version: row.try_get("stream_version")?,
-                    event_id: EventId(row.try_get("event_id")?),
-                    event_type: row.try_get("event_type")?,
-                    data: json_column(row, "data")?,
-                    timestamp: Timestamp::from_micros(row.try_get("timestamp")?),
-                })
-            })
-            .collect()
+        rows.iter().map(rows::stream_change).collect()
     }
 
     async fn save_projections(
@@ -175,61 +152,5 @@ impl ProjectionStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-}
-
-/// The stretches after `after` to read: those of `covered` (snapshot spans `(from, to]` in version
-/// order), then everything after `newest` (the newest snapshot's version), adjacent ones joined.
-fn join_ranges(after: i64, covered: &[(i64, i64)], newest: i64) -> Vec<VersionRange> {
-    let mut ranges: Vec<VersionRange> = Vec::with_capacity(covered.len() + 1);
-    let mut push = |start: i64, until: Option<i64>| match ranges.last_mut() {
-        Some(last) if last.until.is_some_and(|end| end >= start) => last.until = until,
-        _ => ranges.push(VersionRange { after: start, until }),
-    };
-    for &(from, to) in covered.iter().filter(|(_, to)| *to > after) {
-        push(from.max(after), Some(to));
-    }
-    push(newest.max(after), None);
-    ranges
-}
-
-fn decode_fold(row: &SqliteRow) -> Result<Fold, Error> {
-    Ok(Fold {
-        state: json_column::<Value>(row, "state")?,
-        version: row.try_get("version")?,
-        last_event_id: EventId(row.try_get("last_event_id")?),
-        updated_at: Timestamp::from_micros(row.try_get("updated_at")?),
-        max_timestamp: Timestamp::from_micros(row.try_get("max_timestamp")?),
-    })
-}
-
-fn decode_snapshot(row: &SqliteRow) -> Result<ProjectionSnapshot, Error> {
-    Ok(ProjectionSnapshot {
-        stream_id: row.try_get("stream_id")?,
-        fold: decode_fold(row)?,
-        from_version: row.try_get("from_version")?,
-        min_timestamp: Timestamp::from_micros(row.try_get("min_timestamp")?),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn range(after: i64, until: Option<i64>) -> VersionRange {
-        VersionRange { after, until }
-    }
-
-    #[test]
-    fn ranges_join_adjacent_spans_and_end_with_the_tail() {
-        // No snapshots after the base: the whole rest of the stream.
-        assert_eq!(join_ranges(0, &[], 0), [range(0, None)]);
-        assert_eq!(join_ranges(200, &[], 100), [range(200, None)]);
-        // Spans 100..200 and 200..300 hold early events; 300..400 does not; the tail starts at 400.
-        assert_eq!(join_ranges(100, &[(100, 200), (200, 300)], 400), [range(100, Some(300)), range(400, None)]);
-        // The last span touches the tail.
-        assert_eq!(join_ranges(100, &[(300, 400)], 400), [range(300, None)]);
-        // A span that starts before the base is read from the base only.
-        assert_eq!(join_ranges(150, &[(100, 200)], 200), [range(150, None)]);
     }
 }

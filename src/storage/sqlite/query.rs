@@ -5,10 +5,11 @@
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::shared::{EVENT_COLUMNS, decode_event, in_chunks, push_in, sql_offset};
+use super::shared::{in_chunks, push_in, sql_offset};
 use crate::domain::filter::Segment;
 use crate::domain::{Event, EventFilter, EventPage, EventQuery, Order, TypePattern};
 use crate::storage::Error;
+use crate::storage::rows::{self, EVENT_COLUMNS};
 
 /// Most types a pattern is expanded into before the query falls back to matching it in SQL.
 const MAX_EXPANDED_TYPES: usize = 256;
@@ -26,7 +27,7 @@ pub(super) async fn page(readers: &SqlitePool, query: &EventQuery) -> Result<Eve
         return Ok(EventPage { events: Vec::new(), total: 0 });
     };
     let rows = page_select(query, &types).build().fetch_all(readers).await?;
-    let events = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
+    let events = rows.iter().map(rows::event).collect::<Result<Vec<_>, _>>()?;
 
     // A first page that is not full already tells the total.
     let total = if query.offset == 0 && events.len() < query.limit as usize {
@@ -73,7 +74,7 @@ pub(super) async fn events_after(
     push_filter(&mut select, filter, &types);
     select.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
     let rows = select.build().fetch_all(readers).await?;
-    rows.iter().map(decode_event).collect()
+    rows.iter().map(rows::event).collect()
 }
 
 /// The events with these seqs, in seq order, each once.
@@ -88,7 +89,7 @@ pub(super) async fn events_by_seq(readers: &SqlitePool, seqs: &[i64]) -> Result<
         push_in(&mut select, "seq", chunk.iter().copied());
         select.push(" ORDER BY seq");
         for row in select.build().fetch_all(readers).await? {
-            events.push(decode_event(&row)?);
+            events.push(rows::event(&row)?);
         }
     }
     Ok(events)

@@ -3,14 +3,11 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
-use super::shared::corrupt;
-use crate::domain::{ReplayId, ReplayProgress, ReplayStatus, Timestamp};
+use crate::domain::{ReplayId, ReplayProgress, Timestamp};
+use crate::storage::rows::{self, REPLAY_COLUMNS, replay_status_text};
 use crate::storage::{Error, ReplayStore, StoredReplay};
-
-const REPLAY_COLUMNS: &str = "replay_id, status, events_count, total, done, failed, error, started_at, finished_at";
 
 #[async_trait]
 impl ReplayStore for SqliteStore {
@@ -65,7 +62,7 @@ impl ReplayStore for SqliteStore {
     async fn replay(&self, id: ReplayId) -> Result<Option<ReplayProgress>, Error> {
         let sql = format!("SELECT {REPLAY_COLUMNS} FROM replays WHERE replay_id = ?");
         let row = sqlx::query(&sql).bind(id.0).fetch_optional(&self.readers).await?;
-        row.as_ref().map(decode_replay).transpose()
+        row.as_ref().map(rows::replay).transpose()
     }
 
     async fn replay_deliveries_finished(&self, id: ReplayId) -> Result<(u64, u64), Error> {
@@ -94,7 +91,7 @@ impl ReplayStore for SqliteStore {
             .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(StoredReplay {
-            progress: decode_replay(&row)?,
+            progress: rows::replay(&row)?,
             plan: row.try_get::<Option<String>, _>("plan")?.unwrap_or_default(),
             state: row.try_get::<Option<String>, _>("state")?.unwrap_or_default(),
         }))
@@ -109,35 +106,4 @@ impl ReplayStore for SqliteStore {
             .await?;
         Ok(released.rows_affected())
     }
-}
-
-fn replay_status_text(status: ReplayStatus) -> &'static str {
-    match status {
-        ReplayStatus::DryRun => "dry_run",
-        ReplayStatus::Running => "running",
-        ReplayStatus::Completed => "completed",
-        ReplayStatus::Failed => "failed",
-    }
-}
-
-fn decode_replay(row: &SqliteRow) -> Result<ReplayProgress, Error> {
-    let status = match row.try_get::<&str, _>("status")? {
-        "running" => ReplayStatus::Running,
-        "completed" => ReplayStatus::Completed,
-        "failed" => ReplayStatus::Failed,
-        "dry_run" => ReplayStatus::DryRun,
-        other => return Err(corrupt("status", format!("unknown replay status `{other}`"))),
-    };
-    let count = |column: &str| row.try_get::<i64, _>(column).map(|n| n.max(0) as u64);
-    Ok(ReplayProgress {
-        replay_id: ReplayId(row.try_get("replay_id")?),
-        status,
-        events_count: count("events_count")?,
-        total: count("total")?,
-        done: count("done")?,
-        failed: count("failed")?,
-        started_at: Timestamp::from_micros(row.try_get("started_at")?),
-        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp::from_micros),
-        error: row.try_get("error")?,
-    })
 }

@@ -1,30 +1,20 @@
 //! What the SQLite modules share, so no two of them lean on each other: the one writer connection
-//! behind its lock (ingest first), the `IN (…)` list builder and its chunking, the event row (columns
-//! and decoder), JSON and number column helpers, and the writes that delivery and processing both
-//! make (dead letters, status counters) or read (processing results).
+//! behind its lock (ingest first), the `IN (…)` list builder and its chunking, and the writes that
+//! delivery and processing both make (dead letters, status counters) or read (processing results).
+//! Rows become domain values in `storage::rows`, shared with every backend.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Encode, QueryBuilder, Row, Sqlite, SqliteConnection, Type};
+use sqlx::sqlite::SqlitePool;
+use sqlx::{Encode, QueryBuilder, Sqlite, SqliteConnection, Type};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
 use tokio::time::Instant;
-use uuid::Uuid;
 
-use crate::domain::{
-    DeadLetter, Event, EventCategory, EventId, EventSource, EventStatus, FieldError, ProcessingResult, ProcessorId,
-    ReplayId, Timestamp,
-};
+use crate::domain::{DeadLetter, EventId, EventStatus, ProcessingResult};
 use crate::storage::Error;
-
-/// The columns of an event row, in the order [`decode_event`] and the inserts use.
-pub(super) const EVENT_COLUMNS: &str = "seq, event_id, event_type, event_source, event_category, user_id, tenant_id, \
-    stream_id, stream_version, data, metadata, context, correlation_id, idempotency_key, status, retry_count, \
-    error_message, timestamp, created_at, processed_at";
+use crate::storage::rows::{self, DLQ_COLUMNS, RESULT_COLUMNS};
 
 /// Rows per multi-row INSERT: at most 20 columns each keeps the bound values (10,000) under SQLite's
 /// limit of 32,766.
@@ -32,13 +22,6 @@ pub(super) const ROWS_PER_INSERT: usize = 500;
 
 /// Values per `IN (…)` list, well under SQLite's bound-variable limit.
 pub(super) const IN_LIST_MAX: usize = 500;
-
-/// The columns of a dead-letter row.
-pub(super) const DLQ_COLUMNS: &str = "dlq_id, kind, event_id, event_type, subscription_id, processor_id, \
-    delivery_id, attempts, last_status_code, last_error, first_failed_at, last_failed_at, created_at";
-
-const RESULT_COLUMNS: &str = "r.processor_id, r.processor_name, r.success, r.duration_us, r.error, r.replay_id, \
-    r.processed_at, e.event_id";
 
 /// The one writer connection, and who gets it first.
 ///
@@ -265,67 +248,6 @@ pub(super) fn sql_offset(offset: u64) -> i64 {
     i64::try_from(offset).unwrap_or(i64::MAX)
 }
 
-/// A value as the text of a JSON column. What the store keeps as JSON (maps, lists of names and
-/// plain derived structs) always serializes.
-pub(super) fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-/// A stored value that cannot be what the code expects.
-pub(super) fn corrupt(column: &str, error: impl std::fmt::Display) -> Error {
-    Error::Corrupt(format!("{column}: {error}"))
-}
-
-/// A JSON column, parsed.
-pub(super) fn json_column<T: DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, Error> {
-    let text: &str = row.try_get(column)?;
-    serde_json::from_str(text).map_err(|e| corrupt(column, e))
-}
-
-/// An integer column holding an HTTP status code, if any.
-pub(super) fn status_code(row: &SqliteRow, column: &str) -> Result<Option<u16>, Error> {
-    let code: Option<i64> = row.try_get(column)?;
-    code.map(|c| u16::try_from(c).map_err(|e| corrupt(column, e))).transpose()
-}
-
-/// An integer column holding a count of attempts.
-pub(super) fn count(row: &SqliteRow, column: &str) -> Result<u32, Error> {
-    let n: i64 = row.try_get(column)?;
-    u32::try_from(n).map_err(|e| corrupt(column, e))
-}
-
-/// A text column holding a value of one of the event vocabularies.
-fn vocabulary<T>(row: &SqliteRow, column: &str, parse: fn(&str, &str) -> Result<T, FieldError>) -> Result<T, Error> {
-    let text: &str = row.try_get(column)?;
-    parse(column, text).map_err(|e| Error::Corrupt(e.to_string()))
-}
-
-/// An event from a row selected with [`EVENT_COLUMNS`].
-pub(super) fn decode_event(row: &SqliteRow) -> Result<Event, Error> {
-    Ok(Event {
-        event_id: EventId(row.try_get("event_id")?),
-        seq: row.try_get("seq")?,
-        event_type: row.try_get("event_type")?,
-        event_source: vocabulary(row, "event_source", EventSource::parse)?,
-        event_category: vocabulary(row, "event_category", EventCategory::parse)?,
-        user_id: row.try_get("user_id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        stream_id: row.try_get("stream_id")?,
-        stream_version: row.try_get("stream_version")?,
-        data: json_column(row, "data")?,
-        metadata: json_column(row, "metadata")?,
-        context: json_column(row, "context")?,
-        correlation_id: row.try_get("correlation_id")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        status: vocabulary(row, "status", EventStatus::parse)?,
-        retry_count: row.try_get("retry_count")?,
-        error_message: row.try_get("error_message")?,
-        timestamp: Timestamp::from_micros(row.try_get("timestamp")?),
-        created_at: Timestamp::from_micros(row.try_get("created_at")?),
-        processed_at: row.try_get::<Option<i64>, _>("processed_at")?.map(Timestamp::from_micros),
-    })
-}
-
 /// Writes a dead letter, in the caller's transaction (a failed delivery's or a failed event's).
 pub(super) async fn insert_dead_letter(conn: &mut SqliteConnection, entry: &DeadLetter) -> Result<(), Error> {
     let sql = format!("INSERT INTO dead_letters ({DLQ_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -370,20 +292,7 @@ pub(super) async fn results_of(readers: &SqlitePool, event_id: EventId) -> Resul
         "SELECT {RESULT_COLUMNS} FROM processing_results r JOIN events e ON e.seq = r.event_seq \
          WHERE e.event_id = ? ORDER BY r.id"
     );
-    sqlx::query(&sql).bind(event_id.0).fetch_all(readers).await?.iter().map(decode_result).collect()
-}
-
-fn decode_result(row: &SqliteRow) -> Result<ProcessingResult, Error> {
-    Ok(ProcessingResult {
-        event_id: EventId(row.try_get("event_id")?),
-        processor_id: ProcessorId(row.try_get("processor_id")?),
-        processor_name: row.try_get("processor_name")?,
-        success: row.try_get("success")?,
-        duration_ms: row.try_get::<i64, _>("duration_us")? as f64 / 1000.0,
-        error: row.try_get("error")?,
-        replay_id: row.try_get::<Option<Uuid>, _>("replay_id")?.map(ReplayId),
-        processed_at: Timestamp::from_micros(row.try_get("processed_at")?),
-    })
+    sqlx::query(&sql).bind(event_id.0).fetch_all(readers).await?.iter().map(rows::processing_result).collect()
 }
 
 #[cfg(test)]

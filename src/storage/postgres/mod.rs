@@ -1,0 +1,102 @@
+//! The PostgreSQL store, for several instances sharing one database. Every statement goes to a pool
+//! (`[storage] max_connections`); what SQLite gets from its single writer, this store gets from the
+//! database: seqs (and change ids) are assigned in commit order under transaction-level advisory
+//! locks, claims are taken with `FOR UPDATE SKIP LOCKED` so instances never take the same work, and
+//! counters are spread over shards so no row is one every instance waits for. The modules mirror
+//! `storage/sqlite`: one file per store trait, what several need in `shared`.
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+mod cluster;
+mod delivery;
+mod events;
+mod processing;
+mod projection;
+mod query;
+mod replay;
+mod shared;
+
+pub use shared::ScratchSchema;
+#[cfg(test)]
+pub(crate) use shared::test_store;
+
+use super::{Error, StoreOptions};
+
+/// Counter shards: an instance adds to one of them, reads add them all up.
+const SHARDS: u64 = 16;
+
+pub struct PostgresStore {
+    pool: PgPool,
+    instance_id: String,
+    /// This instance's counter shard.
+    shard: i16,
+    /// The advisory-lock space of this schema (its name hashed): instances on other schemas of the
+    /// same database never wait for each other's locks.
+    lock_space: i32,
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names and brings its schema up to date (several instances
+    /// starting at once migrate one after another: sqlx holds an advisory lock while it migrates).
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, Error> {
+        let connect: PgConnectOptions = url.parse().map_err(|e| Error::Open {
+            path: redacted(url).into(),
+            reason: format!("not a PostgreSQL URL: {e}; use postgres://USER@HOST:PORT/DATABASE"),
+        })?;
+        Self::open_with(connect, options).await
+    }
+
+    pub(crate) async fn open_with(connect: PgConnectOptions, options: &StoreOptions) -> Result<Self, Error> {
+        let place = format!("{}:{}/{}", connect.get_host(), connect.get_port(), connect.get_database().unwrap_or(""));
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            // A transaction dropped on an error is rolled back by a message sqlx queues on its
+            // connection; the ping sends it now, so no connection waits in the pool holding locks
+            // (the append lock among them) until it is next used.
+            .after_release(|conn, _| Box::pin(async move { conn.ping().await.map(|()| true) }))
+            .connect_with(connect)
+            .await
+            .map_err(|e| Error::Open {
+                path: place.clone().into(),
+                reason: format!("cannot reach PostgreSQL at {place}: {e}"),
+            })?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let lock_space: i32 = sqlx::query_scalar("SELECT hashtext(current_schema())").fetch_one(&pool).await?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        options.instance_id.hash(&mut hasher);
+        Ok(Self {
+            pool,
+            instance_id: options.instance_id.clone(),
+            shard: (hasher.finish() % SHARDS) as i16,
+            lock_space,
+        })
+    }
+}
+
+/// A URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redacted("postgres://me:secret@db:5432/x"), "postgres://me:***@db:5432/x");
+        assert_eq!(redacted("postgres://me@db/x"), "postgres://me@db/x");
+        assert_eq!(redacted("postgres://db/x"), "postgres://db/x");
+    }
+}
