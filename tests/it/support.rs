@@ -112,8 +112,10 @@ impl TestServer {
             Some(schema) => schema.url(),
             None => format!("sqlite://{}", store._dir.path().join("events.db").display()),
         };
-        // Servers on one store are instances beside each other: each its own id.
-        config.cluster.instance_id = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        if store.schema.is_some() {
+            // Servers on one schema are instances beside each other: each its own id.
+            config.cluster.instance_id = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        }
         // Most tests check what ingest stored, exactly; the processing loop would change the status
         // under them. Tests of processing turn it on.
         config.processing.enabled = false;

@@ -3,7 +3,7 @@
 //! counters) or read (processing results), and a scratch schema per test.
 
 use sqlx::postgres::{PgConnectOptions, PgPool};
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 use super::PostgresStore;
 use crate::domain::{DeadLetter, EventId, EventStatus, ProcessingResult};
@@ -149,9 +149,12 @@ impl Drop for ScratchSchema {
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
-                let pool = PgPool::connect(&url).await?;
-                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&pool).await?;
-                pool.close().await;
+                let mut conn = PgConnection::connect(&url).await?;
+                // The test's own connections may still be open (a test that failed half-way holds
+                // its servers): never wait for them for long, this thread blocks the test's runtime.
+                sqlx::query("SET lock_timeout = '5s'").execute(&mut conn).await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await?;
+                conn.close().await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             })?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
