@@ -65,6 +65,12 @@ pub const GLOBAL: &[Binding] = &[
     bind(&[Code(KeyCode::Home)], "Home End", Command::Top, "first / last row"),
     bind(&[Code(KeyCode::End)], "End", Command::Bottom, ""),
     bind(&[Code(KeyCode::Esc)], "Esc", Command::Close, "close a popup"),
+    bind(
+        &[Char(':')],
+        ":",
+        Command::CommandLine,
+        "command line: :dlq groups, :history type=order.* since=1h, … (Tab completes)",
+    ),
     bind(&[Char('?')], "?", Command::Help, "this help"),
     bind(&[Char('q'), Ctrl('c')], "q / Ctrl-C", Command::Quit, "quit"),
 ];
@@ -94,19 +100,25 @@ pub const STATISTICS: &[Binding] =
     &[bind(&[Char('g')], "g", Command::Refresh, "refresh now (it refreshes every second)")];
 
 pub const DLQ: &[Binding] = &[
-    bind(&[Code(KeyCode::Enter)], "Enter", Command::Open, "the entry with every attempt"),
-    bind(&[Char('r')], "r", Command::Retry, "retry the selected entry (asks first)"),
+    bind(&[Char('g')], "g", Command::ToggleGroups, "entries / groups by cause (kind, target, last status or error)"),
+    bind(&[Code(KeyCode::Enter)], "Enter", Command::Open, "the entry with every attempt; on a group, the group"),
+    bind(&[Char('r')], "r", Command::Retry, "retry the selected entry, or every entry of the group (asks first)"),
     bind(&[Char(' ')], "space", Command::Mark, "mark / unmark the selected entry"),
     bind(
         &[Char('R')],
         "R",
         Command::RetryMarked,
-        "retry the marked entries, or all shown when none is marked (asks first)",
+        "retry the marked entries, or all shown when none is marked; on a group, the group (asks first)",
     ),
-    bind(&[Char('d')], "d", Command::Discard, "discard the selected entry (asks first; the event stays)"),
+    bind(
+        &[Char('d')],
+        "d",
+        Command::Discard,
+        "discard the selected entry, or the whole group (asks first with the count; events stay)",
+    ),
     bind(&[Char('f')], "f / F", Command::NextFilter, "only one subscription's or processor's entries: next / previous"),
     bind(&[Char('F')], "F", Command::PrevFilter, ""),
-    bind(&[Char('g')], "g", Command::Refresh, "reload"),
+    bind(&[Ctrl('r')], "Ctrl-R", Command::Refresh, "reload"),
 ];
 
 pub const PROCESSORS: &[Binding] = &[
@@ -180,6 +192,8 @@ pub enum Mode {
     Replay,
     /// A form with text fields: keys are typed.
     Form,
+    /// The `:` command line: keys are typed; Tab completes, ↑/↓ recall.
+    CommandLine,
 }
 
 /// The bindings that apply in `mode`, most specific first.
@@ -190,7 +204,7 @@ pub fn bindings(mode: Mode) -> Vec<&'static [Binding]> {
         Mode::Confirm => vec![CONFIRM],
         Mode::Detail => vec![DETAIL],
         Mode::Replay => vec![REPLAY],
-        Mode::Form => vec![],
+        Mode::Form | Mode::CommandLine => vec![],
     }
 }
 
@@ -216,6 +230,15 @@ pub fn action_for_key(mode: Mode, key: KeyEvent) -> Option<Action> {
     }
     if mode == Mode::Form {
         return text_edit(key).map(Action::Text);
+    }
+    if mode == Mode::CommandLine {
+        let edit = match key.code {
+            KeyCode::Tab => TextEdit::Complete,
+            KeyCode::Up => TextEdit::Earlier,
+            KeyCode::Down => TextEdit::Later,
+            _ => return text_edit(key).map(Action::Text),
+        };
+        return Some(Action::Text(edit));
     }
     bindings(mode)
         .into_iter()

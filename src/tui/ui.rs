@@ -35,6 +35,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Popup::Confirm(confirm)) => popups::confirm::render(frame, area, confirm),
         Some(Popup::Detail(detail)) => popups::detail::render(frame, area, detail),
         Some(Popup::Replay(dialog)) => popups::replay::render(frame, area, dialog),
+        Some(Popup::Command(line)) => popups::command::render(frame, area, line),
     }
 }
 
@@ -50,8 +51,9 @@ fn tab_count(app: &App, pane: Pane) -> String {
             (Some(stats), false) => signed_count(stats.dlq_size),
             (None, false) => "…".to_owned(),
         },
-        Pane::Processors => count(app.processors.items.len() as u64),
-        Pane::Subscriptions => count(app.subscriptions.items.len() as u64),
+        Pane::Processors if app.processors.loaded => count(app.processors.items.len() as u64),
+        Pane::Subscriptions if app.subscriptions.loaded => count(app.subscriptions.items.len() as u64),
+        Pane::Processors | Pane::Subscriptions => "…".to_owned(),
     }
 }
 
@@ -136,6 +138,14 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
                 format!("replay {}%", p.done * 100 / p.total)
             }
             _ => "replay starting".to_owned(),
+        };
+        spans.push(Span::styled(text, theme::key()));
+    }
+    if let Some(export) = app.export.as_ref().filter(|e| !e.done) {
+        spans.push(separator());
+        let text = match export.total {
+            0 => format!("export → {} starting", export.path),
+            total => format!("export {}% → {}", export.written * 100 / total.max(1), export.path),
         };
         spans.push(Span::styled(text, theme::key()));
     }

@@ -11,7 +11,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::json;
 
-use eventdeck::domain::delivery::DlqSelector;
+use eventdeck::domain::delivery::{DlqGroup, DlqGroupKey, DlqGroups, DlqSelector};
 use eventdeck::domain::replay::ReplaySelection;
 use eventdeck::domain::{
     Counters, DeadLetter, DeadLetterKind, DlqId, Event, EventCategory, EventFilter, EventId, EventSource, EventStatus,
@@ -681,6 +681,255 @@ fn dlq_marks_retry_many_with_the_count_and_discard_asks_first() {
 }
 
 #[test]
+fn names_not_ids_and_kept_current_whichever_pane_is_open() {
+    let mut app = app();
+    // Until the first answer the tabs say "not known yet", not 0.
+    let tabs = screen(&app).lines().next().unwrap().to_owned();
+    assert_shows(&tabs, &["5 Processors …", "6 Subscriptions …"]);
+    let first = subscription("orders-to-fulfilment", true);
+    respond(&mut app, Response::Subscriptions { list: Ok(vec![first.clone()]), dlq_counts: HashMap::new() });
+    respond(&mut app, Response::Processors(Ok(vec![processor("audit-log", true)])));
+    assert_shows(screen(&app).lines().next().unwrap(), &["5 Processors 1", "6 Subscriptions 1"]);
+
+    // On the Live pane, both lists are loaded again every few seconds.
+    let mut polled = Vec::new();
+    for second in 1..=5 {
+        polled.extend(app.update(Action::Tick(at(-second))));
+    }
+    assert!(polled.contains(&Effect::Subscriptions) && polled.contains(&Effect::Processors), "{polled:?}");
+    respond(&mut app, Response::Subscriptions { list: Ok(vec![first.clone()]), dlq_counts: HashMap::new() });
+    respond(&mut app, Response::Processors(Ok(vec![processor("audit-log", true)])));
+
+    // A dead letter of a subscription made since the last load: its name is asked for at once, and
+    // meanwhile it shows by the random tail of its id, not the time-ordered head.
+    let effects = char(&mut app, '4');
+    let [Effect::DeadLetters { request, .. }] = effects.as_slice() else { panic!("a DLQ load expected") };
+    respond(&mut app, Response::DeadLetters { request: *request, result: Ok(DlqPage { entries: vec![], total: 0 }) });
+    let second = subscription("alerts-pager", true);
+    let entry = dead_letter("alert.raised", &second, 5);
+    let generation = app.live.generation;
+    let effects = app.update(Action::Feed(FeedBatch {
+        generation,
+        items: vec![FeedItem::DeadLetter { action: DlqAction::Added, entry: Arc::new(entry.clone()) }],
+        dropped: 0,
+        backfill: false,
+    }));
+    assert_eq!(effects, [Effect::Subscriptions]);
+    let id = second.subscription_id.to_string();
+    let tail = &id[id.len() - 8..];
+    assert_shows(line_with(&screen(&app), "alert.raised"), &[&format!("subscription …{tail}")]);
+    respond(
+        &mut app,
+        Response::Subscriptions { list: Ok(vec![first.clone(), second.clone()]), dlq_counts: HashMap::new() },
+    );
+    let text = screen(&app);
+    assert_shows(line_with(&text, "alert.raised"), &["alerts-pager"]);
+    assert_shows(text.lines().next().unwrap(), &["6 Subscriptions 2"]);
+
+    // The detail and the confirmation name it too.
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(effects, [Effect::DeadLetter(entry.dlq_id)]);
+    assert_shows(&screen(&app), &["alert.raised · alerts-pager"]);
+    press(&mut app, KeyCode::Esc);
+    char(&mut app, 'd');
+    assert_shows(&screen(&app), &["(alerts-pager)"]);
+}
+
+fn group(key: DlqGroupKey, count: u64, histogram: Vec<u64>) -> DlqGroup {
+    DlqGroup { key, count, first_failed_at: at(3600), last_failed_at: at(5), histogram }
+}
+
+#[test]
+fn dlq_groups_toggle_with_g_and_a_group_is_retried_or_discarded_after_confirming_the_count() {
+    let (mut app, subscriptions, processors) = loaded_app();
+    char(&mut app, '4');
+    let effects = char(&mut app, 'g');
+    let [Effect::DeadLetterGroups { request, query }] = effects.as_slice() else { panic!("a groups load expected") };
+    assert_eq!((query.kind, query.buckets, query.until), (None, 24, now()));
+    let delivery = |subscription: &Subscription, status| DlqGroupKey {
+        kind: DeadLetterKind::Delivery,
+        subscription_id: Some(subscription.subscription_id),
+        processor_id: None,
+        last_status_code: Some(status),
+        error_class: None,
+    };
+    let mut rising = vec![0; 24];
+    rising[20..].copy_from_slice(&[100, 800, 1000, 2000]);
+    let pager = delivery(&subscriptions[1], 503);
+    let orders = delivery(&subscriptions[0], 500);
+    let checker = DlqGroupKey {
+        kind: DeadLetterKind::Processing,
+        subscription_id: None,
+        processor_id: Some(processors[0].processor_id),
+        last_status_code: None,
+        error_class: Some("checker".into()),
+    };
+    let answer = DlqGroups {
+        groups: vec![
+            group(pager.clone(), 3900, rising),
+            group(orders.clone(), 100, vec![4; 24]),
+            group(checker, 2, vec![0; 24]),
+        ],
+        total: 4002,
+        since: Some(at(3600)),
+        until: now(),
+        bucket_s: 150,
+    };
+    respond(&mut app, Response::DeadLetterGroups { request: *request, result: Ok(answer) });
+    let text = screen(&app);
+    assert_shows(&text, &["DLQ · 3 groups · 4,002 entries · failures since 2026-03-10 11:00:00 (150s per bar)"]);
+    assert_shows(&text, &["Count", "Kind", "Target", "Cause", "Failures over time"]);
+    let row = line_with(&text, "3,900");
+    assert_shows(row, &["delivery", "alerts-pager", "HTTP 503", "11:00:00", "5s", "····▁▄▄█"]);
+    assert_shows(line_with(&text, "100 "), &["orders-to-fulfilment", "HTTP 500", "████████"]);
+    assert_shows(line_with(&text, "checker"), &["processing", "audit-log"]);
+
+    // R on the first group asks with its count, and y retries the group as a whole.
+    char(&mut app, 'R');
+    assert_shows(&screen(&app), &["Retry 3,900 dead letters", "3,900 × delivery alerts-pager · HTTP 503"]);
+    let effects = char(&mut app, 'y');
+    assert_eq!(effects, [Effect::RetryDeadLetters(DlqSelector::Group(pager))]);
+    let effects = respond(&mut app, Response::Retried(Ok(3900)));
+    assert!(matches!(effects.as_slice(), [Effect::DeadLetterGroups { .. }]), "the groups are loaded again");
+
+    // d on the second asks; n keeps it; d then Enter discards the group.
+    press(&mut app, KeyCode::Down);
+    char(&mut app, 'd');
+    assert_shows(
+        &screen(&app),
+        &["Discard 100 dead letters", "orders-to-fulfilment · HTTP 500", "events themselves stay"],
+    );
+    assert!(char(&mut app, 'n').is_empty());
+    char(&mut app, 'd');
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(effects, [Effect::DiscardDeadLetters(DlqSelector::Group(orders))]);
+    let effects = respond(&mut app, Response::DiscardedMany(Ok(100)));
+    assert_shows(screen(&app).lines().last().unwrap(), &["100 dead letters discarded"]);
+    let [Effect::DeadLetterGroups { request, .. }] = effects.as_slice() else { panic!("a groups load expected") };
+    let empty = DlqGroups { groups: vec![], total: 0, since: None, until: now(), bucket_s: 1 };
+    respond(&mut app, Response::DeadLetterGroups { request: *request, result: Ok(empty) });
+    assert_shows(&screen(&app), &["DLQ · 0 groups · 0 entries", "The dead-letter queue is empty"]);
+
+    // The feed's changes reload the groups on the next tick, not on every batch.
+    let entry = dead_letter("order.paid", &subscriptions[0], 1);
+    feed(&mut app, vec![FeedItem::DeadLetter { action: DlqAction::Added, entry: Arc::new(entry) }]);
+    let effects = app.update(Action::Tick(at(-1)));
+    assert!(effects.iter().any(|e| matches!(e, Effect::DeadLetterGroups { .. })), "{effects:?}");
+
+    // g goes back to the entries.
+    let effects = char(&mut app, 'g');
+    assert!(matches!(effects.as_slice(), [Effect::DeadLetters { .. }]));
+    assert_shows(&screen(&app), &["DLQ · "]);
+}
+
+fn command_input(app: &App) -> String {
+    match &app.popup {
+        Some(Popup::Command(line)) => line.input.clone(),
+        other => panic!("the command line is not open: {other:?}"),
+    }
+}
+
+#[test]
+fn the_command_line_completes_runs_recalls_and_suggests_the_closest_command() {
+    let (mut app, _, _) = loaded_app();
+    assert!(char(&mut app, ':').is_empty());
+    type_text(&mut app, "hi");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "history ");
+    assert_shows(&screen(&app), &[":history [type=P]", "[since=T]"]);
+    type_text(&mut app, "ty");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "history type=");
+    // Event types come from the statistics; Tab again takes the next one.
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "history type=order.created ");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "history type=order.paid ");
+    assert_shows(line_with(&screen(&app), "type=order.created"), &["type=order.paid", "type=user.login"]);
+    type_text(&mut app, "since=1h");
+    let effects = press(&mut app, KeyCode::Enter);
+    let [Effect::Query { query, .. }] = effects.as_slice() else { panic!("a history query expected: {effects:?}") };
+    assert_eq!(query.filter.event_type.as_ref().map(|p| p.as_str()), Some("order.paid"));
+    assert_eq!(query.filter.start_time, Some(at(3600)));
+    assert!(app.popup.is_none());
+    assert_shows(&screen(&app), &["filter type=order.paid  from=1h"]);
+
+    // ↑ brings the last command back, ↓ returns to the (empty) line being typed.
+    char(&mut app, ':');
+    press(&mut app, KeyCode::Up);
+    assert_eq!(command_input(&app), "history type=order.paid since=1h");
+    press(&mut app, KeyCode::Down);
+    assert_eq!(command_input(&app), "");
+
+    // An unknown command answers with the closest one and the line stays open.
+    type_text(&mut app, "dql");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert_shows(&screen(&app), &["unknown command `:dql`; did you mean `:dlq`?"]);
+    app.handle_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "history colour=red");
+    press(&mut app, KeyCode::Enter);
+    assert_shows(&screen(&app), &["unknown key `colour`; keys: type, source"]);
+    app.handle_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "dlq groups");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(matches!(effects.as_slice(), [Effect::DeadLetterGroups { .. }]), "{effects:?}");
+    assert_eq!(app.pane, eventdeck::tui::panes::Pane::Dlq);
+
+    // :replay runs the dry run of its filter, aimed at the subscription named by to= (completed).
+    char(&mut app, ':');
+    type_text(&mut app, "replay type=order.* since=2h to=al");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "replay type=order.* since=2h to=alerts-pager ");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(effects.iter().any(|e| matches!(e, Effect::PrepareReplay(_))), "{effects:?}");
+    let Some(Popup::Replay(dialog)) = &app.popup else { panic!("the replay dialog is open") };
+    assert_eq!(dialog.targets[dialog.target].label, "subscription alerts-pager");
+    press(&mut app, KeyCode::Esc);
+
+    // Esc closes the line without running it; :q quits.
+    char(&mut app, ':');
+    type_text(&mut app, "q");
+    press(&mut app, KeyCode::Esc);
+    assert!(app.popup.is_none() && !app.quit);
+    char(&mut app, ':');
+    type_text(&mut app, "q");
+    press(&mut app, KeyCode::Enter);
+    assert!(app.quit);
+}
+
+#[tokio::test]
+async fn export_writes_the_history_filter_as_json_lines() {
+    let server = TestServer::start().await;
+    let service: Arc<dyn EventService> = Arc::new(server.engine.clone());
+    let events: Vec<NewEvent> =
+        (0..5).map(|i| NewEvent::new(if i % 2 == 0 { "order.created" } else { "user.login" })).collect();
+    service.ingest(events).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.jsonl").to_string_lossy().into_owned();
+    let filter =
+        EventFilter { event_type: Some(TypePattern::parse("t", "order.*").unwrap()), ..EventFilter::default() };
+    let action = effects::call(service.clone(), Effect::Export { filter, path: path.clone() }).await;
+    let Action::Response(response) = action else { panic!("a response expected") };
+    let Response::Export { written, total, done, error, .. } = *response else { panic!("an export report expected") };
+    assert_eq!((written, total, done, error), (3, 3, true, None));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let types: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["order.created"; 3]);
+    let bad = effects::call(
+        service.clone(),
+        Effect::Export { filter: EventFilter::default(), path: "/nonexistent/dir/x.jsonl".into() },
+    )
+    .await;
+    let Action::Response(response) = bad else { panic!("a response expected") };
+    let Response::Export { done, error, .. } = *response else { panic!("an export report expected") };
+    assert!(done && error.unwrap().contains("cannot create the file"));
+    server.stop().await;
+}
+
+#[test]
 fn dlq_filter_cycles_through_subscriptions_and_processors() {
     let (mut app, subscriptions, processors) = loaded_app();
     char(&mut app, '4');
@@ -808,7 +1057,7 @@ fn the_mouse_wheel_scrolls_and_resizing_redraws() {
     app.update(Action::Resize(80, 12));
     let text = screen(&app);
     assert_eq!(text.lines().count(), 12);
-    assert_shows(text.lines().next().unwrap(), &["1 Live 40", "2 Hist", "6 Subs 0"]);
+    assert_shows(text.lines().next().unwrap(), &["1 Live 40", "2 Hist", "6 Subs …"]);
     assert_shows(&text, &["user-40"]);
     assert!(!text.contains("user-20 "), "only the newest rows fit:\n{text}");
 }

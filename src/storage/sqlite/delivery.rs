@@ -11,7 +11,7 @@ use super::shared::{
     DLQ_COLUMNS, ROWS_PER_INSERT, bump_status, corrupt, count, in_chunks, insert_dead_letter, json_column, json_text,
     push_in, results_of, sql_offset, status_code,
 };
-use crate::domain::delivery::{AttemptHistory, DlqQuery, DlqSelector};
+use crate::domain::delivery::{AttemptHistory, DlqGroup, DlqGroupKey, DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, ProcessorId, RetryPolicy,
     Subscription, SubscriptionId, Timestamp,
@@ -371,33 +371,7 @@ impl DeliveryStore for SqliteStore {
         let now = Timestamp::now().as_micros();
         let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
-        let select = || QueryBuilder::<Sqlite>::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE "));
-        let selects: Vec<QueryBuilder<'_, Sqlite>> = match selector {
-            DlqSelector::All => {
-                let mut all = select();
-                all.push("1 = 1");
-                vec![all]
-            }
-            DlqSelector::Subscription(id) => {
-                let mut of_subscription = select();
-                of_subscription.push("subscription_id = ").push_bind(id.0);
-                vec![of_subscription]
-            }
-            DlqSelector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
-            DlqSelector::Ids(ids) => in_chunks(ids)
-                .map(|chunk| {
-                    let mut by_id = select();
-                    push_in(&mut by_id, "dlq_id", chunk.iter().map(|id| id.0));
-                    by_id
-                })
-                .collect(),
-        };
-        let mut entries: Vec<DeadLetter> = Vec::new();
-        for mut select in selects {
-            for row in select.build().fetch_all(&mut *tx).await? {
-                entries.push(decode_dead_letter(&row)?);
-            }
-        }
+        let entries = selected_dead_letters(&mut tx, selector).await?;
         for chunk in in_chunks(&entries) {
             let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM dead_letters WHERE ");
             push_in(&mut delete, "dlq_id", chunk.iter().map(|e| e.dlq_id.0));
@@ -435,6 +409,85 @@ impl DeliveryStore for SqliteStore {
         let sql = format!("DELETE FROM dead_letters WHERE dlq_id = ? RETURNING {DLQ_COLUMNS}");
         let row = sqlx::query(&sql).bind(id.0).fetch_optional(&mut *conn).await?;
         row.as_ref().map(decode_dead_letter).transpose()
+    }
+
+    async fn discard_dead_letters(&self, selector: &DlqSelector) -> Result<Vec<DeadLetter>, Error> {
+        let mut conn = self.writer.write().await?;
+        let mut tx = conn.begin().await?;
+        let entries = selected_dead_letters(&mut tx, selector).await?;
+        for chunk in in_chunks(&entries) {
+            let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM dead_letters WHERE ");
+            push_in(&mut delete, "dlq_id", chunk.iter().map(|e| e.dlq_id.0));
+            delete.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(entries)
+    }
+
+    async fn dead_letter_groups(&self, query: &DlqGroupQuery) -> Result<DlqGroups, Error> {
+        let buckets = i64::from(query.buckets.clamp(1, DlqGroupQuery::MAX_BUCKETS));
+        let push_kind = |sql: &mut QueryBuilder<'_, Sqlite>| {
+            if let Some(kind) = query.kind {
+                sql.push(" WHERE kind = ").push_bind(kind.as_str());
+            }
+        };
+        // One read transaction: the groups and their histograms see the same queue.
+        let mut tx = self.readers.begin().await?;
+        let mut first = QueryBuilder::<Sqlite>::new("SELECT min(last_failed_at) FROM dead_letters");
+        push_kind(&mut first);
+        let since: Option<i64> = first.build_query_scalar().fetch_one(&mut *tx).await?;
+        let until = query.until.as_micros().max(since.unwrap_or(i64::MIN));
+        let start = since.unwrap_or(until);
+        // Whole seconds, at least one, so the axis reads plainly.
+        let span = (until - start).max(1);
+        let per_bucket = (span + buckets - 1) / buckets;
+        let bucket_us = ((per_bucket + 999_999) / 1_000_000).max(1) * 1_000_000;
+
+        let mut select = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {GROUP_KEY}, count(*) AS n, min(first_failed_at) AS first_failed_at, \
+             max(last_failed_at) AS last_failed_at FROM dead_letters"
+        ));
+        push_kind(&mut select);
+        select.push(" GROUP BY 1, 2, 3, 4, 5 ORDER BY n DESC, last_failed_at DESC");
+        let mut groups = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for row in select.build().fetch_all(&mut *tx).await? {
+            let key = decode_group_key(&row)?;
+            index.insert(key.clone(), groups.len());
+            groups.push(DlqGroup {
+                key,
+                count: row.try_get::<i64, _>("n")? as u64,
+                first_failed_at: Timestamp::from_micros(row.try_get("first_failed_at")?),
+                last_failed_at: Timestamp::from_micros(row.try_get("last_failed_at")?),
+                histogram: vec![0; buckets as usize],
+            });
+        }
+        let mut histogram = QueryBuilder::<Sqlite>::new(format!("SELECT {GROUP_KEY}, min("));
+        histogram
+            .push_bind(buckets - 1)
+            .push(", (last_failed_at - ")
+            .push_bind(start)
+            .push(") / ")
+            .push_bind(bucket_us)
+            .push(") AS bucket, count(*) AS n FROM dead_letters");
+        push_kind(&mut histogram);
+        histogram.push(" GROUP BY 1, 2, 3, 4, 5, 6");
+        for row in histogram.build().fetch_all(&mut *tx).await? {
+            let key = decode_group_key(&row)?;
+            let bucket = row.try_get::<i64, _>("bucket")?.clamp(0, buckets - 1) as usize;
+            if let Some(&i) = index.get(&key) {
+                groups[i].histogram[bucket] += row.try_get::<i64, _>("n")? as u64;
+            }
+        }
+        tx.commit().await?;
+        let total = groups.iter().map(|g| g.count).sum();
+        Ok(DlqGroups {
+            groups,
+            total,
+            since: since.map(Timestamp::from_micros),
+            until: Timestamp::from_micros(until),
+            bucket_s: (bucket_us / 1_000_000) as u64,
+        })
     }
 }
 
@@ -532,6 +585,78 @@ fn decode_attempt(row: &SqliteRow) -> Result<DeliveryAttempt, Error> {
         duration_ms: row.try_get::<i64, _>("duration_ms")?.max(0) as u64,
         attempted_at: Timestamp::from_micros(row.try_get("attempted_at")?),
     })
+}
+
+/// The columns of a group's key, in [`DlqGroupKey`] order; the error class as [`error_class`] makes it.
+macro_rules! error_class_sql {
+    () => {
+        "CASE WHEN last_status_code IS NULL THEN substr(coalesce(last_error, ''), 1, \
+         CASE WHEN instr(coalesce(last_error, ''), ':') > 0 THEN min(instr(last_error, ':') - 1, 60) ELSE 60 END) END"
+    };
+}
+const GROUP_KEY: &str =
+    concat!("kind, subscription_id, processor_id, last_status_code, ", error_class_sql!(), " AS error_class");
+
+fn decode_group_key(row: &SqliteRow) -> Result<DlqGroupKey, Error> {
+    let kind = match row.try_get::<&str, _>("kind")? {
+        "delivery" => DeadLetterKind::Delivery,
+        "processing" => DeadLetterKind::Processing,
+        other => return Err(corrupt("kind", format!("unknown dead-letter kind `{other}`"))),
+    };
+    Ok(DlqGroupKey {
+        kind,
+        subscription_id: row.try_get::<Option<Uuid>, _>("subscription_id")?.map(SubscriptionId),
+        processor_id: row.try_get::<Option<Uuid>, _>("processor_id")?.map(ProcessorId),
+        last_status_code: status_code(row, "last_status_code")?,
+        error_class: row.try_get("error_class")?,
+    })
+}
+
+/// The entries a selector takes, read inside the caller's transaction.
+async fn selected_dead_letters(conn: &mut SqliteConnection, selector: &DlqSelector) -> Result<Vec<DeadLetter>, Error> {
+    let select = || QueryBuilder::<Sqlite>::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE "));
+    let selects: Vec<QueryBuilder<'_, Sqlite>> = match selector {
+        DlqSelector::All => {
+            let mut all = select();
+            all.push("1 = 1");
+            vec![all]
+        }
+        DlqSelector::Subscription(id) => {
+            let mut of_subscription = select();
+            of_subscription.push("subscription_id = ").push_bind(id.0);
+            vec![of_subscription]
+        }
+        DlqSelector::Group(key) => {
+            let mut of_group = select();
+            of_group
+                .push("kind = ")
+                .push_bind(key.kind.as_str())
+                .push(" AND subscription_id IS ")
+                .push_bind(key.subscription_id.map(|id| id.0))
+                .push(" AND processor_id IS ")
+                .push_bind(key.processor_id.map(|id| id.0))
+                .push(" AND last_status_code IS ")
+                .push_bind(key.last_status_code.map(i64::from))
+                .push(concat!(" AND (", error_class_sql!(), ") IS "))
+                .push_bind(key.error_class.clone());
+            vec![of_group]
+        }
+        DlqSelector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
+        DlqSelector::Ids(ids) => in_chunks(ids)
+            .map(|chunk| {
+                let mut by_id = select();
+                push_in(&mut by_id, "dlq_id", chunk.iter().map(|id| id.0));
+                by_id
+            })
+            .collect(),
+    };
+    let mut entries: Vec<DeadLetter> = Vec::new();
+    for mut select in selects {
+        for row in select.build().fetch_all(&mut *conn).await? {
+            entries.push(decode_dead_letter(&row)?);
+        }
+    }
+    Ok(entries)
 }
 
 fn decode_dead_letter(row: &SqliteRow) -> Result<DeadLetter, Error> {

@@ -13,7 +13,7 @@ use super::shared::{EVENT_COLUMNS, ROWS_PER_INSERT, decode_event, json_text};
 use crate::domain::{
     Counters, Event, EventFilter, EventId, EventPage, EventQuery, EventStatus, NameCount, NewEvent, Timestamp,
 };
-use crate::storage::{Appended, Error, EventStore};
+use crate::storage::{Appended, Error, EventStore, StreamSummary};
 
 #[async_trait]
 impl EventStore for SqliteStore {
@@ -145,6 +145,35 @@ impl EventStore for SqliteStore {
             .fetch_all(&self.readers)
             .await?;
         rows.iter().map(decode_event).collect()
+    }
+
+    async fn streams(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<StreamSummary>, Error> {
+        // A range on the (stream_id, stream_version) index: ids from `prefix` up to `prefix` followed
+        // by the highest character, grouped in index order, so LIMIT stops the scan early.
+        let upper = format!("{prefix}\u{10FFFF}");
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "SELECT e.stream_id, e.stream_version, e.timestamp, e.event_type FROM (\
+             SELECT stream_id, max(stream_version) AS version FROM events WHERE stream_id >= ",
+        );
+        sql.push_bind(prefix).push(" AND stream_id < ").push_bind(upper);
+        if let Some(after) = after {
+            sql.push(" AND stream_id > ").push_bind(after);
+        }
+        sql.push(" GROUP BY stream_id ORDER BY stream_id LIMIT ").push_bind(i64::from(limit)).push(
+            ") s JOIN events e ON e.stream_id = s.stream_id AND e.stream_version = s.version ORDER BY e.stream_id",
+        );
+        let rows = sql.build().fetch_all(&self.readers).await?;
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row;
+                Ok(StreamSummary {
+                    stream_id: row.try_get("stream_id")?,
+                    version: row.try_get("stream_version")?,
+                    last_event_at: Timestamp::from_micros(row.try_get("timestamp")?),
+                    last_event_type: row.try_get("event_type")?,
+                })
+            })
+            .collect()
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, Error> {

@@ -23,6 +23,20 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
     lines.push(Line::from(Span::styled("Everywhere", theme::header())));
     push_bindings(&mut lines, keymap::GLOBAL);
     lines.push(Line::raw(""));
+    lines.push(Line::from(Span::styled(
+        "Commands (: opens the line; Tab completes, ↑/↓ earlier ones, a prefix is enough)",
+        theme::header(),
+    )));
+    for spec in super::command::COMMANDS.iter().filter(|c| !c.help.is_empty()) {
+        let usage = format!(":{} {}", spec.name, spec.args);
+        if usage.chars().count() > 24 {
+            lines.push(Line::from(Span::styled(format!("  {usage}"), theme::key())));
+            lines.push(row("", spec.help));
+        } else {
+            lines.push(row(&usage, spec.help));
+        }
+    }
+    lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled("Dialogs", theme::header())));
     push_bindings(&mut lines, keymap::CONFIRM);
     push_bindings(&mut lines, keymap::REPLAY);
