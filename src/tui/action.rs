@@ -79,6 +79,11 @@ pub enum Command {
     Refresh,
     /// `:` opens the command line.
     CommandLine,
+    /// Streams: the version before / after the one shown.
+    StepBack,
+    StepForward,
+    /// Streams: the version current at a time (asks for it).
+    JumpToTime,
     /// Confirm dialogs and the replay dialog: yes.
     Confirm,
     /// Replay dialog: the next or previous target.
@@ -176,6 +181,26 @@ pub enum Response {
     ReplayDryRun(Result<(ReplayRequest, ReplayStarted), String>),
     ReplayStarted(Result<ReplayStarted, Error>),
     ReplayProgress(Result<ReplayProgress, Error>),
+    Streams {
+        request: u64,
+        result: Result<Vec<crate::storage::StreamSummary>, Error>,
+    },
+    StreamEvents {
+        request: u64,
+        result: Result<crate::service::StreamEvents, Error>,
+    },
+    /// The state after a version, and after the one before (none before version 2).
+    StreamState {
+        request: u64,
+        state: Result<crate::domain::Projection, Error>,
+        before: Option<Result<crate::domain::Projection, Error>>,
+    },
+    /// The state current at a time (its version is where the console jumps).
+    StreamAt {
+        request: u64,
+        at: Timestamp,
+        result: Result<crate::domain::Projection, Error>,
+    },
     /// An export wrote `written` of `total` events (`done` once the file is complete).
     Export {
         path: String,

@@ -7,17 +7,19 @@ use super::action::{Action, Command, FeedBatch, Response, TextEdit};
 use super::effects::Effect;
 use super::keymap::{self, Mode};
 use super::panes::Pane;
+use super::panes::cluster::ClusterState;
 use super::panes::dlq::{DlqState, DlqView};
 use super::panes::history::HistoryState;
 use super::panes::live::LiveState;
 use super::panes::processors::ProcessorsState;
 use super::panes::statistics::StatsState;
+use super::panes::streams::StreamsState;
 use super::panes::subscriptions::SubscriptionsState;
 use super::popups::command::{self, LineOutcome, Run, Vocabulary};
 use super::popups::filter::{FilterTarget, FormOutcome};
 use super::popups::replay::ReplayStage;
 use super::popups::{
-    CommandLine, Confirm, Detail, DetailBody, DetailKey, HelpState, PendingOp, Popup, ReplayDialog, detail,
+    CommandLine, Confirm, Detail, DetailBody, DetailKey, HelpState, PendingOp, Popup, PromptFor, ReplayDialog, detail,
 };
 use super::{Origin, OriginMode, Settings};
 use crate::domain::{ReplayProgress, ReplayStatus, Timestamp};
@@ -90,6 +92,8 @@ pub struct App {
     pub dlq: DlqState,
     pub processors: ProcessorsState,
     pub subscriptions: SubscriptionsState,
+    pub streams: StreamsState,
+    pub cluster: ClusterState,
     pub status: StatusState,
     /// A replay whose dialog was closed while it ran; the status bar follows it.
     pub background_replay: Option<ReplayDialog>,
@@ -120,6 +124,8 @@ impl App {
             dlq: DlqState::default(),
             processors: ProcessorsState::default(),
             subscriptions: SubscriptionsState::default(),
+            streams: StreamsState::default(),
+            cluster: ClusterState::default(),
             status: StatusState {
                 health: None,
                 instances: None,
@@ -163,7 +169,7 @@ impl App {
             Some(Popup::Confirm(_)) => Mode::Confirm,
             Some(Popup::Detail(_)) => Mode::Detail,
             Some(Popup::Replay(_)) => Mode::Replay,
-            Some(Popup::Command(_)) => Mode::CommandLine,
+            Some(Popup::Command(_) | Popup::Prompt(_)) => Mode::CommandLine,
         }
     }
 
@@ -232,7 +238,7 @@ impl App {
             Command::ShowPane(n) => Pane::from_number(n).map(|pane| self.show(pane)).unwrap_or_default(),
             Command::NextPane => self.show(self.pane.next()),
             Command::PrevPane => self.show(self.pane.prev()),
-            Command::Close => Vec::new(),
+            Command::Close if self.pane != Pane::Streams => Vec::new(),
             _ => match self.pane {
                 Pane::Live => self.live_command(command),
                 Pane::History => self.history_command(command),
@@ -240,6 +246,8 @@ impl App {
                 Pane::Dlq => self.dlq_command(command),
                 Pane::Processors => self.processors_command(command),
                 Pane::Subscriptions => self.subscriptions_command(command),
+                Pane::Streams => self.streams_command(command),
+                Pane::Cluster => self.cluster_command(command),
             },
         }
     }
@@ -252,6 +260,8 @@ impl App {
             Pane::Dlq => self.dlq_reload(),
             Pane::Processors => self.poll_processors(),
             Pane::Subscriptions => self.poll_subscriptions(),
+            Pane::Streams if !self.streams.loaded && !self.streams.loading => self.streams_reload(),
+            Pane::Cluster => vec![Effect::Cluster],
             _ => Vec::new(),
         }
     }
@@ -316,6 +326,11 @@ impl App {
             Popup::Command(line) => {
                 if command != Command::Close {
                     self.popup = Some(Popup::Command(line));
+                }
+            }
+            Popup::Prompt(prompt) => {
+                if command != Command::Close {
+                    self.popup = Some(Popup::Prompt(prompt));
                 }
             }
         }
@@ -400,6 +415,25 @@ impl App {
                 }
             }
             self.popup = Some(Popup::Command(line));
+            return Vec::new();
+        }
+        if let Some(Popup::Prompt(_)) = &self.popup {
+            let Some(Popup::Prompt(mut prompt)) = self.popup.take() else { return Vec::new() };
+            match prompt.line.edit(edit, &[], &Vocabulary::default()) {
+                LineOutcome::Editing => {}
+                LineOutcome::Cancel => return Vec::new(),
+                LineOutcome::Submit => {
+                    let text = prompt.line.input.trim().to_owned();
+                    match prompt.purpose {
+                        PromptFor::StreamPrefix => return self.streams_search(text),
+                        PromptFor::StreamTime => match self.stream_jump_to(&text) {
+                            Ok(effects) => return effects,
+                            Err(error) => prompt.line.error = Some(error),
+                        },
+                    }
+                }
+            }
+            self.popup = Some(Popup::Prompt(prompt));
             return Vec::new();
         }
         let Some(Popup::Filter(mut form)) = self.popup.take() else { return Vec::new() };
@@ -507,6 +541,7 @@ impl App {
                 let command = if run == Run::RetryGroup { Command::Retry } else { Command::Discard };
                 self.dlq_command(command)
             }
+            Run::Streams { prefix } => self.streams_search(prefix),
             Run::ExportHistory { path } => {
                 if self.export.as_ref().is_some_and(|e| !e.done) {
                     self.notify("an export is still running; wait for it to finish");
@@ -562,6 +597,12 @@ impl App {
         match self.pane {
             Pane::Processors if self.ticks.is_multiple_of(2) => effects.extend(self.poll_processors()),
             Pane::Subscriptions if self.ticks.is_multiple_of(3) => effects.extend(self.poll_subscriptions()),
+            Pane::Streams if self.streams.open.is_none() && self.ticks.is_multiple_of(5) && !self.streams.loading => {
+                effects.extend(self.streams_reload())
+            }
+            Pane::Cluster if self.ticks.is_multiple_of(2) && !self.ticks.is_multiple_of(5) => {
+                effects.push(Effect::Cluster)
+            }
             Pane::Dlq if self.dlq.view == DlqView::Groups && self.dlq.groups.stale && !self.dlq.busy() => {
                 effects.extend(self.dlq_reload())
             }
@@ -671,8 +712,11 @@ impl App {
                 self.polls.health = false;
                 self.status.health = Some(health);
             }
-            // An older server without the cluster endpoint: the count stays unknown.
-            Response::Cluster(cluster) => self.status.instances = cluster.ok().map(|c| c.instances.len()),
+            Response::Cluster(cluster) => self.cluster_loaded(cluster),
+            Response::Streams { request, result } => self.streams_loaded(request, result),
+            Response::StreamEvents { request, result } => self.stream_events_loaded(request, result),
+            Response::StreamState { request, state, before } => self.stream_state_loaded(request, state, before),
+            Response::StreamAt { request, at, result } => return self.stream_jumped(request, at, result),
             Response::FeedLost { generation, error } => {
                 if generation == self.live.generation {
                     self.live.feed_error = Some(error.to_string());

@@ -18,8 +18,8 @@ use crate::domain::delivery::{DlqGroupQuery, DlqQuery, DlqSelector};
 use crate::domain::replay::ReplaySelection;
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
-    DlqId, EventFilter, EventId, EventQuery, Order, ProcessorId, ReplayId, ReplayRequest, ReplayStarted, ReplayStatus,
-    Subscription, SubscriptionId,
+    DlqId, EventFilter, EventId, EventQuery, Order, ProcessorId, ProjectionAt, ReplayId, ReplayRequest, ReplayStarted,
+    ReplayStatus, Subscription, SubscriptionId, Timestamp,
 };
 use crate::service::{Error, EventService, Feed, FeedItem};
 
@@ -83,6 +83,29 @@ pub enum Effect {
     PrepareReplay(ReplayPlan),
     StartReplay(ReplayRequest),
     ReplayProgress(ReplayId),
+    Streams {
+        request: u64,
+        prefix: String,
+        limit: u32,
+    },
+    StreamEvents {
+        request: u64,
+        stream_id: String,
+        from_version: i64,
+        limit: u32,
+    },
+    StreamState {
+        request: u64,
+        entity_type: String,
+        entity_id: String,
+        version: i64,
+    },
+    StreamAt {
+        request: u64,
+        entity_type: String,
+        entity_id: String,
+        at: Timestamp,
+    },
     /// Writes every event matching `filter` to `path`, one JSON a line, oldest first, reporting progress.
     Export {
         filter: EventFilter,
@@ -194,6 +217,29 @@ pub async fn call(service: Arc<dyn EventService>, effect: Effect) -> Action {
         Effect::PrepareReplay(plan) => Response::ReplayDryRun(prepare_replay(service.as_ref(), plan).await),
         Effect::StartReplay(request) => Response::ReplayStarted(service.replay(request).await),
         Effect::ReplayProgress(id) => Response::ReplayProgress(service.replay_progress(id).await),
+        Effect::Streams { request, prefix, limit } => {
+            Response::Streams { request, result: service.streams(&prefix, None, limit).await.map(|l| l.streams) }
+        }
+        Effect::StreamEvents { request, stream_id, from_version, limit } => {
+            Response::StreamEvents { request, result: service.stream(&stream_id, from_version, limit).await }
+        }
+        Effect::StreamState { request, entity_type, entity_id, version } => {
+            let state = service.projection(&entity_type, &entity_id, ProjectionAt::Version(version));
+            let before = async {
+                if version > 1 {
+                    Some(service.projection(&entity_type, &entity_id, ProjectionAt::Version(version - 1)).await)
+                } else {
+                    None
+                }
+            };
+            let (state, before) = tokio::join!(state, before);
+            Response::StreamState { request, state, before }
+        }
+        Effect::StreamAt { request, entity_type, entity_id, at } => Response::StreamAt {
+            request,
+            at,
+            result: service.projection(&entity_type, &entity_id, ProjectionAt::Time(at)).await,
+        },
         Effect::Export { filter, path } => {
             // Run whole (tests): progress goes nowhere, the last report is the answer.
             let (tx, mut rx) = mpsc::channel(1024);

@@ -47,15 +47,17 @@ use Key::{Char, Code, Ctrl};
 pub const GLOBAL: &[Binding] = &[
     bind(
         &[Char('1')],
-        "1-6",
+        "1-8",
         Command::ShowPane(1),
-        "switch pane: Live, History, Statistics, DLQ, Processors, Subscriptions",
+        "switch pane: Live, History, Statistics, DLQ, Processors, Subscriptions, Streams, Cluster",
     ),
     bind(&[Char('2')], "2", Command::ShowPane(2), ""),
     bind(&[Char('3')], "3", Command::ShowPane(3), ""),
     bind(&[Char('4')], "4", Command::ShowPane(4), ""),
     bind(&[Char('5')], "5", Command::ShowPane(5), ""),
     bind(&[Char('6')], "6", Command::ShowPane(6), ""),
+    bind(&[Char('7')], "7", Command::ShowPane(7), ""),
+    bind(&[Char('8')], "8", Command::ShowPane(8), ""),
     bind(&[Code(KeyCode::Tab)], "Tab / Shift-Tab", Command::NextPane, "next / previous pane"),
     bind(&[Code(KeyCode::BackTab)], "Shift-Tab", Command::PrevPane, ""),
     bind(&[Code(KeyCode::Up), Char('k')], "↑ ↓ / k j", Command::Up, "move the selection (mouse wheel scrolls)"),
@@ -133,6 +135,29 @@ pub const SUBSCRIPTIONS: &[Binding] = &[
     bind(&[Code(KeyCode::Enter)], "Enter", Command::Open, "details with its latest delivery attempts"),
     bind(&[Char('g')], "g", Command::Refresh, "reload"),
 ];
+
+pub const STREAMS: &[Binding] = &[
+    bind(&[Char('/')], "/", Command::Filter, "list the streams whose id starts with… (order:, users:u1)"),
+    bind(
+        &[Code(KeyCode::Enter)],
+        "Enter",
+        Command::Open,
+        "the selected stream: its events as a timeline, the state beside",
+    ),
+    bind(
+        &[Code(KeyCode::Left), Char('h')],
+        "← → / h l",
+        Command::StepBack,
+        "in a stream: the version before / after (time travel; changed fields highlighted)",
+    ),
+    bind(&[Code(KeyCode::Right), Char('l')], "→", Command::StepForward, ""),
+    bind(&[Char('t')], "t", Command::JumpToTime, "in a stream: jump to the version current at a time"),
+    bind(&[Code(KeyCode::Home)], "Home End", Command::Top, "first / last version (or stream)"),
+    bind(&[Code(KeyCode::Esc)], "Esc", Command::Close, "back from a stream to the list"),
+    bind(&[Ctrl('r')], "Ctrl-R", Command::Refresh, "reload"),
+];
+
+pub const CLUSTER: &[Binding] = &[bind(&[Ctrl('r')], "Ctrl-R", Command::Refresh, "reload (it reloads every 2 s)")];
 
 pub const CONFIRM: &[Binding] = &[
     bind(&[Char('y'), Char('Y'), Code(KeyCode::Enter)], "y / Enter", Command::Confirm, "yes, do it"),
@@ -216,6 +241,8 @@ pub fn pane_bindings(pane: Pane) -> &'static [Binding] {
         Pane::Dlq => DLQ,
         Pane::Processors => PROCESSORS,
         Pane::Subscriptions => SUBSCRIPTIONS,
+        Pane::Streams => STREAMS,
+        Pane::Cluster => CLUSTER,
     }
 }
 

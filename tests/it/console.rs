@@ -15,12 +15,13 @@ use eventdeck::domain::delivery::{DlqGroup, DlqGroupKey, DlqGroups, DlqSelector}
 use eventdeck::domain::replay::ReplaySelection;
 use eventdeck::domain::{
     Counters, DeadLetter, DeadLetterKind, DlqId, Event, EventCategory, EventFilter, EventId, EventSource, EventStatus,
-    NewEvent, Processor, ProcessorType, ReplayId, ReplayProgress, ReplayStarted, ReplayStatus, ReplayTarget,
-    RetryPolicy, Statistics, Subscription, SubscriptionId, Timestamp, TypePattern,
+    NewEvent, Processor, ProcessorType, Projection, ReplayId, ReplayProgress, ReplayStarted, ReplayStatus,
+    ReplayTarget, RetryPolicy, Statistics, Subscription, SubscriptionId, Timestamp, TypePattern,
 };
 use eventdeck::service::{
-    Cluster, DlqAction, DlqPage, EventService, FeedItem, Health, Instance, InstanceClaims, StorageHealth,
+    Cluster, DlqAction, DlqPage, EventService, FeedItem, Health, Instance, InstanceClaims, StorageHealth, StreamEvents,
 };
+use eventdeck::storage::StreamSummary;
 use eventdeck::tui::action::{Action, EventDetail, FeedBatch, Response};
 use eventdeck::tui::app::App;
 use eventdeck::tui::effects::{self, Effect, Runner};
@@ -153,7 +154,7 @@ fn origin(mode: OriginMode) -> Origin {
     origin
 }
 
-/// A console as it is right after start, 120 × 30.
+/// A console as it is right after start, 150 × 30.
 fn app_with(mode: OriginMode) -> App {
     let (mut app, effects) = App::new(origin(mode), Settings { live_capacity: 50 }, now());
     assert_eq!(
@@ -167,7 +168,7 @@ fn app_with(mode: OriginMode) -> App {
             Effect::Subscriptions
         ]
     );
-    app.update(Action::Resize(120, 30));
+    app.update(Action::Resize(150, 30));
     app
 }
 
@@ -929,6 +930,167 @@ async fn export_writes_the_history_filter_as_json_lines() {
     server.stop().await;
 }
 
+fn stream_event(version: i64, event_type: &str, seconds_ago: i64) -> Arc<Event> {
+    let mut e = event(version, event_type, EventSource::Backend, EventStatus::Processed);
+    e.stream_id = Some("order:7".into());
+    e.stream_version = Some(version);
+    e.timestamp = at(seconds_ago);
+    Arc::new(e)
+}
+
+fn projection(version: i64, state: serde_json::Value) -> Projection {
+    Projection {
+        entity_type: "order".into(),
+        entity_id: "7".into(),
+        state,
+        version,
+        last_event_id: EventId::new_v7(),
+        updated_at: now(),
+    }
+}
+
+#[test]
+fn streams_pane_lists_by_prefix_and_steps_through_versions_showing_what_changed() {
+    let (mut app, _, _) = loaded_app();
+    let effects = char(&mut app, '7');
+    let [Effect::Streams { prefix, limit, .. }] = effects.as_slice() else { panic!("a listing expected: {effects:?}") };
+    assert_eq!((prefix.as_str(), *limit), ("", 500));
+    // `/` asks for the prefix.
+    char(&mut app, '/');
+    type_text(&mut app, "order:");
+    assert_shows(&screen(&app), &["Streams whose id starts with", "> order:"]);
+    let effects = press(&mut app, KeyCode::Enter);
+    let [Effect::Streams { request, prefix, .. }] = effects.as_slice() else { panic!("a listing expected") };
+    assert_eq!(prefix, "order:");
+    let summary = |id: &str, version, event_type: &str| StreamSummary {
+        stream_id: id.into(),
+        version,
+        last_event_at: at(10),
+        last_event_type: event_type.into(),
+    };
+    let list = vec![summary("order:7", 3, "order.shipped"), summary("order:8", 1, "order.created")];
+    respond(&mut app, Response::Streams { request: *request, result: Ok(list) });
+    let text = screen(&app);
+    assert_shows(&text, &["Streams · id starts with order: · 2 shown", "Stream", "Version", "Last event"]);
+    assert_shows(line_with(&text, "order:7"), &["3", "order.shipped", "2026-03-10 11:59:50", "10s"]);
+
+    // Enter opens the stream at its last version: the events around it and the state there.
+    let effects = press(&mut app, KeyCode::Enter);
+    let [
+        Effect::StreamEvents { request: events, stream_id, from_version, limit },
+        Effect::StreamState { request: state, entity_type, entity_id, version },
+    ] = effects.as_slice()
+    else {
+        panic!("events and state expected: {effects:?}")
+    };
+    assert_eq!((stream_id.as_str(), *from_version, *limit), ("order:7", 1, 1000));
+    assert_eq!((entity_type.as_str(), entity_id.as_str(), *version), ("order", "7", 3));
+    let page = StreamEvents {
+        stream_id: "order:7".into(),
+        version: 3,
+        events: vec![
+            stream_event(1, "order.created", 300),
+            stream_event(2, "order.paid", 200),
+            stream_event(3, "order.shipped", 100),
+        ],
+    };
+    respond(&mut app, Response::StreamEvents { request: *events, result: Ok(page) });
+    let shipped = json!({"status": "shipped", "total": 10, "paid": true});
+    let paid = json!({"status": "paid", "total": 10, "paid": true});
+    let before = Some(Ok(projection(2, paid.clone())));
+    respond(&mut app, Response::StreamState { request: *state, state: Ok(projection(3, shipped)), before });
+    let text = screen(&app);
+    assert_shows(
+        &text,
+        &[
+            "Streams · order:7 · version 3 of 3",
+            "State at version 3 · order.shipped",
+            "changed from version 2: ~status",
+        ],
+    );
+    assert_shows(line_with(&text, "\"status\": \"shipped\""), &["~"]);
+    assert!(!line_with(&text, "\"total\": 10").contains('~'), "unchanged fields are not marked");
+
+    // ← steps back a version: the events are loaded already, only the state is asked.
+    let effects = press(&mut app, KeyCode::Left);
+    let [Effect::StreamState { request: state, version: 2, .. }] = effects.as_slice() else { panic!("{effects:?}") };
+    let created = json!({"status": "new", "total": 10});
+    let before = Some(Ok(projection(1, created)));
+    respond(&mut app, Response::StreamState { request: *state, state: Ok(projection(2, paid)), before });
+    let text = screen(&app);
+    assert_shows(
+        &text,
+        &["version 2 of 3", "State at version 2 · order.paid", "changed from version 1: +paid ~status"],
+    );
+    assert_shows(line_with(&text, "\"paid\": true"), &["+"]);
+    // → at the last version and → again stays there.
+    press(&mut app, KeyCode::Right);
+    assert!(press(&mut app, KeyCode::Right).is_empty(), "no version after the last");
+
+    // t asks for a time; a bad one keeps the prompt open with what is accepted.
+    char(&mut app, 't');
+    type_text(&mut app, "soon");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert_shows(&screen(&app), &["is not a time: use an age like 15m"]);
+    app.handle_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "4m");
+    let effects = press(&mut app, KeyCode::Enter);
+    let [Effect::StreamAt { request, at: when, .. }] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(*when, at(240));
+    let effects =
+        respond(&mut app, Response::StreamAt { request: *request, at: *when, result: Ok(projection(1, json!({}))) });
+    assert!(matches!(effects.as_slice(), [Effect::StreamState { version: 1, .. }]), "{effects:?}");
+    assert_shows(screen(&app).lines().last().unwrap(), &["order:7: version 1 was current at 2026-03-10 11:56:00"]);
+
+    // Esc goes back to the list.
+    press(&mut app, KeyCode::Esc);
+    assert!(app.streams.open.is_none());
+    assert_shows(&screen(&app), &["Streams · id starts with order:"]);
+    // :streams PREFIX lists from anywhere.
+    char(&mut app, '1');
+    char(&mut app, ':');
+    type_text(&mut app, "streams users:");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(matches!(effects.as_slice(), [Effect::Streams { prefix, .. }] if prefix == "users:"), "{effects:?}");
+}
+
+#[test]
+fn cluster_pane_shows_instances_with_uptime_heartbeat_and_claims() {
+    let mut app = app();
+    respond(&mut app, Response::Health(health()));
+    let effects = char(&mut app, '8');
+    assert_eq!(effects, [Effect::Cluster]);
+    assert_shows(&screen(&app), &["loading…"]);
+    let instance = |id: &str, started: i64, seen: i64, claims: InstanceClaims| Instance {
+        instance_id: id.into(),
+        addr: format!("127.0.0.1:{}", 8686 + started % 7),
+        version: "0.1.0".into(),
+        started_at: at(started),
+        last_seen: at(seen),
+        claims,
+    };
+    let cluster = Cluster {
+        instances: vec![
+            instance("deck-1", 7260, 2, InstanceClaims { deliveries: 3, processing: 1, replays: 0 }),
+            instance("deck-2", 90, 14, InstanceClaims { deliveries: 0, processing: 1200, replays: 1 }),
+        ],
+    };
+    respond(&mut app, Response::Cluster(Ok(cluster)));
+    let text = screen(&app);
+    assert_shows(&text, &["Cluster · 2 instances sharing the store", "Instance", "Uptime", "Heartbeat", "Deliveries"]);
+    assert_shows(line_with(&text, "deck-1"), &["●", "0.1.0", "2h 1m", "2s ago", "3"]);
+    let other = line_with(&text, "deck-2");
+    assert_shows(other, &["1m 30s", "14s ago", "1,200"]);
+    assert!(!other.contains('●'), "only this console's instance is marked");
+    assert_shows(text.lines().last().unwrap(), &["2 instances"]);
+    assert_shows(text.lines().next().unwrap(), &["8 Cluster 2"]);
+    let mut polled = Vec::new();
+    for second in 1..=2 {
+        polled.extend(app.update(Action::Tick(at(-second))));
+    }
+    assert!(polled.contains(&Effect::Cluster), "{polled:?}");
+}
+
 #[test]
 fn dlq_filter_cycles_through_subscriptions_and_processors() {
     let (mut app, subscriptions, processors) = loaded_app();
@@ -1019,6 +1181,9 @@ fn panes_switch_with_numbers_and_tab_and_q_quits() {
     let mut app = app();
     press(&mut app, KeyCode::Tab);
     assert_shows(&screen(&app), &["History"]);
+    app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    assert_shows(&screen(&app), &["┌ Cluster "]);
     app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
     app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
     assert_shows(&screen(&app), &["Subscriptions · 0 (0 on)"]);

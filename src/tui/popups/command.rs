@@ -39,6 +39,8 @@ pub const COMMANDS: &[Spec] = &[
     spec("dlq", "[groups|entries]", "the DLQ pane, as entries or grouped by cause"),
     spec("processors", "", "the Processors pane"),
     spec("subscriptions", "", "the Subscriptions pane"),
+    spec("streams", "[PREFIX]", "the Streams pane: streams whose id starts with PREFIX (order:, users:u1)"),
+    spec("cluster", "", "the Cluster pane: the instances sharing the store"),
     spec(
         "replay",
         "[filter as :history] [to=NAME]",
@@ -66,6 +68,23 @@ const FILTER_KEYS: &[(&str, FieldKey)] = &[
     ("text", FieldKey::Text),
 ];
 
+/// What a one-line prompt (not a command) is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptFor {
+    /// Streams `/`: the id prefix to list.
+    StreamPrefix,
+    /// Streams `t`: the time to jump to.
+    StreamTime,
+}
+
+/// A question answered on one line at the bottom, edited like the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub purpose: PromptFor,
+    pub title: String,
+    pub line: CommandLine,
+}
+
 /// What a command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Run {
@@ -83,6 +102,9 @@ pub enum Run {
     DiscardGroup,
     ExportHistory {
         path: String,
+    },
+    Streams {
+        prefix: String,
     },
     Help,
     Quit,
@@ -319,6 +341,12 @@ pub fn parse(line: &str, now: Timestamp) -> Result<Run, String> {
         "stats" => no_args(Run::Pane(Pane::Statistics)),
         "processors" => no_args(Run::Pane(Pane::Processors)),
         "subscriptions" => no_args(Run::Pane(Pane::Subscriptions)),
+        "cluster" => no_args(Run::Pane(Pane::Cluster)),
+        "streams" => match args.as_slice() {
+            [] => Ok(Run::Streams { prefix: String::new() }),
+            [prefix] => Ok(Run::Streams { prefix: (*prefix).to_owned() }),
+            _ => Err("`:streams PREFIX` takes one prefix (stream ids have no spaces)".to_owned()),
+        },
         "help" => no_args(Run::Help),
         "q" | "quit" => no_args(Run::Quit),
         "history" => Ok(Run::History(filter(&args, now, false)?.0)),
@@ -375,6 +403,37 @@ fn keys(with_target: bool) -> String {
         keys.push("to");
     }
     keys.join(", ")
+}
+
+/// A prompt: its question, then the line.
+pub fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
+    if area.height < 3 {
+        return;
+    }
+    let rect = Rect { x: area.x, y: area.y + area.height - 2, width: area.width, height: 2 };
+    frame.render_widget(Clear, rect);
+    let info = match &prompt.line.error {
+        Some(error) => Line::styled(error.clone(), theme::error()),
+        None => Line::from(vec![
+            Span::styled(prompt.title.clone(), theme::key()),
+            Span::styled("  · Enter · Esc", theme::muted()),
+        ]),
+    };
+    frame.render_widget(Paragraph::new(vec![info, input_line(&prompt.line, "> ")]).style(theme::status_bar()), rect);
+}
+
+fn input_line(line: &CommandLine, lead: &'static str) -> Line<'static> {
+    let chars: Vec<char> = line.input.chars().collect();
+    let at = line.cursor.min(chars.len());
+    let before: String = chars[..at].iter().collect();
+    let mut rest = chars[at..].iter();
+    let under = rest.next().map_or(" ".to_owned(), |c| c.to_string());
+    Line::from(vec![
+        Span::styled(lead, theme::key()),
+        Span::raw(before),
+        Span::styled(under, theme::selected()),
+        Span::raw(rest.collect::<String>()),
+    ])
 }
 
 /// Two rows at the bottom: the candidates, the error or the command's usage; then the line itself.

@@ -10,7 +10,7 @@ pub mod replay;
 
 use ratatui::layout::Rect;
 
-pub use command::CommandLine;
+pub use command::{CommandLine, Prompt, PromptFor};
 pub use confirm::{Confirm, PendingOp};
 pub use detail::{Detail, DetailBody, DetailKey};
 pub use filter::FilterForm;
@@ -25,6 +25,7 @@ pub enum Popup {
     Detail(Detail),
     Replay(ReplayDialog),
     Command(CommandLine),
+    Prompt(Prompt),
 }
 
 /// A rectangle of at most `width` × `height` in the middle of `area`.
