@@ -153,12 +153,14 @@ impl EventStore for SqliteStore {
         let upper = format!("{prefix}\u{10FFFF}");
         let mut sql = QueryBuilder::<Sqlite>::new(
             "SELECT e.stream_id, e.stream_version, e.timestamp, e.event_type FROM (\
-             SELECT stream_id, max(stream_version) AS version FROM events WHERE stream_id >= ",
+             SELECT stream_id, max(stream_version) AS version FROM events WHERE ",
         );
-        sql.push_bind(prefix).push(" AND stream_id < ").push_bind(upper);
-        if let Some(after) = after {
-            sql.push(" AND stream_id > ").push_bind(after);
-        }
+        // One lower bound, the tighter one, so the planner starts the range scan there.
+        match after.filter(|after| *after >= prefix) {
+            Some(after) => sql.push("stream_id > ").push_bind(after),
+            None => sql.push("stream_id >= ").push_bind(prefix),
+        };
+        sql.push(" AND stream_id < ").push_bind(upper);
         sql.push(" GROUP BY stream_id ORDER BY stream_id LIMIT ").push_bind(i64::from(limit)).push(
             ") s JOIN events e ON e.stream_id = s.stream_id AND e.stream_version = s.version ORDER BY e.stream_id",
         );
