@@ -239,6 +239,9 @@ pub(super) async fn streams_are_listed_by_prefix_in_id_order_with_version_and_la
         [row("orders:9", 1, "order.created"), row("users:u1", 1, "user.created")]
     );
     assert_eq!(listed("users:u1", None, 10).await, [row("users:u1", 1, "user.created")], "a whole id is a prefix too");
+    assert_eq!(listed("order:", Some("a"), 10).await.len(), 2, "an `after` before the prefix changes nothing");
+    assert_eq!(listed("order:", Some("order:10"), 10).await, [row("order:2", 3, "order.shipped")]);
+    assert!(listed("order:", Some("order:99"), 10).await.is_empty());
     assert!(listed("cart:", None, 10).await.is_empty());
 }
 
