@@ -49,7 +49,7 @@ pub const GLOBAL: &[Binding] = &[
         &[Char('1')],
         "1-8",
         Command::ShowPane(1),
-        "switch pane: Live, History, Statistics, DLQ, Processors, Subscriptions, Streams, Cluster",
+        "switch pane: Live History Statistics DLQ Processors Subscriptions Streams Cluster",
     ),
     bind(&[Char('2')], "2", Command::ShowPane(2), ""),
     bind(&[Char('3')], "3", Command::ShowPane(3), ""),
