@@ -115,7 +115,8 @@ pub struct DlqGroupKey {
     #[serde(default)]
     pub last_status_code: Option<u16>,
     /// When no status came back: the class of the last error, [`error_class`] of its text
-    /// (`connection refused`, `timed out after 10000 ms`, ...); `null` when there is a status.
+    /// (`connection refused`, `timed out after 10000 ms`, `HTTP 500` of a processor, ...); `null`
+    /// when there is a status.
     #[serde(default)]
     pub error_class: Option<String>,
 }
@@ -124,11 +125,31 @@ pub struct DlqGroupKey {
 pub const ERROR_CLASS_CHARS: usize = 60;
 
 /// The class of an error text: the part before the first `:` (the details after it differ from entry
-/// to entry), at most [`ERROR_CLASS_CHARS`] characters. The store computes the same in its grouped
-/// query.
-pub fn error_class(error: &str) -> String {
-    let head = error.split(':').next().unwrap_or_default();
+/// to entry), at most [`ERROR_CLASS_CHARS`] characters; a processing error's leading `processor: ` is
+/// left out first (the processor is the group's target already). The store computes the same in its
+/// grouped query.
+pub fn error_class(kind: DeadLetterKind, error: &str) -> String {
+    let cause = match (kind, error.split_once(": ")) {
+        (DeadLetterKind::Processing, Some((_, rest))) => rest,
+        _ => error,
+    };
+    let head = cause.split(':').next().unwrap_or_default();
     head.chars().take(ERROR_CLASS_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_classes_drop_the_details_and_a_processors_name() {
+        assert_eq!(error_class(DeadLetterKind::Delivery, "connection failed: tcp connect error"), "connection failed");
+        assert_eq!(error_class(DeadLetterKind::Delivery, "timed out after 10000 ms"), "timed out after 10000 ms");
+        assert_eq!(error_class(DeadLetterKind::Processing, "fraud-check: HTTP 500"), "HTTP 500");
+        assert_eq!(error_class(DeadLetterKind::Processing, "enrich: request failed: reset"), "request failed");
+        assert_eq!(error_class(DeadLetterKind::Processing, "panicked"), "panicked");
+        assert_eq!(error_class(DeadLetterKind::Delivery, &"x".repeat(80)).len(), ERROR_CLASS_CHARS);
+    }
 }
 
 /// Dead letters of one cause, as the grouped query answers.

@@ -588,10 +588,25 @@ fn decode_attempt(row: &SqliteRow) -> Result<DeliveryAttempt, Error> {
 }
 
 /// The columns of a group's key, in [`DlqGroupKey`] order; the error class as [`error_class`] makes it.
+/// The error text a class is taken from: a processing error without its leading `processor: `.
+macro_rules! cause_sql {
+    () => {
+        "(CASE WHEN kind = 'processing' AND instr(coalesce(last_error, ''), ': ') > 0 \
+         THEN substr(last_error, instr(last_error, ': ') + 2) ELSE coalesce(last_error, '') END)"
+    };
+}
+/// [`crate::domain::delivery::error_class`] in SQL.
 macro_rules! error_class_sql {
     () => {
-        "CASE WHEN last_status_code IS NULL THEN substr(coalesce(last_error, ''), 1, \
-         CASE WHEN instr(coalesce(last_error, ''), ':') > 0 THEN min(instr(last_error, ':') - 1, 60) ELSE 60 END) END"
+        concat!(
+            "CASE WHEN last_status_code IS NULL THEN substr(",
+            cause_sql!(),
+            ", 1, CASE WHEN instr(",
+            cause_sql!(),
+            ", ':') > 0 THEN min(instr(",
+            cause_sql!(),
+            ", ':') - 1, 60) ELSE 60 END) END"
+        )
     };
 }
 const GROUP_KEY: &str =
