@@ -419,6 +419,18 @@ impl App {
         }
         if let Some(Popup::Prompt(_)) = &self.popup {
             let Some(Popup::Prompt(mut prompt)) = self.popup.take() else { return Vec::new() };
+            // A prompt has no completion and no history: Tab and ↑/↓ do nothing there.
+            let edit = match edit {
+                TextEdit::Complete
+                | TextEdit::Earlier
+                | TextEdit::Later
+                | TextEdit::NextField
+                | TextEdit::PrevField => {
+                    self.popup = Some(Popup::Prompt(prompt));
+                    return Vec::new();
+                }
+                edit => edit,
+            };
             match prompt.line.edit(edit, &[], &Vocabulary::default()) {
                 LineOutcome::Editing => {}
                 LineOutcome::Cancel => return Vec::new(),

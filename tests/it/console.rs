@@ -958,6 +958,7 @@ fn streams_pane_lists_by_prefix_and_steps_through_versions_showing_what_changed(
     // `/` asks for the prefix.
     char(&mut app, '/');
     type_text(&mut app, "order:");
+    press(&mut app, KeyCode::Tab);
     assert_shows(&screen(&app), &["Streams whose id starts with", "> order:"]);
     let effects = press(&mut app, KeyCode::Enter);
     let [Effect::Streams { request, prefix, .. }] = effects.as_slice() else { panic!("a listing expected") };
