@@ -18,8 +18,8 @@ use crate::domain::delivery::{DlqGroupQuery, DlqQuery, DlqSelector};
 use crate::domain::replay::ReplaySelection;
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
-    DlqId, EventFilter, EventId, EventQuery, Order, ProcessorId, ProjectionAt, ReplayId, ReplayRequest, ReplayStarted,
-    ReplayStatus, Subscription, SubscriptionId, Timestamp,
+    DeadLetterKind, DlqId, EventFilter, EventId, EventQuery, Order, ProcessorId, ProjectionAt, ReplayId, ReplayRequest,
+    ReplayStarted, ReplayStatus, Subscription, SubscriptionId, Timestamp,
 };
 use crate::service::{Error, EventService, Feed, FeedItem};
 
@@ -311,8 +311,20 @@ async fn backfill(service: &dyn EventService, filter: &EventFilter, generation: 
     }
 }
 
-/// Dead letters per subscription; a subscription whose count cannot be read is left out.
+/// Dead letters per subscription: one grouped query (every listed subscription counted, 0 when it
+/// has none), or, from a server without it, one count per subscription (one that cannot be read is
+/// left out).
 async fn dead_letter_counts(service: &dyn EventService, ids: Vec<SubscriptionId>) -> HashMap<SubscriptionId, u64> {
+    let query = DlqGroupQuery { kind: Some(DeadLetterKind::Delivery), buckets: 1, until: Timestamp::now() };
+    if let Ok(answer) = service.dead_letter_groups(query).await {
+        let mut counts: HashMap<SubscriptionId, u64> = ids.iter().map(|id| (*id, 0)).collect();
+        for group in answer.groups {
+            if let Some(count) = group.key.subscription_id.and_then(|id| counts.get_mut(&id)) {
+                *count += group.count;
+            }
+        }
+        return counts;
+    }
     futures::stream::iter(ids)
         .map(|id| async move {
             let query = DlqQuery { subscription_id: Some(id), limit: 1, ..DlqQuery::default() };

@@ -252,6 +252,20 @@ async fn dead_letters_grouped_by_cause_and_a_group_retried_or_discarded() {
     server.create(json!({"event_type": "order.paid", "data": {}})).await;
     wait_for_dlq(&server, "", 5).await;
 
+    // The console's per-subscription counts come from the grouped query.
+    let service: std::sync::Arc<dyn eventdeck::service::EventService> = std::sync::Arc::new(server.engine.clone());
+    let action = eventdeck::tui::effects::call(service, eventdeck::tui::effects::Effect::Subscriptions).await;
+    let eventdeck::tui::action::Action::Response(response) = action else { panic!("a response expected") };
+    let eventdeck::tui::action::Response::Subscriptions { list, dlq_counts } = *response else {
+        panic!("subscriptions expected")
+    };
+    let counts: std::collections::BTreeMap<String, u64> = list
+        .unwrap()
+        .iter()
+        .map(|s| (s.subscriber_name.clone(), dlq_counts.get(&s.subscription_id).copied().unwrap_or(99)))
+        .collect();
+    assert_eq!(counts, std::collections::BTreeMap::from([("alerts-pager".to_owned(), 4), ("orders".to_owned(), 1)]));
+
     let (status, answer) = server.get("/api/v1/events/dlq/groups?buckets=4").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["total"], 5);
