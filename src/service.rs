@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::Serialize;
 
-use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::delivery::{DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
     DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, EventStatus, FieldError,
@@ -91,6 +91,15 @@ pub struct DlqPage {
 /// and no duplicate. An `Err` ends it; the consumer resumes from the last seq it saw.
 pub type Feed = BoxStream<'static, Result<FeedItem, Error>>;
 
+/// Most streams one listing answers.
+pub const MAX_STREAMS: u32 = 1000;
+
+/// Streams by id prefix, as `GET /api/v1/events/streams` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StreamList {
+    pub streams: Vec<crate::storage::StreamSummary>,
+}
+
 /// One page of a stream's events, with the stream's current version.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StreamEvents {
@@ -163,6 +172,10 @@ pub trait EventService: Send + Sync + 'static {
     /// order, at most `limit`; `NotFound` for a stream with no events.
     async fn stream(&self, stream_id: &str, from_version: i64, limit: u32) -> Result<StreamEvents, Error>;
 
+    /// Streams whose id starts with `prefix` (all for `""`), in id order after `after`, at most `limit`
+    /// (1 to [`MAX_STREAMS`]), each with its version and last event.
+    async fn streams(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<StreamList, Error>;
+
     async fn statistics(&self) -> Result<Statistics, Error>;
 
     async fn health(&self) -> Health;
@@ -203,6 +216,14 @@ pub trait EventService: Send + Sync + 'static {
 
     /// Discards an entry; the event itself stays.
     async fn discard_dead_letter(&self, id: DlqId) -> Result<(), Error>;
+
+    /// The queue grouped by cause (kind, target, last status or error class), largest group first,
+    /// with counts, first and last failures and a histogram of failures over time.
+    async fn dead_letter_groups(&self, query: DlqGroupQuery) -> Result<DlqGroups, Error>;
+
+    /// Discards the selected entries (a group, a subscription's, some ids, or all); returns how many.
+    /// The events themselves stay.
+    async fn discard_dead_letters(&self, selector: DlqSelector) -> Result<usize, Error>;
 
     /// Registers a processor; `Conflict` when its name is taken.
     async fn create_processor(&self, processor: Processor) -> Result<Arc<Processor>, Error>;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::delivery::{DlqGroupKey, DlqGroupQuery, DlqQuery, DlqSelector};
 use crate::domain::event::{MAX_NAME_LEN, validate_event_type, validate_stream_id};
 use crate::domain::replay::ReplaySelection;
 use crate::domain::subscription::SubscriptionPatch;
@@ -569,7 +569,8 @@ impl From<&Subscription> for WebhookView {
     }
 }
 
-/// `POST /api/v1/events/dlq/retry`: exactly one of `ids`, `subscription_id`, `all: true`.
+/// `POST /api/v1/events/dlq/retry` and `POST /api/v1/events/dlq/discard`: exactly one of `ids`,
+/// `subscription_id`, `group` (a key as `GET /api/v1/events/dlq/groups` lists it), `all: true`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DlqRetry {
@@ -578,21 +579,98 @@ pub struct DlqRetry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscription_id: Option<SubscriptionId>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<DlqGroupKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub all: Option<bool>,
 }
 
 impl DlqRetry {
     pub fn into_selector(self) -> Result<DlqSelector, FieldError> {
-        match (self.ids, self.subscription_id, self.all.unwrap_or(false)) {
-            (Some(ids), None, false) => Ok(DlqSelector::Ids(ids)),
-            (None, Some(id), false) => Ok(DlqSelector::Subscription(id)),
-            (None, None, true) => Ok(DlqSelector::All),
+        match (self.ids, self.subscription_id, self.group, self.all.unwrap_or(false)) {
+            (Some(ids), None, None, false) => Ok(DlqSelector::Ids(ids)),
+            (None, Some(id), None, false) => Ok(DlqSelector::Subscription(id)),
+            (None, None, Some(group), false) => Ok(DlqSelector::Group(group)),
+            (None, None, None, true) => Ok(DlqSelector::All),
             _ => Err(FieldError::new(
                 "body",
-                "send exactly one of {\"ids\": [...]}, {\"subscription_id\": \"...\"} or {\"all\": true}",
+                "send exactly one of {\"ids\": [...]}, {\"subscription_id\": \"...\"}, \
+                 {\"group\": {\"kind\": ..., \"subscription_id\": ..., \"processor_id\": ..., \"last_status_code\": ..., \"error_class\": ...}} \
+                 (as GET /api/v1/events/dlq/groups lists it) or {\"all\": true}",
             )),
         }
     }
+}
+
+/// The answer of a DLQ discard: how many entries left the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Discarded {
+    pub discarded: usize,
+}
+
+/// Parses `GET /api/v1/events/streams` parameters: the prefix, the id to list after, the limit.
+pub fn stream_list_query<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(String, Option<String>, u32), FieldError> {
+    let (mut prefix, mut after, mut limit) = (String::new(), None, 100);
+    for (key, value) in pairs {
+        match key {
+            "prefix" => prefix = value.to_owned(),
+            "after" => after = Some(value.to_owned()),
+            "limit" => {
+                let max = crate::service::MAX_STREAMS;
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| FieldError::new(key, format!("`{value}` is not a number from 1 to {max}")))?;
+            }
+            _ => return Err(FieldError::new(key, "is not a parameter here; accepted: prefix, after, limit")),
+        }
+    }
+    Ok((prefix, after, limit))
+}
+
+/// Parses `GET /api/v1/events/dlq/groups` parameters; the histograms end at `now` unless `until` says.
+pub fn dlq_group_query<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    now: Timestamp,
+) -> Result<DlqGroupQuery, FieldError> {
+    let mut query = DlqGroupQuery::new(now);
+    for (key, value) in pairs {
+        match key {
+            "kind" => {
+                query.kind = Some(match value {
+                    "delivery" => DeadLetterKind::Delivery,
+                    "processing" => DeadLetterKind::Processing,
+                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing"])),
+                });
+            }
+            "buckets" => {
+                let max = DlqGroupQuery::MAX_BUCKETS;
+                query.buckets = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| FieldError::new(key, format!("`{value}` is not a number from 1 to {max}")))?;
+            }
+            "until" => query.until = timestamp(key, value)?,
+            _ => {
+                return Err(FieldError::new(key, "is not a parameter here; accepted: kind, buckets, until"));
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// The parameters that [`dlq_group_query`] reads back into the same query.
+pub fn dlq_group_query_pairs(query: &DlqGroupQuery) -> Vec<(&'static str, String)> {
+    let mut pairs = Vec::new();
+    if let Some(kind) = query.kind {
+        pairs.push(("kind", kind.as_str().to_owned()));
+    }
+    pairs.push(("buckets", query.buckets.to_string()));
+    pairs.push(("until", query.until.to_string()));
+    pairs
 }
 
 /// Parses `GET /api/v1/events/dlq` parameters.
@@ -781,6 +859,7 @@ impl From<&DlqSelector> for DlqRetry {
         match selector {
             DlqSelector::Ids(ids) => Self { ids: Some(ids.clone()), ..Self::default() },
             DlqSelector::Subscription(id) => Self { subscription_id: Some(*id), ..Self::default() },
+            DlqSelector::Group(key) => Self { group: Some(key.clone()), ..Self::default() },
             DlqSelector::All => Self { all: Some(true), ..Self::default() },
         }
     }
@@ -1172,10 +1251,34 @@ mod round_trip_tests {
             DlqSelector::All,
             DlqSelector::Subscription(SubscriptionId::new_v7()),
             DlqSelector::Ids(vec![DlqId::new_v7()]),
+            DlqSelector::Group(DlqGroupKey {
+                kind: DeadLetterKind::Delivery,
+                subscription_id: Some(SubscriptionId::new_v7()),
+                processor_id: None,
+                last_status_code: None,
+                error_class: Some("connection refused".into()),
+            }),
         ] {
             let body = serde_json::to_value(DlqRetry::from(&selector)).unwrap();
             let parsed: DlqRetry = serde_json::from_value(body).unwrap();
             assert_eq!(parsed.into_selector().unwrap(), selector);
+        }
+        let two = DlqRetry { all: Some(true), ..DlqRetry::from(&DlqSelector::Subscription(SubscriptionId::new_v7())) };
+        assert!(two.into_selector().unwrap_err().to_string().contains("exactly one of"));
+        let groups = DlqGroupQuery {
+            kind: Some(DeadLetterKind::Delivery),
+            buckets: 12,
+            until: Timestamp::parse("2026-01-02T03:04:05.123456Z").unwrap(),
+        };
+        let pairs = dlq_group_query_pairs(&groups);
+        let now = Timestamp::now();
+        assert_eq!(dlq_group_query(pairs.iter().map(|(k, v)| (*k, v.as_str())), now).unwrap(), groups);
+        assert_eq!(dlq_group_query([], now).unwrap(), DlqGroupQuery::new(now));
+        for (key, value) in
+            [("buckets", "0"), ("buckets", "201"), ("kind", "webhook"), ("until", "soon"), ("size", "1")]
+        {
+            let error = dlq_group_query([(key, value)], now).unwrap_err();
+            assert_eq!(error.field, key, "{error}");
         }
     }
 

@@ -12,7 +12,7 @@ CREATE TABLE events (
     event_category  TEXT    NOT NULL,
     user_id         TEXT,
     tenant_id       TEXT,
-    stream_id       TEXT,
+    stream_id       TEXT    COLLATE "C", -- byte order: listing streams by prefix is an index range
     stream_version  BIGINT,
     data            TEXT    NOT NULL,
     metadata        TEXT    NOT NULL,

@@ -27,7 +27,7 @@ pub use bus::EngineEvent;
 use crate::cluster::nats::Nats;
 use crate::delivery::WebhookClient;
 use crate::delivery::guard::check_callback_url;
-use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::delivery::{DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::processor::redact;
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
@@ -37,8 +37,8 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::service::{
-    Cluster, DlqAction, DlqPage, Error, EventService, Feed, Health, Ingested, Instance, InstanceClaims, StorageHealth,
-    StreamEvents,
+    Cluster, DlqAction, DlqPage, Error, EventService, Feed, Health, Ingested, Instance, InstanceClaims, MAX_STREAMS,
+    StorageHealth, StreamEvents, StreamList,
 };
 use crate::storage::{InstanceRecord, Store};
 use bus::Bus;
@@ -401,6 +401,16 @@ impl EventService for Engine {
         })
     }
 
+    async fn streams(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<StreamList, Error> {
+        if !(1..=MAX_STREAMS).contains(&limit) {
+            return Err(Error::Invalid(FieldError::new(
+                "limit",
+                format!("`{limit}` is not a number from 1 to {MAX_STREAMS}"),
+            )));
+        }
+        Ok(StreamList { streams: self.inner.store.streams(prefix, after, limit).await? })
+    }
+
     async fn statistics(&self) -> Result<Statistics, Error> {
         let counters = self.inner.store.counters().await?;
         let mut statistics = Statistics::from_counters(counters, Utc::now().date_naive(), self.inner.rate.per_second());
@@ -522,6 +532,23 @@ impl EventService for Engine {
         let removed = self.inner.store.discard_dead_letter(id).await?.ok_or_else(|| dead_letter_not_found(id))?;
         self.announce_removed(vec![removed]);
         Ok(())
+    }
+
+    async fn dead_letter_groups(&self, query: DlqGroupQuery) -> Result<DlqGroups, Error> {
+        if !(1..=DlqGroupQuery::MAX_BUCKETS).contains(&query.buckets) {
+            return Err(Error::Invalid(FieldError::new(
+                "buckets",
+                format!("`{}` is not a number from 1 to {}", query.buckets, DlqGroupQuery::MAX_BUCKETS),
+            )));
+        }
+        Ok(self.inner.store.dead_letter_groups(&query).await?)
+    }
+
+    async fn discard_dead_letters(&self, selector: DlqSelector) -> Result<usize, Error> {
+        let removed = self.inner.store.discard_dead_letters(&selector).await?;
+        let count = removed.len();
+        self.announce_removed(removed);
+        Ok(count)
     }
 
     async fn create_processor(&self, processor: Processor) -> Result<Arc<Processor>, Error> {

@@ -14,18 +14,18 @@ use reqwest::{Method, RequestBuilder, Url};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::delivery::{DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
     DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, NewEvent, ProcessingResult,
     Processor, ProcessorId, Projection, ProjectionAt, ReplayId, ReplayProgress, ReplayRequest, ReplayStarted,
     Statistics, Subscription, SubscriptionId,
 };
-use crate::service::{self, Cluster, DlqPage, EventService, Feed, Health, Ingested, StreamEvents};
+use crate::service::{self, Cluster, DlqPage, EventService, Feed, Health, Ingested, StreamEvents, StreamList};
 use crate::wire::{
-    AttemptList, BatchAnswer, BatchItem, DlqRetry, EventCreate, HealthAnswer, ProcessorCreate, ProcessorList,
-    QueryAnswer, ReplayCreate, ResultList, Retried, SubscriptionCreate, SubscriptionList, SubscriptionUpdate,
-    dlq_query_pairs, projection_pairs, query_pairs,
+    AttemptList, BatchAnswer, BatchItem, Discarded, DlqRetry, EventCreate, HealthAnswer, ProcessorCreate,
+    ProcessorList, QueryAnswer, ReplayCreate, ResultList, Retried, SubscriptionCreate, SubscriptionList,
+    SubscriptionUpdate, dlq_group_query_pairs, dlq_query_pairs, projection_pairs, query_pairs,
 };
 use answer::{Origin, Subject};
 
@@ -318,6 +318,24 @@ impl EventService for RemoteClient {
 
     async fn discard_dead_letter(&self, id: DlqId) -> Result<(), service::Error> {
         self.empty(self.events(Method::DELETE, &["dlq", &id.to_string()]), Some(Subject::new("dead letter", id))).await
+    }
+
+    async fn streams(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<StreamList, service::Error> {
+        let mut pairs = vec![("prefix", prefix.to_owned()), ("limit", limit.to_string())];
+        if let Some(after) = after {
+            pairs.push(("after", after.to_owned()));
+        }
+        self.json(self.events(Method::GET, &["streams"]).query(&pairs), None).await
+    }
+
+    async fn dead_letter_groups(&self, query: DlqGroupQuery) -> Result<DlqGroups, service::Error> {
+        self.json(self.events(Method::GET, &["dlq", "groups"]).query(&dlq_group_query_pairs(&query)), None).await
+    }
+
+    async fn discard_dead_letters(&self, selector: DlqSelector) -> Result<usize, service::Error> {
+        let request = self.events(Method::POST, &["dlq", "discard"]).json(&DlqRetry::from(&selector));
+        let answer: Discarded = self.json(request, None).await?;
+        Ok(answer.discarded)
     }
 
     async fn create_processor(&self, processor: Processor) -> Result<Arc<Processor>, service::Error> {

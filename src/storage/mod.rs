@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::delivery::{DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::{
     Counters, DeadLetter, DeliveryAttempt, DeliveryId, DlqId, Event, EventFilter, EventId, EventPage, EventQuery,
     NewEvent, ProcessingResult, Processor, ProcessorId, ReplayId, ReplayProgress, Subscription, SubscriptionId,
@@ -142,6 +142,11 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// A stream's current version: 0 when it has no events.
     async fn stream_version(&self, stream_id: &str) -> Result<i64, Error>;
+
+    /// The streams whose id starts with `prefix` (every stream for `""`), in id order after `after`,
+    /// at most `limit`, each with its version and last event. Reads the `(stream_id, stream_version)`
+    /// index: the cost grows with the streams (and versions) listed, not with the store.
+    async fn streams(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<StreamSummary>, Error>;
 
     async fn counters(&self) -> Result<Counters, Error>;
 
@@ -288,6 +293,27 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Removes an entry; the event and its delivery record stay.
     async fn discard_dead_letter(&self, id: DlqId) -> Result<Option<DeadLetter>, Error>;
+
+    /// Removes the selected entries in one transaction (events and delivery records stay); returns them.
+    async fn discard_dead_letters(&self, selector: &DlqSelector) -> Result<Vec<DeadLetter>, Error>;
+
+    /// The queue grouped by cause ([`DlqGroupKey`](crate::domain::delivery::DlqGroupKey): kind, target,
+    /// last status or error class), largest group first, each with its count, first and last failure
+    /// and a histogram of last failures over a common axis from the earliest last failure to
+    /// `query.until` in `query.buckets` buckets of whole seconds. Computed by the store, never by
+    /// reading every entry out.
+    async fn dead_letter_groups(&self, query: &DlqGroupQuery) -> Result<DlqGroups, Error>;
+}
+
+/// One stream as [`EventStore::streams`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StreamSummary {
+    pub stream_id: String,
+    /// Its current version (the number of its events).
+    pub version: i64,
+    /// The `timestamp` and type of its last event.
+    pub last_event_at: Timestamp,
+    pub last_event_type: String,
 }
 
 /// A move of a cursor: from where it is expected to be to a new seq.

@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ClaimedDelivery, Error, Fold, ProjectionSnapshot, StreamChange};
+use super::{ClaimedDelivery, Error, Fold, ProjectionSnapshot, StreamChange, StreamSummary};
+use crate::domain::delivery::DlqGroupKey;
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, Event, EventCategory, EventId, EventSource,
     EventStatus, FieldError, ProcessingResult, Processor, ProcessorId, ProcessorType, ReplayId, ReplayProgress,
@@ -172,16 +173,31 @@ pub(super) fn processing_result(row: &impl Columns) -> Result<ProcessingResult, 
     })
 }
 
+fn dead_letter_kind(row: &impl Columns) -> Result<DeadLetterKind, Error> {
+    match row.text("kind")?.as_str() {
+        "delivery" => Ok(DeadLetterKind::Delivery),
+        "processing" => Ok(DeadLetterKind::Processing),
+        other => Err(corrupt("kind", format!("unknown dead-letter kind `{other}`"))),
+    }
+}
+
+/// The key of a group of dead letters, from a row with the dead-letter columns it names and
+/// `error_class`.
+pub(super) fn dlq_group_key(row: &impl Columns) -> Result<DlqGroupKey, Error> {
+    Ok(DlqGroupKey {
+        kind: dead_letter_kind(row)?,
+        subscription_id: row.uuid_opt("subscription_id")?.map(SubscriptionId),
+        processor_id: row.uuid_opt("processor_id")?.map(ProcessorId),
+        last_status_code: status_code(row, "last_status_code")?,
+        error_class: row.text_opt("error_class")?,
+    })
+}
+
 /// A dead letter (without its history) from a row selected with [`DLQ_COLUMNS`].
 pub(super) fn dead_letter(row: &impl Columns) -> Result<DeadLetter, Error> {
-    let kind = match row.text("kind")?.as_str() {
-        "delivery" => DeadLetterKind::Delivery,
-        "processing" => DeadLetterKind::Processing,
-        other => return Err(corrupt("kind", format!("unknown dead-letter kind `{other}`"))),
-    };
     Ok(DeadLetter {
         dlq_id: DlqId(row.uuid("dlq_id")?),
-        kind,
+        kind: dead_letter_kind(row)?,
         event_id: EventId(row.uuid("event_id")?),
         event_type: row.text("event_type")?,
         subscription_id: row.uuid_opt("subscription_id")?.map(SubscriptionId),
@@ -344,5 +360,15 @@ pub(super) fn stream_change(row: &impl Columns) -> Result<StreamChange, Error> {
         event_type: row.text("event_type")?,
         data: json_column(row, "data")?,
         timestamp: time(row, "timestamp")?,
+    })
+}
+
+/// A stream's summary from a row with its id, newest version, and that event's time and type.
+pub(super) fn stream_summary(row: &impl Columns) -> Result<StreamSummary, Error> {
+    Ok(StreamSummary {
+        stream_id: row.text("stream_id")?,
+        version: row.int("stream_version")?,
+        last_event_at: time(row, "timestamp")?,
+        last_event_type: row.text("event_type")?,
     })
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::domain::delivery::DlqGroups;
 use crate::domain::{
     DeadLetter, DeliveryAttempt, DlqId, Event, EventId, EventPage, ProcessingResult, Processor, ReplayProgress,
     ReplayRequest, ReplayStarted, Statistics, Subscription, SubscriptionId, Timestamp,
@@ -65,6 +66,8 @@ pub enum Command {
     RetryMarked,
     /// DLQ: discard the selected entry.
     Discard,
+    /// DLQ: switch between the entries and the groups by cause.
+    ToggleGroups,
     /// DLQ: show the next or previous subscription's or processor's entries only.
     NextFilter,
     PrevFilter,
@@ -74,6 +77,13 @@ pub enum Command {
     Delete,
     /// Load the pane's data again now.
     Refresh,
+    /// `:` opens the command line.
+    CommandLine,
+    /// Streams: the version before / after the one shown.
+    StepBack,
+    StepForward,
+    /// Streams: the version current at a time (asks for it).
+    JumpToTime,
     /// Confirm dialogs and the replay dialog: yes.
     Confirm,
     /// Replay dialog: the next or previous target.
@@ -95,6 +105,11 @@ pub enum TextEdit {
     Clear,
     NextField,
     PrevField,
+    /// Command line: Tab completes (again: the next candidate).
+    Complete,
+    /// Command line: ↑ / ↓ through the commands run before.
+    Earlier,
+    Later,
     Submit,
     Cancel,
 }
@@ -139,7 +154,13 @@ pub enum Response {
         result: Result<DlqPage, Error>,
     },
     DeadLetter(Result<DeadLetter, Error>),
+    DeadLetterGroups {
+        request: u64,
+        result: Result<DlqGroups, Error>,
+    },
     Retried(Result<usize, Error>),
+    /// A bulk discard (a group) answered how many entries left the queue.
+    DiscardedMany(Result<usize, Error>),
     Discarded {
         id: DlqId,
         result: Result<(), Error>,
@@ -160,6 +181,34 @@ pub enum Response {
     ReplayDryRun(Result<(ReplayRequest, ReplayStarted), String>),
     ReplayStarted(Result<ReplayStarted, Error>),
     ReplayProgress(Result<ReplayProgress, Error>),
+    Streams {
+        request: u64,
+        result: Result<Vec<crate::storage::StreamSummary>, Error>,
+    },
+    StreamEvents {
+        request: u64,
+        result: Result<crate::service::StreamEvents, Error>,
+    },
+    /// The state after a version, and after the one before (none before version 2).
+    StreamState {
+        request: u64,
+        state: Result<crate::domain::Projection, Error>,
+        before: Option<Result<crate::domain::Projection, Error>>,
+    },
+    /// The state current at a time (its version is where the console jumps).
+    StreamAt {
+        request: u64,
+        at: Timestamp,
+        result: Result<crate::domain::Projection, Error>,
+    },
+    /// An export wrote `written` of `total` events (`done` once the file is complete).
+    Export {
+        path: String,
+        written: u64,
+        total: u64,
+        done: bool,
+        error: Option<String>,
+    },
 }
 
 /// One event with everything recorded about it.

@@ -7,15 +7,20 @@ use super::action::{Action, Command, FeedBatch, Response, TextEdit};
 use super::effects::Effect;
 use super::keymap::{self, Mode};
 use super::panes::Pane;
-use super::panes::dlq::DlqState;
+use super::panes::cluster::ClusterState;
+use super::panes::dlq::{DlqState, DlqView};
 use super::panes::history::HistoryState;
 use super::panes::live::LiveState;
 use super::panes::processors::ProcessorsState;
 use super::panes::statistics::StatsState;
+use super::panes::streams::StreamsState;
 use super::panes::subscriptions::SubscriptionsState;
+use super::popups::command::{self, LineOutcome, Run, Vocabulary};
 use super::popups::filter::{FilterTarget, FormOutcome};
 use super::popups::replay::ReplayStage;
-use super::popups::{Confirm, Detail, DetailBody, DetailKey, HelpState, PendingOp, Popup, ReplayDialog, detail};
+use super::popups::{
+    CommandLine, Confirm, Detail, DetailBody, DetailKey, HelpState, PendingOp, Popup, PromptFor, ReplayDialog, detail,
+};
 use super::{Origin, OriginMode, Settings};
 use crate::domain::{ReplayProgress, ReplayStatus, Timestamp};
 use crate::remote::ConnectionState;
@@ -23,6 +28,8 @@ use crate::service::{FeedItem, Health};
 
 /// How long a status-bar message stays, in seconds.
 const MESSAGE_SECS: i64 = 10;
+/// Subscriptions and processors are loaded again this often (seconds) whichever pane is open.
+const TARGETS_SECS: u64 = 5;
 
 /// Whether the service answers, as far as the console can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +57,16 @@ pub struct StatusState {
     pub extra: Option<String>,
 }
 
+/// How an `:export` goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportState {
+    pub path: String,
+    pub written: u64,
+    pub total: u64,
+    pub done: bool,
+    pub error: Option<String>,
+}
+
 /// Periodic calls in flight, so a slow service never piles up requests.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Polls {
@@ -75,6 +92,8 @@ pub struct App {
     pub dlq: DlqState,
     pub processors: ProcessorsState,
     pub subscriptions: SubscriptionsState,
+    pub streams: StreamsState,
+    pub cluster: ClusterState,
     pub status: StatusState,
     /// A replay whose dialog was closed while it ran; the status bar follows it.
     pub background_replay: Option<ReplayDialog>,
@@ -82,6 +101,10 @@ pub struct App {
     pub dirty: bool,
     pub quit: bool,
     pub polls: Polls,
+    /// Command lines run, newest first (at most [`command::HISTORY_LIMIT`]).
+    pub command_history: Vec<String>,
+    /// The running or last export of `:export`.
+    pub export: Option<ExportState>,
     ticks: u64,
     next_request: u64,
 }
@@ -101,6 +124,8 @@ impl App {
             dlq: DlqState::default(),
             processors: ProcessorsState::default(),
             subscriptions: SubscriptionsState::default(),
+            streams: StreamsState::default(),
+            cluster: ClusterState::default(),
             status: StatusState {
                 health: None,
                 instances: None,
@@ -113,6 +138,8 @@ impl App {
             dirty: true,
             quit: false,
             polls: Polls { statistics: true, health: true, processors: true, subscriptions: true, replay: false },
+            command_history: Vec::new(),
+            export: None,
             ticks: 0,
             next_request: 0,
         };
@@ -142,6 +169,7 @@ impl App {
             Some(Popup::Confirm(_)) => Mode::Confirm,
             Some(Popup::Detail(_)) => Mode::Detail,
             Some(Popup::Replay(_)) => Mode::Replay,
+            Some(Popup::Command(_) | Popup::Prompt(_)) => Mode::CommandLine,
         }
     }
 
@@ -203,10 +231,14 @@ impl App {
                 self.popup = Some(Popup::Help(HelpState::default()));
                 Vec::new()
             }
+            Command::CommandLine => {
+                self.popup = Some(Popup::Command(CommandLine::default()));
+                Vec::new()
+            }
             Command::ShowPane(n) => Pane::from_number(n).map(|pane| self.show(pane)).unwrap_or_default(),
             Command::NextPane => self.show(self.pane.next()),
             Command::PrevPane => self.show(self.pane.prev()),
-            Command::Close => Vec::new(),
+            Command::Close if self.pane != Pane::Streams => Vec::new(),
             _ => match self.pane {
                 Pane::Live => self.live_command(command),
                 Pane::History => self.history_command(command),
@@ -214,6 +246,8 @@ impl App {
                 Pane::Dlq => self.dlq_command(command),
                 Pane::Processors => self.processors_command(command),
                 Pane::Subscriptions => self.subscriptions_command(command),
+                Pane::Streams => self.streams_command(command),
+                Pane::Cluster => self.cluster_command(command),
             },
         }
     }
@@ -226,6 +260,8 @@ impl App {
             Pane::Dlq => self.dlq_reload(),
             Pane::Processors => self.poll_processors(),
             Pane::Subscriptions => self.poll_subscriptions(),
+            Pane::Streams if !self.streams.loaded && !self.streams.loading => self.streams_reload(),
+            Pane::Cluster => vec![Effect::Cluster],
             _ => Vec::new(),
         }
     }
@@ -256,7 +292,7 @@ impl App {
                 match command {
                     Command::Close | Command::Help => return Vec::new(),
                     Command::Up => help.scroll = help.scroll.saturating_sub(1),
-                    Command::Down => help.scroll = help.scroll.saturating_add(1).min(60),
+                    Command::Down => help.scroll = help.scroll.saturating_add(1).min(200),
                     _ => {}
                 }
                 self.popup = Some(Popup::Help(help));
@@ -287,6 +323,16 @@ impl App {
             }
             Popup::Replay(dialog) => return self.replay_command(dialog, command),
             Popup::Filter(form) => self.popup = Some(Popup::Filter(form)),
+            Popup::Command(line) => {
+                if command != Command::Close {
+                    self.popup = Some(Popup::Command(line));
+                }
+            }
+            Popup::Prompt(prompt) => {
+                if command != Command::Close {
+                    self.popup = Some(Popup::Prompt(prompt));
+                }
+            }
         }
         Vec::new()
     }
@@ -298,6 +344,14 @@ impl App {
                 vec![Effect::RetryDeadLetters(selector)]
             }
             PendingOp::DiscardDeadLetter(id) => vec![Effect::DiscardDeadLetter(id)],
+            PendingOp::DiscardDeadLetters { selector, count } => {
+                self.notify(format!(
+                    "discarding {} dead letter{}…",
+                    super::widgets::format::count(count),
+                    if count == 1 { "" } else { "s" }
+                ));
+                vec![Effect::DiscardDeadLetters(selector)]
+            }
             PendingOp::DeleteSubscription(id) => vec![Effect::DeleteSubscription(id)],
         }
     }
@@ -340,6 +394,60 @@ impl App {
     }
 
     fn text(&mut self, edit: TextEdit) -> Vec<Effect> {
+        if let Some(Popup::Command(_)) = &self.popup {
+            let Some(Popup::Command(mut line)) = self.popup.take() else { return Vec::new() };
+            let vocabulary = self.vocabulary();
+            match line.edit(edit, &self.command_history, &vocabulary) {
+                LineOutcome::Editing => {}
+                LineOutcome::Cancel => return Vec::new(),
+                LineOutcome::Submit => {
+                    let text = line.input.trim().trim_start_matches(':').trim().to_owned();
+                    if text.is_empty() {
+                        return Vec::new();
+                    }
+                    self.command_history.retain(|l| *l != text);
+                    self.command_history.insert(0, text.clone());
+                    self.command_history.truncate(command::HISTORY_LIMIT);
+                    match command::parse(&text, self.now) {
+                        Ok(run) => return self.run_command(run),
+                        Err(error) => line.error = Some(error),
+                    }
+                }
+            }
+            self.popup = Some(Popup::Command(line));
+            return Vec::new();
+        }
+        if let Some(Popup::Prompt(_)) = &self.popup {
+            let Some(Popup::Prompt(mut prompt)) = self.popup.take() else { return Vec::new() };
+            // A prompt has no completion and no history: Tab and ↑/↓ do nothing there.
+            let edit = match edit {
+                TextEdit::Complete
+                | TextEdit::Earlier
+                | TextEdit::Later
+                | TextEdit::NextField
+                | TextEdit::PrevField => {
+                    self.popup = Some(Popup::Prompt(prompt));
+                    return Vec::new();
+                }
+                edit => edit,
+            };
+            match prompt.line.edit(edit, &[], &Vocabulary::default()) {
+                LineOutcome::Editing => {}
+                LineOutcome::Cancel => return Vec::new(),
+                LineOutcome::Submit => {
+                    let text = prompt.line.input.trim().to_owned();
+                    match prompt.purpose {
+                        PromptFor::StreamPrefix => return self.streams_search(text),
+                        PromptFor::StreamTime => match self.stream_jump_to(&text) {
+                            Ok(effects) => return effects,
+                            Err(error) => prompt.line.error = Some(error),
+                        },
+                    }
+                }
+            }
+            self.popup = Some(Popup::Prompt(prompt));
+            return Vec::new();
+        }
         let Some(Popup::Filter(mut form)) = self.popup.take() else { return Vec::new() };
         match form.edit(edit) {
             FormOutcome::Editing => {}
@@ -362,11 +470,107 @@ impl App {
         Vec::new()
     }
 
+    /// Names the command line completes values from.
+    fn vocabulary(&self) -> Vocabulary {
+        let mut targets: Vec<String> = self.subscriptions.items.iter().map(|s| s.subscriber_name.clone()).collect();
+        targets.extend(self.processors.items.iter().map(|p| p.processor_name.clone()));
+        let event_types =
+            self.stats.latest.as_ref().map(|s| s.events_by_type.keys().cloned().collect()).unwrap_or_default();
+        Vocabulary { targets, event_types }
+    }
+
+    /// Does what a parsed command line asks.
+    fn run_command(&mut self, run: Run) -> Vec<Effect> {
+        match run {
+            Run::Pane(pane) => self.show(pane),
+            Run::Help => {
+                self.popup = Some(Popup::Help(HelpState::default()));
+                Vec::new()
+            }
+            Run::Quit => {
+                self.quit = true;
+                Vec::new()
+            }
+            Run::History(values) => {
+                self.pane = Pane::History;
+                match values.parse(self.now) {
+                    Ok(filter) => {
+                        let values = values.canonical(&filter);
+                        self.apply_history_filter(values, filter)
+                    }
+                    Err(error) => {
+                        self.error("history", error);
+                        Vec::new()
+                    }
+                }
+            }
+            Run::Dlq { groups } => {
+                if let Some(groups) = groups {
+                    self.dlq.view = if groups { DlqView::Groups } else { DlqView::Entries };
+                }
+                self.show(Pane::Dlq)
+            }
+            Run::Replay { values, target } => {
+                let filter = match values.parse(self.now) {
+                    Ok(filter) => filter,
+                    Err(error) => {
+                        self.error("replay", error);
+                        return Vec::new();
+                    }
+                };
+                let mut effects = Vec::new();
+                if self.pane != Pane::History || self.history.values != values {
+                    self.pane = Pane::History;
+                    effects.extend(self.apply_history_filter(values.canonical(&filter), filter));
+                }
+                effects.extend(self.open_replay());
+                if let (Some(name), Some(Popup::Replay(dialog))) = (target, &mut self.popup) {
+                    match dialog
+                        .targets
+                        .iter()
+                        .position(|t| t.target.is_some() && t.label.ends_with(&format!(" {name}")))
+                    {
+                        Some(i) => dialog.target = i,
+                        None => {
+                            self.popup = None;
+                            let names = self.vocabulary().targets.join(", ");
+                            self.error(
+                                "replay",
+                                format!("no subscription or processor is named `{name}`; known: {names}"),
+                            );
+                            return Vec::new();
+                        }
+                    }
+                }
+                effects
+            }
+            Run::RetryGroup | Run::DiscardGroup => {
+                if self.pane != Pane::Dlq || self.dlq.view != DlqView::Groups || self.dlq.groups.groups().is_empty() {
+                    self.notify("select a group first: :dlq groups, then ↑/↓");
+                    self.dlq.view = DlqView::Groups;
+                    return self.show(Pane::Dlq);
+                }
+                let command = if run == Run::RetryGroup { Command::Retry } else { Command::Discard };
+                self.dlq_command(command)
+            }
+            Run::Streams { prefix } => self.streams_search(prefix),
+            Run::ExportHistory { path } => {
+                if self.export.as_ref().is_some_and(|e| !e.done) {
+                    self.notify("an export is still running; wait for it to finish");
+                    return Vec::new();
+                }
+                self.export = Some(ExportState { path: path.clone(), written: 0, total: 0, done: false, error: None });
+                self.notify(format!("exporting the History filter ({}) to {path}…", self.history.values.summary()));
+                vec![Effect::Export { filter: self.history.filter.clone(), path }]
+            }
+        }
+    }
+
     fn scroll(&mut self, rows: i16) -> Vec<Effect> {
         let detail_rows = self.detail_rows();
         match &mut self.popup {
             Some(Popup::Detail(view)) => view.scroll_by(isize::from(rows), detail_rows),
-            Some(Popup::Help(help)) => help.scroll = help.scroll.saturating_add_signed(rows).min(60),
+            Some(Popup::Help(help)) => help.scroll = help.scroll.saturating_add_signed(rows).min(200),
             Some(_) => {}
             None => {
                 let command = if rows < 0 { Command::Up } else { Command::Down };
@@ -397,10 +601,24 @@ impl App {
             effects.push(Effect::Health);
             effects.push(Effect::Cluster);
         }
+        // Names show everywhere (DLQ rows, dialogs, tab counts): both lists are kept current whichever
+        // pane is open, faster on their own pane.
+        if self.ticks.is_multiple_of(TARGETS_SECS) {
+            effects.extend(self.learn_targets(true, true));
+        }
         match self.pane {
             Pane::Processors if self.ticks.is_multiple_of(2) => effects.extend(self.poll_processors()),
             Pane::Subscriptions if self.ticks.is_multiple_of(3) => effects.extend(self.poll_subscriptions()),
-            Pane::Dlq if self.ticks.is_multiple_of(5) && !self.dlq.loading => effects.extend(self.dlq_reload()),
+            Pane::Streams if self.streams.open.is_none() && self.ticks.is_multiple_of(5) && !self.streams.loading => {
+                effects.extend(self.streams_reload())
+            }
+            Pane::Cluster if self.ticks.is_multiple_of(2) && !self.ticks.is_multiple_of(5) => {
+                effects.push(Effect::Cluster)
+            }
+            Pane::Dlq if self.dlq.view == DlqView::Groups && self.dlq.groups.stale && !self.dlq.busy() => {
+                effects.extend(self.dlq_reload())
+            }
+            Pane::Dlq if self.ticks.is_multiple_of(5) && !self.dlq.busy() => effects.extend(self.dlq_reload()),
             _ => {}
         }
         let running = self.replay_dialogs().find_map(|d| d.running_id());
@@ -425,15 +643,23 @@ impl App {
             return Vec::new();
         }
         self.live.dropped += batch.dropped;
+        let (mut subscriptions, mut processors) = (false, false);
         for item in batch.items {
             match item {
                 FeedItem::Stored(event) => self.live.push(event, !batch.backfill),
                 FeedItem::Status(change) => self.live.apply_status(&change),
-                FeedItem::DeadLetter { action, entry } => self.dlq.apply(action, &entry),
+                FeedItem::DeadLetter { action, entry } => {
+                    self.dlq.groups.stale = true;
+                    let (s, p) = self.unknown_targets([entry.as_ref()]);
+                    subscriptions |= s;
+                    processors |= p;
+                    self.dlq.apply(action, &entry);
+                }
                 FeedItem::Replay(progress) => self.apply_replay_progress(&progress),
             }
         }
-        Vec::new()
+        // A dead letter of a subscription or processor made since the last load: learn its name now.
+        self.learn_targets(subscriptions, processors)
     }
 
     pub(crate) fn replay_dialogs(&mut self) -> impl Iterator<Item = &mut ReplayDialog> {
@@ -483,7 +709,7 @@ impl App {
                         self.status.connection = Connection::Connected;
                         let dlq_changed = self.stats.latest.as_ref().is_some_and(|s| s.dlq_size != stats.dlq_size);
                         self.stats.push(stats);
-                        if dlq_changed && self.pane == Pane::Dlq && !self.dlq.loading {
+                        if dlq_changed && self.pane == Pane::Dlq && !self.dlq.busy() {
                             return self.dlq_reload();
                         }
                     }
@@ -498,8 +724,11 @@ impl App {
                 self.polls.health = false;
                 self.status.health = Some(health);
             }
-            // An older server without the cluster endpoint: the count stays unknown.
-            Response::Cluster(cluster) => self.status.instances = cluster.ok().map(|c| c.instances.len()),
+            Response::Cluster(cluster) => self.cluster_loaded(cluster),
+            Response::Streams { request, result } => self.streams_loaded(request, result),
+            Response::StreamEvents { request, result } => self.stream_events_loaded(request, result),
+            Response::StreamState { request, state, before } => self.stream_state_loaded(request, state, before),
+            Response::StreamAt { request, at, result } => return self.stream_jumped(request, at, result),
             Response::FeedLost { generation, error } => {
                 if generation == self.live.generation {
                     self.live.feed_error = Some(error.to_string());
@@ -538,6 +767,7 @@ impl App {
                     self.error("dead letter", error);
                 }
             },
+            Response::DeadLetterGroups { request, result } => return self.dlq_groups_loaded(request, result),
             Response::Retried(result) => match result {
                 Ok(n) => {
                     self.notify(format!("{n} dead letter{} sent again", if n == 1 { "" } else { "s" }));
@@ -545,6 +775,13 @@ impl App {
                     return self.dlq_reload();
                 }
                 Err(error) => self.error("retry", error),
+            },
+            Response::DiscardedMany(result) => match result {
+                Ok(n) => {
+                    self.notify(format!("{n} dead letter{} discarded", if n == 1 { "" } else { "s" }));
+                    return self.dlq_reload();
+                }
+                Err(error) => self.error("discard", error),
             },
             Response::Discarded { id, result } => match result {
                 Ok(()) => {
@@ -600,6 +837,17 @@ impl App {
                 if let Some(error) = failure {
                     self.error("replay", error);
                 }
+            }
+            Response::Export { path, written, total, done, error } => {
+                if done {
+                    match &error {
+                        None => {
+                            self.notify(format!("exported {} events to {path}", super::widgets::format::count(written)))
+                        }
+                        Some(error) => self.error("export", format!("{path}: {error}")),
+                    }
+                }
+                self.export = Some(ExportState { path, written, total, done, error });
             }
             Response::ReplayProgress(result) => {
                 self.polls.replay = false;

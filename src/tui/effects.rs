@@ -14,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::action::{Action, EventDetail, FeedBatch, Response, SubscriptionDetail};
 use super::popups::replay::{MAX_IDS, ReplayPlan};
-use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::delivery::{DlqGroupQuery, DlqQuery, DlqSelector};
 use crate::domain::replay::ReplaySelection;
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
-    DlqId, EventFilter, EventId, EventQuery, Order, ProcessorId, ReplayId, ReplayRequest, ReplayStarted, ReplayStatus,
-    Subscription, SubscriptionId,
+    DeadLetterKind, DlqId, EventFilter, EventId, EventQuery, Order, ProcessorId, ProjectionAt, ReplayId, ReplayRequest,
+    ReplayStarted, ReplayStatus, Subscription, SubscriptionId, Timestamp,
 };
 use crate::service::{Error, EventService, Feed, FeedItem};
 
@@ -60,8 +60,13 @@ pub enum Effect {
         query: DlqQuery,
     },
     DeadLetter(DlqId),
+    DeadLetterGroups {
+        request: u64,
+        query: DlqGroupQuery,
+    },
     RetryDeadLetters(DlqSelector),
     DiscardDeadLetter(DlqId),
+    DiscardDeadLetters(DlqSelector),
     Processors,
     ToggleProcessor {
         id: ProcessorId,
@@ -78,6 +83,34 @@ pub enum Effect {
     PrepareReplay(ReplayPlan),
     StartReplay(ReplayRequest),
     ReplayProgress(ReplayId),
+    Streams {
+        request: u64,
+        prefix: String,
+        limit: u32,
+    },
+    StreamEvents {
+        request: u64,
+        stream_id: String,
+        from_version: i64,
+        limit: u32,
+    },
+    StreamState {
+        request: u64,
+        entity_type: String,
+        entity_id: String,
+        version: i64,
+    },
+    StreamAt {
+        request: u64,
+        entity_type: String,
+        entity_id: String,
+        at: Timestamp,
+    },
+    /// Writes every event matching `filter` to `path`, one JSON a line, oldest first, reporting progress.
+    Export {
+        filter: EventFilter,
+        path: String,
+    },
 }
 
 /// Runs effects against one service.
@@ -109,6 +142,16 @@ impl Runner {
             let token = self.stop.child_token();
             self.feed = Some(token.clone());
             self.runtime.spawn(feed_task(self.service.clone(), filter, generation, self.tx.clone(), token));
+            return;
+        }
+        if let Effect::Export { filter, path } = effect {
+            let (service, tx, stop) = (self.service.clone(), self.tx.clone(), self.stop.clone());
+            self.runtime.spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = export(service, filter, path, tx) => {}
+                }
+            });
             return;
         }
         let (service, tx, stop) = (self.service.clone(), self.tx.clone(), self.stop.clone());
@@ -145,7 +188,11 @@ pub async fn call(service: Arc<dyn EventService>, effect: Effect) -> Action {
             Response::DeadLetters { request, result: service.dead_letters(query).await }
         }
         Effect::DeadLetter(id) => Response::DeadLetter(service.dead_letter(id).await),
+        Effect::DeadLetterGroups { request, query } => {
+            Response::DeadLetterGroups { request, result: service.dead_letter_groups(query).await }
+        }
         Effect::RetryDeadLetters(selector) => Response::Retried(service.retry_dead_letters(selector).await),
+        Effect::DiscardDeadLetters(selector) => Response::DiscardedMany(service.discard_dead_letters(selector).await),
         Effect::DiscardDeadLetter(id) => Response::Discarded { id, result: service.discard_dead_letter(id).await },
         Effect::Processors => Response::Processors(service.processors().await),
         Effect::ToggleProcessor { id, enabled } => {
@@ -170,8 +217,83 @@ pub async fn call(service: Arc<dyn EventService>, effect: Effect) -> Action {
         Effect::PrepareReplay(plan) => Response::ReplayDryRun(prepare_replay(service.as_ref(), plan).await),
         Effect::StartReplay(request) => Response::ReplayStarted(service.replay(request).await),
         Effect::ReplayProgress(id) => Response::ReplayProgress(service.replay_progress(id).await),
+        Effect::Streams { request, prefix, limit } => {
+            Response::Streams { request, result: service.streams(&prefix, None, limit).await.map(|l| l.streams) }
+        }
+        Effect::StreamEvents { request, stream_id, from_version, limit } => {
+            Response::StreamEvents { request, result: service.stream(&stream_id, from_version, limit).await }
+        }
+        Effect::StreamState { request, entity_type, entity_id, version } => {
+            let state = service.projection(&entity_type, &entity_id, ProjectionAt::Version(version));
+            let before = async {
+                if version > 1 {
+                    Some(service.projection(&entity_type, &entity_id, ProjectionAt::Version(version - 1)).await)
+                } else {
+                    None
+                }
+            };
+            let (state, before) = tokio::join!(state, before);
+            Response::StreamState { request, state, before }
+        }
+        Effect::StreamAt { request, entity_type, entity_id, at } => Response::StreamAt {
+            request,
+            at,
+            result: service.projection(&entity_type, &entity_id, ProjectionAt::Time(at)).await,
+        },
+        Effect::Export { filter, path } => {
+            // Run whole (tests): progress goes nowhere, the last report is the answer.
+            let (tx, mut rx) = mpsc::channel(1024);
+            export(service, filter, path, tx).await;
+            let mut last = None;
+            while let Ok(action) = rx.try_recv() {
+                last = Some(action);
+            }
+            return last.unwrap_or(Action::Response(Box::new(Response::Export {
+                path: String::new(),
+                written: 0,
+                total: 0,
+                done: true,
+                error: Some("the export reported nothing".to_owned()),
+            })));
+        }
     };
     Action::Response(Box::new(response))
+}
+
+/// Pages through the events matching `filter` oldest first and writes each as one JSON line to `path`,
+/// reporting progress after every page; the last report has `done` (and the error, if one stopped it).
+async fn export(service: Arc<dyn EventService>, filter: EventFilter, path: String, tx: mpsc::Sender<Action>) {
+    use tokio::io::AsyncWriteExt;
+    let report = |written, total, done, error| {
+        Action::Response(Box::new(Response::Export { path: path.clone(), written, total, done, error }))
+    };
+    let (mut written, mut total) = (0u64, 0u64);
+    let outcome: Result<(), String> = async {
+        let file = tokio::fs::File::create(&path).await.map_err(|e| format!("cannot create the file: {e}"))?;
+        let mut out = tokio::io::BufWriter::new(file);
+        loop {
+            let query =
+                EventQuery { filter: filter.clone(), limit: EventQuery::MAX_LIMIT, offset: written, order: Order::Asc };
+            let page = service.query(query).await.map_err(|e| e.to_string())?;
+            total = page.total;
+            let got = page.events.len();
+            for event in &page.events {
+                let mut line = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+                line.push(b'\n');
+                out.write_all(&line).await.map_err(|e| format!("cannot write: {e}"))?;
+            }
+            written += got as u64;
+            if got == 0 || written >= total {
+                break;
+            }
+            // Progress is best effort: a full channel skips a report, never the export.
+            let _ = tx.try_send(report(written, total, false, None));
+        }
+        out.flush().await.map_err(|e| format!("cannot write: {e}"))?;
+        Ok(())
+    }
+    .await;
+    let _ = tx.send(report(written, total.max(written), true, outcome.err())).await;
 }
 
 /// The latest events matching `filter`, oldest first, as a feed batch, and the seq to follow on from.
@@ -189,8 +311,20 @@ async fn backfill(service: &dyn EventService, filter: &EventFilter, generation: 
     }
 }
 
-/// Dead letters per subscription; a subscription whose count cannot be read is left out.
+/// Dead letters per subscription: one grouped query (every listed subscription counted, 0 when it
+/// has none), or, from a server without it, one count per subscription (one that cannot be read is
+/// left out).
 async fn dead_letter_counts(service: &dyn EventService, ids: Vec<SubscriptionId>) -> HashMap<SubscriptionId, u64> {
+    let query = DlqGroupQuery { kind: Some(DeadLetterKind::Delivery), buckets: 1, until: Timestamp::now() };
+    if let Ok(answer) = service.dead_letter_groups(query).await {
+        let mut counts: HashMap<SubscriptionId, u64> = ids.iter().map(|id| (*id, 0)).collect();
+        for group in answer.groups {
+            if let Some(count) = group.key.subscription_id.and_then(|id| counts.get_mut(&id)) {
+                *count += group.count;
+            }
+        }
+        return counts;
+    }
     futures::stream::iter(ids)
         .map(|id| async move {
             let query = DlqQuery { subscription_id: Some(id), limit: 1, ..DlqQuery::default() };

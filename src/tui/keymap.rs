@@ -47,15 +47,17 @@ use Key::{Char, Code, Ctrl};
 pub const GLOBAL: &[Binding] = &[
     bind(
         &[Char('1')],
-        "1-6",
+        "1-8",
         Command::ShowPane(1),
-        "switch pane: Live, History, Statistics, DLQ, Processors, Subscriptions",
+        "switch pane: Live History Statistics DLQ Processors Subscriptions Streams Cluster",
     ),
     bind(&[Char('2')], "2", Command::ShowPane(2), ""),
     bind(&[Char('3')], "3", Command::ShowPane(3), ""),
     bind(&[Char('4')], "4", Command::ShowPane(4), ""),
     bind(&[Char('5')], "5", Command::ShowPane(5), ""),
     bind(&[Char('6')], "6", Command::ShowPane(6), ""),
+    bind(&[Char('7')], "7", Command::ShowPane(7), ""),
+    bind(&[Char('8')], "8", Command::ShowPane(8), ""),
     bind(&[Code(KeyCode::Tab)], "Tab / Shift-Tab", Command::NextPane, "next / previous pane"),
     bind(&[Code(KeyCode::BackTab)], "Shift-Tab", Command::PrevPane, ""),
     bind(&[Code(KeyCode::Up), Char('k')], "↑ ↓ / k j", Command::Up, "move the selection (mouse wheel scrolls)"),
@@ -65,6 +67,12 @@ pub const GLOBAL: &[Binding] = &[
     bind(&[Code(KeyCode::Home)], "Home End", Command::Top, "first / last row"),
     bind(&[Code(KeyCode::End)], "End", Command::Bottom, ""),
     bind(&[Code(KeyCode::Esc)], "Esc", Command::Close, "close a popup"),
+    bind(
+        &[Char(':')],
+        ":",
+        Command::CommandLine,
+        "command line: :dlq groups, :history type=order.* since=1h, … (Tab completes)",
+    ),
     bind(&[Char('?')], "?", Command::Help, "this help"),
     bind(&[Char('q'), Ctrl('c')], "q / Ctrl-C", Command::Quit, "quit"),
 ];
@@ -94,19 +102,25 @@ pub const STATISTICS: &[Binding] =
     &[bind(&[Char('g')], "g", Command::Refresh, "refresh now (it refreshes every second)")];
 
 pub const DLQ: &[Binding] = &[
-    bind(&[Code(KeyCode::Enter)], "Enter", Command::Open, "the entry with every attempt"),
-    bind(&[Char('r')], "r", Command::Retry, "retry the selected entry (asks first)"),
+    bind(&[Char('g')], "g", Command::ToggleGroups, "entries / groups by cause (kind, target, last status or error)"),
+    bind(&[Code(KeyCode::Enter)], "Enter", Command::Open, "the entry with every attempt; on a group, the group"),
+    bind(&[Char('r')], "r", Command::Retry, "retry the selected entry, or every entry of the group (asks first)"),
     bind(&[Char(' ')], "space", Command::Mark, "mark / unmark the selected entry"),
     bind(
         &[Char('R')],
         "R",
         Command::RetryMarked,
-        "retry the marked entries, or all shown when none is marked (asks first)",
+        "retry the marked entries, or all shown when none is marked; on a group, the group (asks first)",
     ),
-    bind(&[Char('d')], "d", Command::Discard, "discard the selected entry (asks first; the event stays)"),
+    bind(
+        &[Char('d')],
+        "d",
+        Command::Discard,
+        "discard the selected entry, or the whole group (asks first with the count; events stay)",
+    ),
     bind(&[Char('f')], "f / F", Command::NextFilter, "only one subscription's or processor's entries: next / previous"),
     bind(&[Char('F')], "F", Command::PrevFilter, ""),
-    bind(&[Char('g')], "g", Command::Refresh, "reload"),
+    bind(&[Ctrl('r')], "Ctrl-R", Command::Refresh, "reload"),
 ];
 
 pub const PROCESSORS: &[Binding] = &[
@@ -121,6 +135,29 @@ pub const SUBSCRIPTIONS: &[Binding] = &[
     bind(&[Code(KeyCode::Enter)], "Enter", Command::Open, "details with its latest delivery attempts"),
     bind(&[Char('g')], "g", Command::Refresh, "reload"),
 ];
+
+pub const STREAMS: &[Binding] = &[
+    bind(&[Char('/')], "/", Command::Filter, "list the streams whose id starts with… (order:, users:u1)"),
+    bind(
+        &[Code(KeyCode::Enter)],
+        "Enter",
+        Command::Open,
+        "the selected stream: its events as a timeline, the state beside",
+    ),
+    bind(
+        &[Code(KeyCode::Left), Char('h')],
+        "← → / h l",
+        Command::StepBack,
+        "in a stream: the version before / after (time travel; changed fields highlighted)",
+    ),
+    bind(&[Code(KeyCode::Right), Char('l')], "→", Command::StepForward, ""),
+    bind(&[Char('t')], "t", Command::JumpToTime, "in a stream: jump to the version current at a time"),
+    bind(&[Code(KeyCode::Home)], "Home End", Command::Top, "first / last version (or stream)"),
+    bind(&[Code(KeyCode::Esc)], "Esc", Command::Close, "back from a stream to the list"),
+    bind(&[Ctrl('r')], "Ctrl-R", Command::Refresh, "reload"),
+];
+
+pub const CLUSTER: &[Binding] = &[bind(&[Ctrl('r')], "Ctrl-R", Command::Refresh, "reload (it reloads every 2 s)")];
 
 pub const CONFIRM: &[Binding] = &[
     bind(&[Char('y'), Char('Y'), Code(KeyCode::Enter)], "y / Enter", Command::Confirm, "yes, do it"),
@@ -180,6 +217,8 @@ pub enum Mode {
     Replay,
     /// A form with text fields: keys are typed.
     Form,
+    /// The `:` command line: keys are typed; Tab completes, ↑/↓ recall.
+    CommandLine,
 }
 
 /// The bindings that apply in `mode`, most specific first.
@@ -190,7 +229,7 @@ pub fn bindings(mode: Mode) -> Vec<&'static [Binding]> {
         Mode::Confirm => vec![CONFIRM],
         Mode::Detail => vec![DETAIL],
         Mode::Replay => vec![REPLAY],
-        Mode::Form => vec![],
+        Mode::Form | Mode::CommandLine => vec![],
     }
 }
 
@@ -202,6 +241,8 @@ pub fn pane_bindings(pane: Pane) -> &'static [Binding] {
         Pane::Dlq => DLQ,
         Pane::Processors => PROCESSORS,
         Pane::Subscriptions => SUBSCRIPTIONS,
+        Pane::Streams => STREAMS,
+        Pane::Cluster => CLUSTER,
     }
 }
 
@@ -216,6 +257,15 @@ pub fn action_for_key(mode: Mode, key: KeyEvent) -> Option<Action> {
     }
     if mode == Mode::Form {
         return text_edit(key).map(Action::Text);
+    }
+    if mode == Mode::CommandLine {
+        let edit = match key.code {
+            KeyCode::Tab => TextEdit::Complete,
+            KeyCode::Up => TextEdit::Earlier,
+            KeyCode::Down => TextEdit::Later,
+            _ => return text_edit(key).map(Action::Text),
+        };
+        return Some(Action::Text(edit));
     }
     bindings(mode)
         .into_iter()

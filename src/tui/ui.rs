@@ -26,6 +26,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Pane::Dlq => panes::dlq::render(frame, body, app),
         Pane::Processors => panes::processors::render(frame, body, app),
         Pane::Subscriptions => panes::subscriptions::render(frame, body, app),
+        Pane::Streams => panes::streams::render(frame, body, app),
+        Pane::Cluster => panes::cluster::render(frame, body, app),
     }
     draw_status(frame, status, app);
     match &app.popup {
@@ -35,6 +37,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Popup::Confirm(confirm)) => popups::confirm::render(frame, area, confirm),
         Some(Popup::Detail(detail)) => popups::detail::render(frame, area, detail),
         Some(Popup::Replay(dialog)) => popups::replay::render(frame, area, dialog),
+        Some(Popup::Command(line)) => popups::command::render(frame, area, line),
+        Some(Popup::Prompt(prompt)) => popups::command::render_prompt(frame, area, prompt),
     }
 }
 
@@ -50,8 +54,13 @@ fn tab_count(app: &App, pane: Pane) -> String {
             (Some(stats), false) => signed_count(stats.dlq_size),
             (None, false) => "…".to_owned(),
         },
-        Pane::Processors => count(app.processors.items.len() as u64),
-        Pane::Subscriptions => count(app.subscriptions.items.len() as u64),
+        Pane::Processors if app.processors.loaded => count(app.processors.items.len() as u64),
+        Pane::Subscriptions if app.subscriptions.loaded => count(app.subscriptions.items.len() as u64),
+        Pane::Processors | Pane::Subscriptions => "…".to_owned(),
+        Pane::Streams if app.streams.open.is_some() => "1".to_owned(),
+        Pane::Streams if app.streams.loaded => count(app.streams.list.len() as u64),
+        Pane::Streams => "…".to_owned(),
+        Pane::Cluster => app.status.instances.map_or("…".to_owned(), |n| count(n as u64)),
     }
 }
 
@@ -62,8 +71,8 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled("q", theme::key()),
         Span::raw(" quit "),
     ]);
-    let tabs = |short: bool| {
-        let mut spans = if short { Vec::new() } else { vec![Span::styled(" eventdeck ", theme::title())] };
+    let tabs = |short: bool, brand: bool| {
+        let mut spans = if brand { vec![Span::styled(" eventdeck ", theme::title())] } else { Vec::new() };
         for pane in Pane::ALL {
             let name = if short { pane.short_name() } else { pane.name() };
             let text = format!(" {} {name} {} ", pane.number(), tab_count(app, pane));
@@ -74,11 +83,12 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
         spans.pop();
         Line::from(spans)
     };
-    // Short names when the full ones do not fit beside the help hint.
-    let mut spans = tabs(false);
-    if spans.width() + help.width() > usize::from(area.width) {
-        spans = tabs(true);
-    }
+    // Full names with the brand, then without it, then short names, whichever fits beside the help hint.
+    let room = usize::from(area.width).saturating_sub(help.width());
+    let spans = [tabs(false, true), tabs(false, false)]
+        .into_iter()
+        .find(|line| line.width() <= room)
+        .unwrap_or_else(|| tabs(true, false));
     // The help hint gives way last (the help overlay itself says `?` opens it).
     let help_width = if spans.width() + help.width() > usize::from(area.width) { 0 } else { help.width() as u16 };
     let [left, right] = Layout::horizontal([Constraint::Min(10), Constraint::Length(help_width)]).areas(area);
@@ -136,6 +146,14 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
                 format!("replay {}%", p.done * 100 / p.total)
             }
             _ => "replay starting".to_owned(),
+        };
+        spans.push(Span::styled(text, theme::key()));
+    }
+    if let Some(export) = app.export.as_ref().filter(|e| !e.done) {
+        spans.push(separator());
+        let text = match export.total {
+            0 => format!("export → {} starting", export.path),
+            total => format!("export {}% → {}", export.written * 100 / total.max(1), export.path),
         };
         spans.push(Span::styled(text, theme::key()));
     }

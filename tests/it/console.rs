@@ -11,16 +11,17 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::json;
 
-use eventdeck::domain::delivery::DlqSelector;
+use eventdeck::domain::delivery::{DlqGroup, DlqGroupKey, DlqGroups, DlqSelector};
 use eventdeck::domain::replay::ReplaySelection;
 use eventdeck::domain::{
     Counters, DeadLetter, DeadLetterKind, DlqId, Event, EventCategory, EventFilter, EventId, EventSource, EventStatus,
-    NewEvent, Processor, ProcessorType, ReplayId, ReplayProgress, ReplayStarted, ReplayStatus, ReplayTarget,
-    RetryPolicy, Statistics, Subscription, SubscriptionId, Timestamp, TypePattern,
+    NewEvent, Processor, ProcessorType, Projection, ReplayId, ReplayProgress, ReplayStarted, ReplayStatus,
+    ReplayTarget, RetryPolicy, Statistics, Subscription, SubscriptionId, Timestamp, TypePattern,
 };
 use eventdeck::service::{
-    Cluster, DlqAction, DlqPage, EventService, FeedItem, Health, Instance, InstanceClaims, StorageHealth,
+    Cluster, DlqAction, DlqPage, EventService, FeedItem, Health, Instance, InstanceClaims, StorageHealth, StreamEvents,
 };
+use eventdeck::storage::StreamSummary;
 use eventdeck::tui::action::{Action, EventDetail, FeedBatch, Response};
 use eventdeck::tui::app::App;
 use eventdeck::tui::effects::{self, Effect, Runner};
@@ -153,7 +154,7 @@ fn origin(mode: OriginMode) -> Origin {
     origin
 }
 
-/// A console as it is right after start, 120 × 30.
+/// A console as it is right after start, 150 × 30.
 fn app_with(mode: OriginMode) -> App {
     let (mut app, effects) = App::new(origin(mode), Settings { live_capacity: 50 }, now());
     assert_eq!(
@@ -167,7 +168,7 @@ fn app_with(mode: OriginMode) -> App {
             Effect::Subscriptions
         ]
     );
-    app.update(Action::Resize(120, 30));
+    app.update(Action::Resize(150, 30));
     app
 }
 
@@ -681,6 +682,417 @@ fn dlq_marks_retry_many_with_the_count_and_discard_asks_first() {
 }
 
 #[test]
+fn names_not_ids_and_kept_current_whichever_pane_is_open() {
+    let mut app = app();
+    // Until the first answer the tabs say "not known yet", not 0.
+    let tabs = screen(&app).lines().next().unwrap().to_owned();
+    assert_shows(&tabs, &["5 Processors …", "6 Subscriptions …"]);
+    let first = subscription("orders-to-fulfilment", true);
+    respond(&mut app, Response::Subscriptions { list: Ok(vec![first.clone()]), dlq_counts: HashMap::new() });
+    respond(&mut app, Response::Processors(Ok(vec![processor("audit-log", true)])));
+    assert_shows(screen(&app).lines().next().unwrap(), &["5 Processors 1", "6 Subscriptions 1"]);
+
+    // On the Live pane, both lists are loaded again every few seconds.
+    let mut polled = Vec::new();
+    for second in 1..=5 {
+        polled.extend(app.update(Action::Tick(at(-second))));
+    }
+    assert!(polled.contains(&Effect::Subscriptions) && polled.contains(&Effect::Processors), "{polled:?}");
+    respond(&mut app, Response::Subscriptions { list: Ok(vec![first.clone()]), dlq_counts: HashMap::new() });
+    respond(&mut app, Response::Processors(Ok(vec![processor("audit-log", true)])));
+
+    // A dead letter of a subscription made since the last load: its name is asked for at once, and
+    // meanwhile it shows by the random tail of its id, not the time-ordered head.
+    let effects = char(&mut app, '4');
+    let [Effect::DeadLetters { request, .. }] = effects.as_slice() else { panic!("a DLQ load expected") };
+    respond(&mut app, Response::DeadLetters { request: *request, result: Ok(DlqPage { entries: vec![], total: 0 }) });
+    let second = subscription("alerts-pager", true);
+    let entry = dead_letter("alert.raised", &second, 5);
+    let generation = app.live.generation;
+    let effects = app.update(Action::Feed(FeedBatch {
+        generation,
+        items: vec![FeedItem::DeadLetter { action: DlqAction::Added, entry: Arc::new(entry.clone()) }],
+        dropped: 0,
+        backfill: false,
+    }));
+    assert_eq!(effects, [Effect::Subscriptions]);
+    let id = second.subscription_id.to_string();
+    let tail = &id[id.len() - 8..];
+    assert_shows(line_with(&screen(&app), "alert.raised"), &[&format!("subscription …{tail}")]);
+    respond(
+        &mut app,
+        Response::Subscriptions { list: Ok(vec![first.clone(), second.clone()]), dlq_counts: HashMap::new() },
+    );
+    let text = screen(&app);
+    assert_shows(line_with(&text, "alert.raised"), &["alerts-pager"]);
+    assert_shows(text.lines().next().unwrap(), &["6 Subscriptions 2"]);
+
+    // The detail and the confirmation name it too.
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(effects, [Effect::DeadLetter(entry.dlq_id)]);
+    assert_shows(&screen(&app), &["alert.raised · alerts-pager"]);
+    press(&mut app, KeyCode::Esc);
+    char(&mut app, 'd');
+    assert_shows(&screen(&app), &["(alerts-pager)"]);
+}
+
+fn group(key: DlqGroupKey, count: u64, histogram: Vec<u64>) -> DlqGroup {
+    DlqGroup { key, count, first_failed_at: at(3600), last_failed_at: at(5), histogram }
+}
+
+#[test]
+fn dlq_groups_toggle_with_g_and_a_group_is_retried_or_discarded_after_confirming_the_count() {
+    let (mut app, subscriptions, processors) = loaded_app();
+    char(&mut app, '4');
+    let effects = char(&mut app, 'g');
+    let [Effect::DeadLetterGroups { request, query }] = effects.as_slice() else { panic!("a groups load expected") };
+    assert_eq!((query.kind, query.buckets, query.until), (None, 24, now()));
+    let delivery = |subscription: &Subscription, status| DlqGroupKey {
+        kind: DeadLetterKind::Delivery,
+        subscription_id: Some(subscription.subscription_id),
+        processor_id: None,
+        last_status_code: Some(status),
+        error_class: None,
+    };
+    let mut rising = vec![0; 24];
+    rising[20..].copy_from_slice(&[100, 800, 1000, 2000]);
+    let pager = delivery(&subscriptions[1], 503);
+    let orders = delivery(&subscriptions[0], 500);
+    let checker = DlqGroupKey {
+        kind: DeadLetterKind::Processing,
+        subscription_id: None,
+        processor_id: Some(processors[0].processor_id),
+        last_status_code: None,
+        error_class: Some("checker".into()),
+    };
+    let answer = DlqGroups {
+        groups: vec![
+            group(pager.clone(), 3900, rising),
+            group(orders.clone(), 100, vec![4; 24]),
+            group(checker, 2, vec![0; 24]),
+        ],
+        total: 4002,
+        since: Some(at(3600)),
+        until: now(),
+        bucket_s: 150,
+    };
+    respond(&mut app, Response::DeadLetterGroups { request: *request, result: Ok(answer) });
+    let text = screen(&app);
+    assert_shows(&text, &["DLQ · 3 groups · 4,002 entries · failures since 2026-03-10 11:00:00 (150s per bar)"]);
+    assert_shows(&text, &["Count", "Kind", "Target", "Cause", "Failures over time"]);
+    let row = line_with(&text, "3,900");
+    assert_shows(row, &["delivery", "alerts-pager", "HTTP 503", "11:00:00", "5s", "····▁▄▄█"]);
+    assert_shows(line_with(&text, "100 "), &["orders-to-fulfilment", "HTTP 500", "████████"]);
+    assert_shows(line_with(&text, "checker"), &["processing", "audit-log"]);
+
+    // R on the first group asks with its count, and y retries the group as a whole.
+    char(&mut app, 'R');
+    assert_shows(&screen(&app), &["Retry 3,900 dead letters", "3,900 × delivery alerts-pager · HTTP 503"]);
+    let effects = char(&mut app, 'y');
+    assert_eq!(effects, [Effect::RetryDeadLetters(DlqSelector::Group(pager))]);
+    let effects = respond(&mut app, Response::Retried(Ok(3900)));
+    assert!(matches!(effects.as_slice(), [Effect::DeadLetterGroups { .. }]), "the groups are loaded again");
+
+    // d on the second asks; n keeps it; d then Enter discards the group.
+    press(&mut app, KeyCode::Down);
+    char(&mut app, 'd');
+    assert_shows(
+        &screen(&app),
+        &["Discard 100 dead letters", "orders-to-fulfilment · HTTP 500", "events themselves stay"],
+    );
+    assert!(char(&mut app, 'n').is_empty());
+    char(&mut app, 'd');
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(effects, [Effect::DiscardDeadLetters(DlqSelector::Group(orders))]);
+    let effects = respond(&mut app, Response::DiscardedMany(Ok(100)));
+    assert_shows(screen(&app).lines().last().unwrap(), &["100 dead letters discarded"]);
+    let [Effect::DeadLetterGroups { request, .. }] = effects.as_slice() else { panic!("a groups load expected") };
+    let empty = DlqGroups { groups: vec![], total: 0, since: None, until: now(), bucket_s: 1 };
+    respond(&mut app, Response::DeadLetterGroups { request: *request, result: Ok(empty) });
+    assert_shows(&screen(&app), &["DLQ · 0 groups · 0 entries", "The dead-letter queue is empty"]);
+
+    // The feed's changes reload the groups on the next tick, not on every batch.
+    let entry = dead_letter("order.paid", &subscriptions[0], 1);
+    feed(&mut app, vec![FeedItem::DeadLetter { action: DlqAction::Added, entry: Arc::new(entry) }]);
+    let effects = app.update(Action::Tick(at(-1)));
+    assert!(effects.iter().any(|e| matches!(e, Effect::DeadLetterGroups { .. })), "{effects:?}");
+
+    // g goes back to the entries.
+    let effects = char(&mut app, 'g');
+    assert!(matches!(effects.as_slice(), [Effect::DeadLetters { .. }]));
+    assert_shows(&screen(&app), &["DLQ · "]);
+}
+
+fn command_input(app: &App) -> String {
+    match &app.popup {
+        Some(Popup::Command(line)) => line.input.clone(),
+        other => panic!("the command line is not open: {other:?}"),
+    }
+}
+
+#[test]
+fn the_command_line_completes_runs_recalls_and_suggests_the_closest_command() {
+    let (mut app, _, _) = loaded_app();
+    assert!(char(&mut app, ':').is_empty());
+    type_text(&mut app, "hi");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "history ");
+    assert_shows(&screen(&app), &[":history [type=P]", "[since=T]"]);
+    type_text(&mut app, "ty");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "history type=");
+    // Event types come from the statistics; Tab again takes the next one.
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "history type=order.created ");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "history type=order.paid ");
+    assert_shows(line_with(&screen(&app), "type=order.created"), &["type=order.paid", "type=user.login"]);
+    type_text(&mut app, "since=1h");
+    let effects = press(&mut app, KeyCode::Enter);
+    let [Effect::Query { query, .. }] = effects.as_slice() else { panic!("a history query expected: {effects:?}") };
+    assert_eq!(query.filter.event_type.as_ref().map(|p| p.as_str()), Some("order.paid"));
+    assert_eq!(query.filter.start_time, Some(at(3600)));
+    assert!(app.popup.is_none());
+    assert_shows(&screen(&app), &["filter type=order.paid  from=1h"]);
+
+    // ↑ brings the last command back, ↓ returns to the (empty) line being typed.
+    char(&mut app, ':');
+    press(&mut app, KeyCode::Up);
+    assert_eq!(command_input(&app), "history type=order.paid since=1h");
+    press(&mut app, KeyCode::Down);
+    assert_eq!(command_input(&app), "");
+
+    // An unknown command answers with the closest one and the line stays open.
+    type_text(&mut app, "dql");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert_shows(&screen(&app), &["unknown command `:dql`; did you mean `:dlq`?"]);
+    app.handle_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "history colour=red");
+    press(&mut app, KeyCode::Enter);
+    assert_shows(&screen(&app), &["unknown key `colour`; keys: type, source"]);
+    app.handle_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "dlq groups");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(matches!(effects.as_slice(), [Effect::DeadLetterGroups { .. }]), "{effects:?}");
+    assert_eq!(app.pane, eventdeck::tui::panes::Pane::Dlq);
+
+    // :replay runs the dry run of its filter, aimed at the subscription named by to= (completed).
+    char(&mut app, ':');
+    type_text(&mut app, "replay type=order.* since=2h to=al");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(command_input(&app), "replay type=order.* since=2h to=alerts-pager ");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(effects.iter().any(|e| matches!(e, Effect::PrepareReplay(_))), "{effects:?}");
+    let Some(Popup::Replay(dialog)) = &app.popup else { panic!("the replay dialog is open") };
+    assert_eq!(dialog.targets[dialog.target].label, "subscription alerts-pager");
+    press(&mut app, KeyCode::Esc);
+
+    // Esc closes the line without running it; :q quits.
+    char(&mut app, ':');
+    type_text(&mut app, "q");
+    press(&mut app, KeyCode::Esc);
+    assert!(app.popup.is_none() && !app.quit);
+    char(&mut app, ':');
+    type_text(&mut app, "q");
+    press(&mut app, KeyCode::Enter);
+    assert!(app.quit);
+}
+
+#[tokio::test]
+async fn export_writes_the_history_filter_as_json_lines() {
+    let server = TestServer::start().await;
+    let service: Arc<dyn EventService> = Arc::new(server.engine.clone());
+    let events: Vec<NewEvent> =
+        (0..5).map(|i| NewEvent::new(if i % 2 == 0 { "order.created" } else { "user.login" })).collect();
+    service.ingest(events).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.jsonl").to_string_lossy().into_owned();
+    let filter =
+        EventFilter { event_type: Some(TypePattern::parse("t", "order.*").unwrap()), ..EventFilter::default() };
+    let action = effects::call(service.clone(), Effect::Export { filter, path: path.clone() }).await;
+    let Action::Response(response) = action else { panic!("a response expected") };
+    let Response::Export { written, total, done, error, .. } = *response else { panic!("an export report expected") };
+    assert_eq!((written, total, done, error), (3, 3, true, None));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let types: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["order.created"; 3]);
+    let bad = effects::call(
+        service.clone(),
+        Effect::Export { filter: EventFilter::default(), path: "/nonexistent/dir/x.jsonl".into() },
+    )
+    .await;
+    let Action::Response(response) = bad else { panic!("a response expected") };
+    let Response::Export { done, error, .. } = *response else { panic!("an export report expected") };
+    assert!(done && error.unwrap().contains("cannot create the file"));
+    server.stop().await;
+}
+
+fn stream_event(version: i64, event_type: &str, seconds_ago: i64) -> Arc<Event> {
+    let mut e = event(version, event_type, EventSource::Backend, EventStatus::Processed);
+    e.stream_id = Some("order:7".into());
+    e.stream_version = Some(version);
+    e.timestamp = at(seconds_ago);
+    Arc::new(e)
+}
+
+fn projection(version: i64, state: serde_json::Value) -> Projection {
+    Projection {
+        entity_type: "order".into(),
+        entity_id: "7".into(),
+        state,
+        version,
+        last_event_id: EventId::new_v7(),
+        updated_at: now(),
+    }
+}
+
+#[test]
+fn streams_pane_lists_by_prefix_and_steps_through_versions_showing_what_changed() {
+    let (mut app, _, _) = loaded_app();
+    let effects = char(&mut app, '7');
+    let [Effect::Streams { prefix, limit, .. }] = effects.as_slice() else { panic!("a listing expected: {effects:?}") };
+    assert_eq!((prefix.as_str(), *limit), ("", 500));
+    // `/` asks for the prefix.
+    char(&mut app, '/');
+    type_text(&mut app, "order:");
+    press(&mut app, KeyCode::Tab);
+    assert_shows(&screen(&app), &["Streams whose id starts with", "> order:"]);
+    let effects = press(&mut app, KeyCode::Enter);
+    let [Effect::Streams { request, prefix, .. }] = effects.as_slice() else { panic!("a listing expected") };
+    assert_eq!(prefix, "order:");
+    let summary = |id: &str, version, event_type: &str| StreamSummary {
+        stream_id: id.into(),
+        version,
+        last_event_at: at(10),
+        last_event_type: event_type.into(),
+    };
+    let list = vec![summary("order:7", 3, "order.shipped"), summary("order:8", 1, "order.created")];
+    respond(&mut app, Response::Streams { request: *request, result: Ok(list) });
+    let text = screen(&app);
+    assert_shows(&text, &["Streams · id starts with order: · 2 shown", "Stream", "Version", "Last event"]);
+    assert_shows(line_with(&text, "order:7"), &["3", "order.shipped", "2026-03-10 11:59:50", "10s"]);
+
+    // Enter opens the stream at its last version: the events around it and the state there.
+    let effects = press(&mut app, KeyCode::Enter);
+    let [
+        Effect::StreamEvents { request: events, stream_id, from_version, limit },
+        Effect::StreamState { request: state, entity_type, entity_id, version },
+    ] = effects.as_slice()
+    else {
+        panic!("events and state expected: {effects:?}")
+    };
+    assert_eq!((stream_id.as_str(), *from_version, *limit), ("order:7", 1, 1000));
+    assert_eq!((entity_type.as_str(), entity_id.as_str(), *version), ("order", "7", 3));
+    let page = StreamEvents {
+        stream_id: "order:7".into(),
+        version: 3,
+        events: vec![
+            stream_event(1, "order.created", 300),
+            stream_event(2, "order.paid", 200),
+            stream_event(3, "order.shipped", 100),
+        ],
+    };
+    respond(&mut app, Response::StreamEvents { request: *events, result: Ok(page) });
+    let shipped = json!({"status": "shipped", "total": 10, "paid": true});
+    let paid = json!({"status": "paid", "total": 10, "paid": true});
+    let before = Some(Ok(projection(2, paid.clone())));
+    respond(&mut app, Response::StreamState { request: *state, state: Ok(projection(3, shipped)), before });
+    let text = screen(&app);
+    assert_shows(
+        &text,
+        &[
+            "Streams · order:7 · version 3 of 3",
+            "State at version 3 · order.shipped",
+            "changed from version 2: ~status",
+        ],
+    );
+    assert_shows(line_with(&text, "\"status\": \"shipped\""), &["~"]);
+    assert!(!line_with(&text, "\"total\": 10").contains('~'), "unchanged fields are not marked");
+
+    // ← steps back a version: the events are loaded already, only the state is asked.
+    let effects = press(&mut app, KeyCode::Left);
+    let [Effect::StreamState { request: state, version: 2, .. }] = effects.as_slice() else { panic!("{effects:?}") };
+    let created = json!({"status": "new", "total": 10});
+    let before = Some(Ok(projection(1, created)));
+    respond(&mut app, Response::StreamState { request: *state, state: Ok(projection(2, paid)), before });
+    let text = screen(&app);
+    assert_shows(
+        &text,
+        &["version 2 of 3", "State at version 2 · order.paid", "changed from version 1: +paid ~status"],
+    );
+    assert_shows(line_with(&text, "\"paid\": true"), &["+"]);
+    // → at the last version and → again stays there.
+    press(&mut app, KeyCode::Right);
+    assert!(press(&mut app, KeyCode::Right).is_empty(), "no version after the last");
+
+    // t asks for a time; a bad one keeps the prompt open with what is accepted.
+    char(&mut app, 't');
+    type_text(&mut app, "soon");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert_shows(&screen(&app), &["is not a time: use an age like 15m"]);
+    app.handle_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "4m");
+    let effects = press(&mut app, KeyCode::Enter);
+    let [Effect::StreamAt { request, at: when, .. }] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(*when, at(240));
+    let effects =
+        respond(&mut app, Response::StreamAt { request: *request, at: *when, result: Ok(projection(1, json!({}))) });
+    assert!(matches!(effects.as_slice(), [Effect::StreamState { version: 1, .. }]), "{effects:?}");
+    assert_shows(screen(&app).lines().last().unwrap(), &["order:7: version 1 was current at 2026-03-10 11:56:00"]);
+
+    // Esc goes back to the list.
+    press(&mut app, KeyCode::Esc);
+    assert!(app.streams.open.is_none());
+    assert_shows(&screen(&app), &["Streams · id starts with order:"]);
+    // :streams PREFIX lists from anywhere.
+    char(&mut app, '1');
+    char(&mut app, ':');
+    type_text(&mut app, "streams users:");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(matches!(effects.as_slice(), [Effect::Streams { prefix, .. }] if prefix == "users:"), "{effects:?}");
+}
+
+#[test]
+fn cluster_pane_shows_instances_with_uptime_heartbeat_and_claims() {
+    let mut app = app();
+    respond(&mut app, Response::Health(health()));
+    let effects = char(&mut app, '8');
+    assert_eq!(effects, [Effect::Cluster]);
+    assert_shows(&screen(&app), &["loading…"]);
+    let instance = |id: &str, started: i64, seen: i64, claims: InstanceClaims| Instance {
+        instance_id: id.into(),
+        addr: format!("127.0.0.1:{}", 8686 + started % 7),
+        version: "0.1.0".into(),
+        started_at: at(started),
+        last_seen: at(seen),
+        claims,
+    };
+    let cluster = Cluster {
+        instances: vec![
+            instance("deck-1", 7260, 2, InstanceClaims { deliveries: 3, processing: 1, replays: 0 }),
+            instance("deck-2", 90, 14, InstanceClaims { deliveries: 0, processing: 1200, replays: 1 }),
+        ],
+    };
+    respond(&mut app, Response::Cluster(Ok(cluster)));
+    let text = screen(&app);
+    assert_shows(&text, &["Cluster · 2 instances sharing the store", "Instance", "Uptime", "Heartbeat", "Deliveries"]);
+    assert_shows(line_with(&text, "deck-1"), &["●", "0.1.0", "2h 1m", "2s ago", "3"]);
+    let other = line_with(&text, "deck-2");
+    assert_shows(other, &["1m 30s", "14s ago", "1,200"]);
+    assert!(!other.contains('●'), "only this console's instance is marked");
+    assert_shows(text.lines().last().unwrap(), &["2 instances"]);
+    assert_shows(text.lines().next().unwrap(), &["8 Cluster 2"]);
+    let mut polled = Vec::new();
+    for second in 1..=2 {
+        polled.extend(app.update(Action::Tick(at(-second))));
+    }
+    assert!(polled.contains(&Effect::Cluster), "{polled:?}");
+}
+
+#[test]
 fn dlq_filter_cycles_through_subscriptions_and_processors() {
     let (mut app, subscriptions, processors) = loaded_app();
     char(&mut app, '4');
@@ -772,6 +1184,9 @@ fn panes_switch_with_numbers_and_tab_and_q_quits() {
     assert_shows(&screen(&app), &["History"]);
     app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
     app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    assert_shows(&screen(&app), &["┌ Cluster "]);
+    app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
     assert_shows(&screen(&app), &["Subscriptions · 0 (0 on)"]);
     char(&mut app, '3');
     assert_shows(&screen(&app), &["Statistics", "loading…"]);
@@ -808,7 +1223,7 @@ fn the_mouse_wheel_scrolls_and_resizing_redraws() {
     app.update(Action::Resize(80, 12));
     let text = screen(&app);
     assert_eq!(text.lines().count(), 12);
-    assert_shows(text.lines().next().unwrap(), &["1 Live 40", "2 Hist", "6 Subs 0"]);
+    assert_shows(text.lines().next().unwrap(), &["1 Live 40", "2 Hist", "6 Subs …"]);
     assert_shows(&text, &["user-40"]);
     assert!(!text.contains("user-20 "), "only the newest rows fit:\n{text}");
 }

@@ -75,6 +75,86 @@ async fn set_enabled(server: &TestServer, subscriptions: &[Value], enabled: bool
 
 crate::on_every_backend! {
     #[tokio::test]
+    async fn dead_letters_grouped_by_cause_and_a_group_retried_or_discarded() {
+        let (server, sink) = (TestServer::start().await, Sink::start().await);
+        sink.answer("pager", Answer::Status(503));
+        sink.answer("orders", Answer::Status(500));
+        let pager = subscribe(
+            &server,
+            json!({"subscriber_name": "alerts-pager", "callback_url": sink.url("pager"), "retry_policy": fast_retries(0)}),
+        )
+        .await;
+        subscribe(
+            &server,
+            json!({"subscriber_name": "orders", "callback_url": sink.url("orders"), "event_types": ["order.*"], "retry_policy": fast_retries(0)}),
+        )
+        .await;
+        for i in 0..3 {
+            server.create(json!({"event_type": "alert.raised", "data": {"i": i}})).await;
+        }
+        server.create(json!({"event_type": "order.paid", "data": {}})).await;
+        wait_for_dlq(&server, "", 5).await;
+
+        // The console's per-subscription counts come from the grouped query.
+        let service: std::sync::Arc<dyn eventdeck::service::EventService> = std::sync::Arc::new(server.engine.clone());
+        let action = eventdeck::tui::effects::call(service, eventdeck::tui::effects::Effect::Subscriptions).await;
+        let eventdeck::tui::action::Action::Response(response) = action else { panic!("a response expected") };
+        let eventdeck::tui::action::Response::Subscriptions { list, dlq_counts } = *response else {
+            panic!("subscriptions expected")
+        };
+        let counts: std::collections::BTreeMap<String, u64> = list
+            .unwrap()
+            .iter()
+            .map(|s| (s.subscriber_name.clone(), dlq_counts.get(&s.subscription_id).copied().unwrap_or(99)))
+            .collect();
+        assert_eq!(counts, std::collections::BTreeMap::from([("alerts-pager".to_owned(), 4), ("orders".to_owned(), 1)]));
+
+        let (status, answer) = server.get("/api/v1/events/dlq/groups?buckets=4").await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["total"], 5);
+        let groups = answer["groups"].as_array().unwrap();
+        let summary: Vec<(u64, u64)> =
+            groups.iter().map(|g| (g["count"].as_u64().unwrap(), g["last_status_code"].as_u64().unwrap())).collect();
+        // The pager had 3 alerts and the order; the orders subscription had the order.
+        assert_eq!(summary, [(4, 503), (1, 500)], "{answer}");
+        let big = &groups[0];
+        assert_eq!(big["subscription_id"], pager["subscription_id"]);
+        assert_eq!((big["kind"].as_str(), big["error_class"].is_null()), (Some("delivery"), true));
+        assert_eq!(big["histogram"].as_array().unwrap().len(), 4);
+        assert_eq!(big["histogram"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum::<u64>(), 4);
+        assert!(big["first_failed_at"].is_string() && big["last_failed_at"].is_string() && answer["since"].is_string());
+
+        assert_error(
+            &server.get("/api/v1/events/dlq/groups?buckets=0").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "buckets",
+        );
+        let key = |g: &Value| {
+            json!({"kind": g["kind"], "subscription_id": g["subscription_id"], "processor_id": g["processor_id"],
+                   "last_status_code": g["last_status_code"], "error_class": g["error_class"]})
+        };
+        let small = key(&groups[1]);
+        let big = key(big);
+        sink.answer("pager", Answer::Status(200));
+        let (status, answer) = server.post("/api/v1/events/dlq/retry", &json!({"group": big})).await;
+        assert_eq!((status, answer["retried"].as_u64()), (StatusCode::ACCEPTED, Some(4)), "{answer}");
+        sink.wait_for("pager", 8, WAIT).await;
+        let (status, answer) = server.post("/api/v1/events/dlq/discard", &json!({"group": small})).await;
+        assert_eq!((status, answer["discarded"].as_u64()), (StatusCode::OK, Some(1)), "{answer}");
+        wait_for_dlq(&server, "", 0).await;
+        let (_, answer) = server.get("/api/v1/events/dlq/groups").await;
+        assert_eq!((answer["total"].as_u64(), answer["groups"].as_array().map(Vec::len)), (Some(0), Some(0)));
+        assert_error(
+            &server.post("/api/v1/events/dlq/discard", &json!({"group": small, "all": true})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "exactly one",
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
     async fn delivers_matching_events_signed_both_ways() {
         let (server, sink) = (TestServer::start().await, Sink::start().await);
         let key = b"a key of some bytes";

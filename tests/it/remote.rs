@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use eventdeck::api::{self, AppState, Limits};
 use eventdeck::config::Config;
-use eventdeck::domain::delivery::{DlqQuery, DlqSelector};
+use eventdeck::domain::delivery::{DlqGroupKey, DlqGroupQuery, DlqQuery, DlqSelector};
 use eventdeck::domain::replay::ReplaySelection;
 use eventdeck::domain::subscription::SubscriptionPatch;
 use eventdeck::domain::{
-    DlqId, EventFilter, EventId, EventQuery, EventSource, NewEvent, Order, Processor, ProcessorId, ProcessorType,
-    ProjectionAt, ReplayId, ReplayRequest, SubscriptionId, Timestamp, TypePattern,
+    DeadLetterKind, DlqId, EventFilter, EventId, EventQuery, EventSource, NewEvent, Order, Processor, ProcessorId,
+    ProcessorType, ProjectionAt, ReplayId, ReplayRequest, SubscriptionId, Timestamp, TypePattern,
 };
 use eventdeck::engine::Engine;
 use eventdeck::remote::{ConnectionState, RemoteClient};
@@ -204,6 +204,9 @@ async fn core_scenario(service: &dyn EventService) -> Record {
     record.put("stream", service.stream("user:1", 1, 100).await);
     record.put("stream from version 2", service.stream("user:1", 2, 100).await);
     record.put("stream from version 1, one event", service.stream("user:1", 1, 1).await);
+    record.put("streams by prefix", service.streams("user:", None, 10).await);
+    record.put("streams after one", service.streams("", Some("user:1"), 10).await);
+    record.put("streams with no limit", service.streams("", None, 0).await);
     record.put("statistics", service.statistics().await);
     record.put("deliveries of an event", service.delivery_attempts(first.event_id).await);
 
@@ -234,6 +237,18 @@ async fn core_scenario(service: &dyn EventService) -> Record {
 
     record.put("dlq", service.dead_letters(DlqQuery { limit: 50, ..DlqQuery::default() }).await);
     record.put("dlq retry all", service.retry_dead_letters(DlqSelector::All).await);
+    let groups = DlqGroupQuery { kind: None, buckets: 5, until: at(30) };
+    record.put("dlq groups", service.dead_letter_groups(groups).await);
+    record.put("dlq groups with no buckets", service.dead_letter_groups(DlqGroupQuery { buckets: 0, ..groups }).await);
+    let group = DlqGroupKey {
+        kind: DeadLetterKind::Delivery,
+        subscription_id: Some(SubscriptionId(UNKNOWN)),
+        processor_id: None,
+        last_status_code: Some(503),
+        error_class: None,
+    };
+    record.put("dlq retry a group", service.retry_dead_letters(DlqSelector::Group(group.clone())).await);
+    record.put("dlq discard a group", service.discard_dead_letters(DlqSelector::Group(group)).await);
 
     // Bad input and unknown ids.
     let mut bad =

@@ -114,7 +114,7 @@ async fn the_console_runs_in_a_real_terminal() {
     // An event posted over HTTP shows up in the Live pane.
     let answer = reqwest::Client::new()
         .post(format!("{url}/api/v1/events/create"))
-        .json(&json!({"event_type": "e2e.created", "user_id": "tmux-user", "data": {"hello": "terminal"}}))
+        .json(&json!({"event_type": "e2e.created", "user_id": "tmux-user", "stream_id": "order:e2e", "data": {"hello": "terminal"}}))
         .send()
         .await
         .expect("post an event");
@@ -132,8 +132,29 @@ async fn the_console_runs_in_a_real_terminal() {
     tmux.wait_for(&["Statistics · 1 events", "By type (top 10)", "latency p99"], Duration::from_secs(10)).await;
     tmux.keys(&["4"]);
     tmux.wait_for(&["DLQ · 0 entries", "dead-letter queue is empty"], Duration::from_secs(10)).await;
+    // g: grouped by cause, and back.
+    tmux.keys(&["g"]);
+    tmux.wait_for(&["DLQ · 0 groups · 0 entries", "dead-letter queue is empty"], Duration::from_secs(10)).await;
+    tmux.keys(&["g"]);
+    tmux.wait_for(&["DLQ · 0 entries"], Duration::from_secs(10)).await;
     tmux.keys(&["5"]);
     tmux.wait_for(&["Processors · "], Duration::from_secs(10)).await;
+    tmux.keys(&["7"]);
+    tmux.wait_for(&["Streams · every stream · 1 shown", "order:e2e", "e2e.created"], Duration::from_secs(10)).await;
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(
+        &["Streams · order:e2e · version 1 of 1", "State at version 1 · e2e.created"],
+        Duration::from_secs(10),
+    )
+    .await;
+    tmux.keys(&["Escape"]);
+    tmux.wait_for(&["Streams · every stream"], Duration::from_secs(10)).await;
+    tmux.keys(&["8"]);
+    tmux.wait_for(&["Cluster · 1 instance sharing the store", "Heartbeat"], Duration::from_secs(10)).await;
+    // The command line: :dlq groups.
+    tmux.keys(&[":"]);
+    tmux.keys(&["dlq groups", "Enter"]);
+    tmux.wait_for(&["DLQ · 0 groups"], Duration::from_secs(10)).await;
     tmux.keys(&["6"]);
     tmux.wait_for(&["Subscriptions · 0 (0 on)"], Duration::from_secs(10)).await;
 
@@ -152,7 +173,7 @@ async fn the_console_runs_in_a_real_terminal() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Tab wraps around to the Live pane.
-    tmux.keys(&["Tab"]);
+    tmux.keys(&["8", "Tab"]);
     tmux.wait_for(&["Live · 1 events"], Duration::from_secs(10)).await;
 
     // q quits with status 0 and gives the terminal back (the alternate screen is gone).

@@ -1,4 +1,4 @@
-//! The dead-letter queue: list, read with attempts, retry one or many, discard.
+//! The dead-letter queue: list, grouped by cause, read with attempts, retry or discard one or many.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -8,15 +8,17 @@ use axum::{Json, Router};
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, QueryPairs};
 use crate::api::state::AppState;
-use crate::domain::delivery::DlqSelector;
-use crate::domain::{DeadLetter, DeadLetterKind, DlqId};
+use crate::domain::delivery::{DlqGroups, DlqSelector};
+use crate::domain::{DeadLetter, DeadLetterKind, DlqId, Timestamp};
 use crate::service::DlqPage;
-use crate::wire::{DlqRetry, Retried, dlq_query};
+use crate::wire::{Discarded, DlqRetry, Retried, dlq_group_query, dlq_query};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/events/dlq", get(list))
         .route("/api/v1/events/dlq/retry", post(retry_many))
+        .route("/api/v1/events/dlq/discard", post(discard_many))
+        .route("/api/v1/events/dlq/groups", get(groups))
         .route("/api/v1/events/dlq/{dlq_id}", get(read).delete(discard))
         .route("/api/v1/events/dlq/{dlq_id}/retry", post(retry_one))
 }
@@ -59,6 +61,24 @@ pub(crate) async fn retry_many(
 ) -> Result<(StatusCode, Json<Retried>), ApiError> {
     let retried = state.service.retry_dead_letters(body.into_selector()?).await?;
     Ok((StatusCode::ACCEPTED, Json(Retried { retried })))
+}
+
+#[utoipa::path(post, path = "/api/v1/events/dlq/discard", tag = "dlq", request_body = DlqRetry, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Discarded), (status = 400, body = crate::wire::ErrorEnvelope, description = "Malformed JSON"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 415, body = crate::wire::ErrorEnvelope, description = "Not application/json"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn discard_many(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<DlqRetry>,
+) -> Result<Json<Discarded>, ApiError> {
+    let discarded = state.service.discard_dead_letters(body.into_selector()?).await?;
+    Ok(Json(Discarded { discarded }))
+}
+
+#[utoipa::path(get, path = "/api/v1/events/dlq/groups", tag = "dlq", security(("bearer" = []), ("api_key" = [])),
+    params(("kind" = Option<DeadLetterKind>, Query), ("buckets" = Option<u32>, Query, description = "Histogram buckets, 1 to 200 (30)"), ("until" = Option<String>, Query, description = "Where the histograms end, RFC 3339 (now)")),
+    responses((status = 200, body = DlqGroups, description = "Groups by cause, largest first"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn groups(State(state): State<AppState>, pairs: QueryPairs) -> Result<Json<DlqGroups>, ApiError> {
+    let query = dlq_group_query(pairs.iter(), Timestamp::now())?;
+    Ok(Json(state.service.dead_letter_groups(query).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/events/dlq/{dlq_id}", tag = "dlq", params(("dlq_id" = String, Path)), security(("bearer" = []), ("api_key" = [])),

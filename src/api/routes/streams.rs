@@ -9,13 +9,27 @@ use crate::api::extract::QueryPairs;
 use crate::api::state::AppState;
 use crate::domain::FieldError;
 use crate::domain::event::validate_stream_id;
-use crate::service::StreamEvents;
+use crate::service::{StreamEvents, StreamList};
+use crate::wire::stream_list_query;
 
 /// Most events one stream read answers; read on with `from_version` = the last version received + 1.
 const MAX_STREAM_PAGE: u32 = 10_000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/events/stream/{stream_id}", get(read_stream))
+    Router::new()
+        .route("/api/v1/events/stream/{stream_id}", get(read_stream))
+        .route("/api/v1/events/streams", get(list_streams))
+}
+
+#[utoipa::path(get, path = "/api/v1/events/streams", tag = "projections", security(("bearer" = []), ("api_key" = [])),
+    params(("prefix" = Option<String>, Query, description = "Ids that start with this, e.g. order: (all when absent)"), ("after" = Option<String>, Query, description = "Only ids after this one (the last id of the previous page)"), ("limit" = Option<u32>, Query, description = "1 to 1000 (100)")),
+    responses((status = 200, body = StreamList, description = "In id order, each with its version and last event"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "Storage unavailable")))]
+pub(crate) async fn list_streams(
+    State(state): State<AppState>,
+    pairs: QueryPairs,
+) -> Result<Json<StreamList>, ApiError> {
+    let (prefix, after, limit) = stream_list_query(pairs.iter())?;
+    Ok(Json(state.service.streams(&prefix, after.as_deref(), limit).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/events/stream/{stream_id}", tag = "projections", security(("bearer" = []), ("api_key" = [])),

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{SECOND, shifted, stored, subscription};
-use crate::domain::delivery::{AttemptHistory, DlqQuery, DlqSelector};
+use crate::domain::delivery::{AttemptHistory, DlqGroupKey, DlqGroupQuery, DlqQuery, DlqSelector};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, Event, EventCategory, EventSource, EventStatus,
     NewEvent, ProcessingResult, ProcessorId, RetryPolicy, Subscription, SubscriptionId, Timestamp, TypePattern,
@@ -73,10 +73,20 @@ pub(super) async fn complete(
 /// Queues one delivery of `event` to `subscription`, claims it (it must be the only one due), fails it
 /// once and dead-letters it.
 pub(super) async fn dead_delivery(store: &dyn Store, event: &Event, subscription: SubscriptionId) -> DeadLetter {
+    dead_delivery_with(store, event, subscription, Some(500)).await
+}
+
+/// Like [`dead_delivery`], its last attempt answered `status` (or refused the connection for `None`).
+pub(super) async fn dead_delivery_with(
+    store: &dyn Store,
+    event: &Event,
+    subscription: SubscriptionId,
+    status: Option<u16>,
+) -> DeadLetter {
     store.enqueue_deliveries(vec![delivery(event, subscription)], None).await.unwrap();
     let claimed = claim_now(store).await;
     assert_eq!(claimed.len(), 1, "one delivery due");
-    let failed = attempt(&claimed[0], Some(500));
+    let failed = attempt(&claimed[0], status);
     let next = NextStep::Dead { event_type: event.event_type.clone() };
     let mut dead = complete(store, &claimed[0], Some(&failed), next).await;
     assert_eq!(dead.len(), 1);
@@ -551,4 +561,77 @@ pub(super) async fn discarding_a_dead_letter_keeps_the_event_and_its_delivery(st
         store.claim_deliveries(far, shifted(far, SECOND), &[(target, 10)]).await.unwrap().is_empty(),
         "not sent again"
     );
+}
+
+pub(super) async fn dead_letters_are_grouped_by_cause_and_a_group_is_retried_or_discarded(store: Arc<dyn Store>) {
+    let empty = store.dead_letter_groups(&DlqGroupQuery::new(Timestamp::now())).await.unwrap();
+    assert_eq!((empty.groups.len(), empty.total, empty.since), (0, 0, None));
+
+    let events = stored(store.as_ref(), (0..7).map(|i| NewEvent::new(format!("order.e{i}"))).collect()).await;
+    let (pager, orders) = (saved(store.as_ref(), "pager").await, saved(store.as_ref(), "orders").await);
+    let (pager, orders) = (pager.subscription_id, orders.subscription_id);
+    let mut of_503 = Vec::new();
+    for event in &events[0..3] {
+        of_503.push(dead_delivery_with(store.as_ref(), event, pager, Some(503)).await);
+    }
+    let of_500 = dead_delivery_with(store.as_ref(), &events[3], orders, Some(500)).await;
+    let refused = dead_delivery_with(store.as_ref(), &events[4], pager, None).await;
+    let refused_too = dead_delivery_with(store.as_ref(), &events[5], pager, None).await;
+    let processor = ProcessorId::new_v7();
+    let processing = dead_event(store.as_ref(), &events[6], processor).await;
+
+    let until = Timestamp::now();
+    let query = DlqGroupQuery { kind: None, buckets: 10, until };
+    let answer = store.dead_letter_groups(&query).await.unwrap();
+    assert_eq!(answer.total, 7);
+    let all = [&of_503[0], &of_503[1], &of_503[2], &of_500, &refused, &refused_too, &processing];
+    let earliest = all.iter().map(|e| e.last_failed_at).min().unwrap();
+    assert_eq!(answer.since, Some(earliest));
+    assert!(answer.until >= until && answer.bucket_s >= 1);
+    let counts: Vec<u64> = answer.groups.iter().map(|g| g.count).collect();
+    assert_eq!(counts, [3, 2, 1, 1], "largest first");
+    let key = |kind, subscription_id, processor_id, last_status_code, error_class: Option<&str>| DlqGroupKey {
+        kind,
+        subscription_id,
+        processor_id,
+        last_status_code,
+        error_class: error_class.map(str::to_owned),
+    };
+    let by_503 = &answer.groups[0];
+    assert_eq!(by_503.key, key(DeadLetterKind::Delivery, Some(pager), None, Some(503), None));
+    assert_eq!(by_503.first_failed_at, of_503.iter().map(|e| e.first_failed_at).min().unwrap());
+    assert_eq!(by_503.last_failed_at, of_503.iter().map(|e| e.last_failed_at).max().unwrap());
+    assert_eq!(by_503.histogram.len(), 10);
+    assert_eq!(by_503.histogram.iter().sum::<u64>(), 3);
+    // The error class is the text before its first colon: "connection refused" as it is.
+    let by_refusal = key(DeadLetterKind::Delivery, Some(pager), None, None, Some("connection refused"));
+    assert_eq!(answer.groups[1].key, by_refusal);
+    let rest: HashSet<DlqGroupKey> = answer.groups[2..].iter().map(|g| g.key.clone()).collect();
+    // A processing error's class leaves out the processor's name: "checker: no" is "no".
+    let by_checker = key(DeadLetterKind::Processing, None, Some(processor), None, Some("no"));
+    let by_500 = key(DeadLetterKind::Delivery, Some(orders), None, Some(500), None);
+    assert_eq!(rest, HashSet::from([by_checker.clone(), by_500.clone()]));
+    for group in &answer.groups {
+        assert_eq!(group.histogram.iter().sum::<u64>(), group.count);
+    }
+    let processing_only = DlqGroupQuery { kind: Some(DeadLetterKind::Processing), ..query };
+    let only = store.dead_letter_groups(&processing_only).await.unwrap();
+    assert_eq!((only.total, only.groups.len()), (1, 1));
+    assert_eq!(only.groups[0].key, by_checker);
+
+    // A group is retried as a whole, and nothing else moves.
+    let retried = store.retry_dead_letters(&DlqSelector::Group(by_503.key.clone())).await.unwrap();
+    let dlq_ids = |entries: &[DeadLetter]| entries.iter().map(|e| e.dlq_id).collect::<HashSet<_>>();
+    assert_eq!(dlq_ids(&retried), dlq_ids(&of_503));
+    let sent_again: HashSet<DeliveryId> = of_503.iter().filter_map(|e| e.delivery_id).collect();
+    assert_eq!(ids(&claim_now(store.as_ref()).await), sent_again, "only the group is due again");
+    let discarded = store.discard_dead_letters(&DlqSelector::Group(by_refusal)).await.unwrap();
+    assert_eq!(dlq_ids(&discarded), dlq_ids(&[refused, refused_too]));
+    assert!(store.discard_dead_letters(&DlqSelector::Ids(Vec::new())).await.unwrap().is_empty());
+    let left = store.dead_letter_groups(&query).await.unwrap();
+    assert_eq!(left.total, 2);
+    assert_eq!(store.counters().await.unwrap().dlq_size, 2);
+    let discarded = store.discard_dead_letters(&DlqSelector::Group(by_checker)).await.unwrap();
+    assert_eq!(dlq_ids(&discarded), dlq_ids(&[processing]));
+    assert_eq!(store.dead_letter_groups(&query).await.unwrap().groups[0].key, by_500);
 }

@@ -194,6 +194,57 @@ pub(super) async fn a_closed_store_refuses_work(store: Arc<dyn Store>) {
     assert!(store.last_seq().await.is_err());
 }
 
+pub(super) async fn streams_are_listed_by_prefix_in_id_order_with_version_and_last_event(store: Arc<dyn Store>) {
+    assert!(store.streams("", None, 10).await.unwrap().is_empty());
+    let base = Timestamp::from_micros(1_767_225_600_000_000);
+    let on = |stream: &str, event_type: &str, second: i64| NewEvent {
+        stream_id: Some(stream.into()),
+        ..at(event_type, shifted(base, second * SECOND))
+    };
+    stored(
+        store.as_ref(),
+        vec![
+            on("order:2", "order.created", 1),
+            on("order:10", "order.created", 2),
+            on("order:2", "order.paid", 3),
+            on("users:u1", "user.created", 4),
+            on("order:2", "order.shipped", 5),
+            at("no.stream", base),
+            on("orders:9", "order.created", 6),
+        ],
+    )
+    .await;
+    let listed = |prefix: &'static str, after: Option<&'static str>, limit| {
+        let store = store.clone();
+        async move {
+            let found = store.streams(prefix, after, limit).await.unwrap();
+            found.into_iter().map(|s| (s.stream_id, s.version, s.last_event_type)).collect::<Vec<_>>()
+        }
+    };
+    let row = |id: &str, version, event_type: &str| (id.to_owned(), version, event_type.to_owned());
+    assert_eq!(
+        listed("order:", None, 10).await,
+        [row("order:10", 1, "order.created"), row("order:2", 3, "order.shipped")],
+        "in id order; `orders:9` does not start with `order:`"
+    );
+    let all = store.streams("", None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.stream_id.as_str()).collect::<Vec<_>>(),
+        ["order:10", "order:2", "orders:9", "users:u1"]
+    );
+    assert_eq!(all[1].last_event_at, shifted(base, 5 * SECOND));
+    assert_eq!(listed("", None, 2).await.len(), 2, "at most `limit`");
+    assert_eq!(
+        listed("", Some("order:2"), 10).await,
+        [row("orders:9", 1, "order.created"), row("users:u1", 1, "user.created")]
+    );
+    assert_eq!(listed("users:u1", None, 10).await, [row("users:u1", 1, "user.created")], "a whole id is a prefix too");
+    assert_eq!(listed("order:", Some("a"), 10).await.len(), 2, "an `after` before the prefix changes nothing");
+    assert_eq!(listed("order:", Some("order:10"), 10).await, [row("order:2", 3, "order.shipped")]);
+    assert!(listed("order:", Some("order:99"), 10).await.is_empty());
+    assert!(listed("cart:", None, 10).await.is_empty());
+}
+
 pub(super) async fn stream_reads_start_at_a_version_inclusive_in_version_order_with_a_limit(store: Arc<dyn Store>) {
     let on = |stream: &str, second: i64| NewEvent {
         stream_id: Some(stream.into()),

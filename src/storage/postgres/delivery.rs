@@ -3,11 +3,11 @@
 //! take the same one and never wait for each other's claims.
 
 use async_trait::async_trait;
-use sqlx::{Acquire, PgConnection, Postgres, QueryBuilder};
+use sqlx::{Acquire, PgConnection, Postgres, QueryBuilder, Row};
 
 use super::PostgresStore;
 use super::shared::{ROWS_PER_INSERT, insert_dead_letter, results_of};
-use crate::domain::delivery::{AttemptHistory, DlqQuery, DlqSelector};
+use crate::domain::delivery::{AttemptHistory, DlqGroup, DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, Subscription, SubscriptionId,
     Timestamp,
@@ -374,17 +374,7 @@ impl DeliveryStore for PostgresStore {
         let mut tx = conn.begin().await?;
         // Deleted and returned in one statement: two instances retrying at once never both take an entry.
         let mut delete = QueryBuilder::<Postgres>::new("DELETE FROM dead_letters WHERE ");
-        match selector {
-            DlqSelector::All => {
-                delete.push("true");
-            }
-            DlqSelector::Subscription(id) => {
-                delete.push("subscription_id = ").push_bind(id.0);
-            }
-            DlqSelector::Ids(ids) => {
-                delete.push("dlq_id = ANY(").push_bind(ids.iter().map(|id| id.0).collect::<Vec<_>>()).push(")");
-            }
-        }
+        push_selector(&mut delete, selector);
         delete.push(format!(" RETURNING {DLQ_COLUMNS}"));
         let mut entries: Vec<DeadLetter> =
             delete.build().fetch_all(&mut *tx).await?.iter().map(rows::dead_letter).collect::<Result<_, _>>()?;
@@ -419,6 +409,87 @@ impl DeliveryStore for PostgresStore {
         }
         tx.commit().await?;
         Ok(entries)
+    }
+
+    async fn discard_dead_letters(&self, selector: &DlqSelector) -> Result<Vec<DeadLetter>, Error> {
+        if matches!(selector, DlqSelector::Ids(ids) if ids.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let mut delete = QueryBuilder::<Postgres>::new("DELETE FROM dead_letters WHERE ");
+        push_selector(&mut delete, selector);
+        delete.push(format!(" RETURNING {DLQ_COLUMNS}"));
+        let mut entries: Vec<DeadLetter> =
+            delete.build().fetch_all(&self.pool).await?.iter().map(rows::dead_letter).collect::<Result<_, _>>()?;
+        entries.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.dlq_id.0.cmp(&a.dlq_id.0)));
+        Ok(entries)
+    }
+
+    async fn dead_letter_groups(&self, query: &DlqGroupQuery) -> Result<DlqGroups, Error> {
+        let buckets = i64::from(query.buckets.clamp(1, DlqGroupQuery::MAX_BUCKETS));
+        let push_kind = |sql: &mut QueryBuilder<'_, Postgres>| {
+            if let Some(kind) = query.kind {
+                sql.push(" WHERE kind = ").push_bind(kind.as_str());
+            }
+        };
+        // One snapshot: the groups and their histograms see the same queue.
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+        let mut first = QueryBuilder::<Postgres>::new("SELECT min(last_failed_at) FROM dead_letters");
+        push_kind(&mut first);
+        let since: Option<i64> = first.build_query_scalar().fetch_one(&mut *tx).await?;
+        let until = query.until.as_micros().max(since.unwrap_or(i64::MIN));
+        let start = since.unwrap_or(until);
+        // Whole seconds, at least one, so the axis reads plainly.
+        let span = (until - start).max(1);
+        let per_bucket = (span + buckets - 1) / buckets;
+        let bucket_us = ((per_bucket + 999_999) / 1_000_000).max(1) * 1_000_000;
+
+        let mut select = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {GROUP_KEY}, count(*) AS n, min(first_failed_at) AS first_failed_at, \
+             max(last_failed_at) AS last_failed_at FROM dead_letters"
+        ));
+        push_kind(&mut select);
+        select.push(" GROUP BY 1, 2, 3, 4, 5 ORDER BY n DESC, last_failed_at DESC");
+        let mut groups = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for row in select.build().fetch_all(&mut *tx).await? {
+            let key = rows::dlq_group_key(&row)?;
+            index.insert(key.clone(), groups.len());
+            groups.push(DlqGroup {
+                key,
+                count: row.try_get::<i64, _>("n")? as u64,
+                first_failed_at: Timestamp::from_micros(row.try_get("first_failed_at")?),
+                last_failed_at: Timestamp::from_micros(row.try_get("last_failed_at")?),
+                histogram: vec![0; buckets as usize],
+            });
+        }
+        let mut histogram = QueryBuilder::<Postgres>::new(format!("SELECT {GROUP_KEY}, LEAST("));
+        histogram
+            .push_bind(buckets - 1)
+            .push(", (last_failed_at - ")
+            .push_bind(start)
+            .push(") / ")
+            .push_bind(bucket_us)
+            .push(") AS bucket, count(*) AS n FROM dead_letters");
+        push_kind(&mut histogram);
+        histogram.push(" GROUP BY 1, 2, 3, 4, 5, 6");
+        for row in histogram.build().fetch_all(&mut *tx).await? {
+            let key = rows::dlq_group_key(&row)?;
+            let bucket = row.try_get::<i64, _>("bucket")?.clamp(0, buckets - 1) as usize;
+            if let Some(&i) = index.get(&key) {
+                groups[i].histogram[bucket] += row.try_get::<i64, _>("n")? as u64;
+            }
+        }
+        tx.commit().await?;
+        let total = groups.iter().map(|g| g.count).sum();
+        Ok(DlqGroups {
+            groups,
+            total,
+            since: since.map(Timestamp::from_micros),
+            until: Timestamp::from_micros(until),
+            bucket_s: (bucket_us / 1_000_000) as u64,
+        })
     }
 
     async fn discard_dead_letter(&self, id: DlqId) -> Result<Option<DeadLetter>, Error> {
@@ -482,4 +553,58 @@ async fn cancel_pending(conn: &mut PgConnection, id: SubscriptionId, why: &str) 
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The error text a class is taken from: a processing error without its leading `processor: `.
+macro_rules! cause_sql {
+    () => {
+        "(CASE WHEN kind = 'processing' AND strpos(coalesce(last_error, ''), ': ') > 0 \
+         THEN substr(last_error, strpos(last_error, ': ') + 2) ELSE coalesce(last_error, '') END)"
+    };
+}
+
+/// [`crate::domain::delivery::error_class`] in SQL.
+macro_rules! error_class_sql {
+    () => {
+        concat!(
+            "CASE WHEN last_status_code IS NULL THEN substr(",
+            cause_sql!(),
+            ", 1, CASE WHEN strpos(",
+            cause_sql!(),
+            ", ':') > 0 THEN LEAST(strpos(",
+            cause_sql!(),
+            ", ':') - 1, 60) ELSE 60 END) END"
+        )
+    };
+}
+
+/// The columns of a group's key, in [`crate::domain::delivery::DlqGroupKey`] order.
+const GROUP_KEY: &str =
+    concat!("kind, subscription_id, processor_id, last_status_code, ", error_class_sql!(), " AS error_class");
+
+/// The condition a selector puts on dead letters.
+fn push_selector(sql: &mut QueryBuilder<'_, Postgres>, selector: &DlqSelector) {
+    match selector {
+        DlqSelector::All => {
+            sql.push("true");
+        }
+        DlqSelector::Subscription(id) => {
+            sql.push("subscription_id = ").push_bind(id.0);
+        }
+        DlqSelector::Ids(ids) => {
+            sql.push("dlq_id = ANY(").push_bind(ids.iter().map(|id| id.0).collect::<Vec<_>>()).push(")");
+        }
+        DlqSelector::Group(key) => {
+            sql.push("kind = ")
+                .push_bind(key.kind.as_str())
+                .push(" AND subscription_id IS NOT DISTINCT FROM ")
+                .push_bind(key.subscription_id.map(|id| id.0))
+                .push(" AND processor_id IS NOT DISTINCT FROM ")
+                .push_bind(key.processor_id.map(|id| id.0))
+                .push(" AND last_status_code IS NOT DISTINCT FROM ")
+                .push_bind(key.last_status_code.map(i64::from))
+                .push(concat!(" AND (", error_class_sql!(), ") IS NOT DISTINCT FROM "))
+                .push_bind(key.error_class.clone());
+        }
+    }
 }

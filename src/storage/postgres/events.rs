@@ -10,7 +10,7 @@ use super::shared::{ROWS_PER_INSERT, Serial};
 use crate::domain::{Counters, Event, EventFilter, EventId, EventPage, EventQuery, NameCount, NewEvent, Timestamp};
 use crate::storage::group::{self, Known, Lookups};
 use crate::storage::rows::{self, EVENT_COLUMNS, json_text};
-use crate::storage::{Appended, Error, EventStore};
+use crate::storage::{Appended, Error, EventStore, StreamSummary};
 
 #[async_trait]
 impl EventStore for PostgresStore {
@@ -63,6 +63,29 @@ impl EventStore for PostgresStore {
         let rows =
             sqlx::query(&sql).bind(stream_id).bind(from_version).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(rows::event).collect()
+    }
+
+    async fn streams(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<StreamSummary>, Error> {
+        // A range on the (stream_id, stream_version) index, from the tighter of `prefix` and `after`
+        // up to `prefix` followed by the highest character, grouped in index order.
+        let (lower, strict) = match after.filter(|after| *after >= prefix) {
+            Some(after) => (after, true),
+            None => (prefix, false),
+        };
+        let sql = format!(
+            "SELECT e.stream_id, e.stream_version, e.timestamp, e.event_type FROM (\
+             SELECT stream_id, max(stream_version) AS version FROM events \
+             WHERE stream_id {} $1 AND stream_id < $2 GROUP BY stream_id ORDER BY stream_id LIMIT $3) s \
+             JOIN events e ON e.stream_id = s.stream_id AND e.stream_version = s.version ORDER BY e.stream_id",
+            if strict { ">" } else { ">=" }
+        );
+        let rows = sqlx::query(&sql)
+            .bind(lower)
+            .bind(format!("{prefix}\u{10FFFF}"))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::stream_summary).collect()
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, Error> {

@@ -2,11 +2,11 @@
 //! the dispatch cursor. Writes go through the store's one writer connection.
 
 use async_trait::async_trait;
-use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
 use super::shared::{ROWS_PER_INSERT, bump_status, in_chunks, insert_dead_letter, push_in, results_of, sql_offset};
-use crate::domain::delivery::{AttemptHistory, DlqQuery, DlqSelector};
+use crate::domain::delivery::{AttemptHistory, DlqGroup, DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, Subscription, SubscriptionId,
     Timestamp,
@@ -361,33 +361,7 @@ impl DeliveryStore for SqliteStore {
         let now = Timestamp::now().as_micros();
         let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
-        let select = || QueryBuilder::<Sqlite>::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE "));
-        let selects: Vec<QueryBuilder<'_, Sqlite>> = match selector {
-            DlqSelector::All => {
-                let mut all = select();
-                all.push("1 = 1");
-                vec![all]
-            }
-            DlqSelector::Subscription(id) => {
-                let mut of_subscription = select();
-                of_subscription.push("subscription_id = ").push_bind(id.0);
-                vec![of_subscription]
-            }
-            DlqSelector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
-            DlqSelector::Ids(ids) => in_chunks(ids)
-                .map(|chunk| {
-                    let mut by_id = select();
-                    push_in(&mut by_id, "dlq_id", chunk.iter().map(|id| id.0));
-                    by_id
-                })
-                .collect(),
-        };
-        let mut entries: Vec<DeadLetter> = Vec::new();
-        for mut select in selects {
-            for row in select.build().fetch_all(&mut *tx).await? {
-                entries.push(rows::dead_letter(&row)?);
-            }
-        }
+        let entries = selected_dead_letters(&mut tx, selector).await?;
         for chunk in in_chunks(&entries) {
             let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM dead_letters WHERE ");
             push_in(&mut delete, "dlq_id", chunk.iter().map(|e| e.dlq_id.0));
@@ -425,6 +399,85 @@ impl DeliveryStore for SqliteStore {
         let sql = format!("DELETE FROM dead_letters WHERE dlq_id = ? RETURNING {DLQ_COLUMNS}");
         let row = sqlx::query(&sql).bind(id.0).fetch_optional(&mut *conn).await?;
         row.as_ref().map(rows::dead_letter).transpose()
+    }
+
+    async fn discard_dead_letters(&self, selector: &DlqSelector) -> Result<Vec<DeadLetter>, Error> {
+        let mut conn = self.writer.write().await?;
+        let mut tx = conn.begin().await?;
+        let entries = selected_dead_letters(&mut tx, selector).await?;
+        for chunk in in_chunks(&entries) {
+            let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM dead_letters WHERE ");
+            push_in(&mut delete, "dlq_id", chunk.iter().map(|e| e.dlq_id.0));
+            delete.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(entries)
+    }
+
+    async fn dead_letter_groups(&self, query: &DlqGroupQuery) -> Result<DlqGroups, Error> {
+        let buckets = i64::from(query.buckets.clamp(1, DlqGroupQuery::MAX_BUCKETS));
+        let push_kind = |sql: &mut QueryBuilder<'_, Sqlite>| {
+            if let Some(kind) = query.kind {
+                sql.push(" WHERE kind = ").push_bind(kind.as_str());
+            }
+        };
+        // One read transaction: the groups and their histograms see the same queue.
+        let mut tx = self.readers.begin().await?;
+        let mut first = QueryBuilder::<Sqlite>::new("SELECT min(last_failed_at) FROM dead_letters");
+        push_kind(&mut first);
+        let since: Option<i64> = first.build_query_scalar().fetch_one(&mut *tx).await?;
+        let until = query.until.as_micros().max(since.unwrap_or(i64::MIN));
+        let start = since.unwrap_or(until);
+        // Whole seconds, at least one, so the axis reads plainly.
+        let span = (until - start).max(1);
+        let per_bucket = (span + buckets - 1) / buckets;
+        let bucket_us = ((per_bucket + 999_999) / 1_000_000).max(1) * 1_000_000;
+
+        let mut select = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {GROUP_KEY}, count(*) AS n, min(first_failed_at) AS first_failed_at, \
+             max(last_failed_at) AS last_failed_at FROM dead_letters"
+        ));
+        push_kind(&mut select);
+        select.push(" GROUP BY 1, 2, 3, 4, 5 ORDER BY n DESC, last_failed_at DESC");
+        let mut groups = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for row in select.build().fetch_all(&mut *tx).await? {
+            let key = rows::dlq_group_key(&row)?;
+            index.insert(key.clone(), groups.len());
+            groups.push(DlqGroup {
+                key,
+                count: row.try_get::<i64, _>("n")? as u64,
+                first_failed_at: Timestamp::from_micros(row.try_get("first_failed_at")?),
+                last_failed_at: Timestamp::from_micros(row.try_get("last_failed_at")?),
+                histogram: vec![0; buckets as usize],
+            });
+        }
+        let mut histogram = QueryBuilder::<Sqlite>::new(format!("SELECT {GROUP_KEY}, min("));
+        histogram
+            .push_bind(buckets - 1)
+            .push(", (last_failed_at - ")
+            .push_bind(start)
+            .push(") / ")
+            .push_bind(bucket_us)
+            .push(") AS bucket, count(*) AS n FROM dead_letters");
+        push_kind(&mut histogram);
+        histogram.push(" GROUP BY 1, 2, 3, 4, 5, 6");
+        for row in histogram.build().fetch_all(&mut *tx).await? {
+            let key = rows::dlq_group_key(&row)?;
+            let bucket = row.try_get::<i64, _>("bucket")?.clamp(0, buckets - 1) as usize;
+            if let Some(&i) = index.get(&key) {
+                groups[i].histogram[bucket] += row.try_get::<i64, _>("n")? as u64;
+            }
+        }
+        tx.commit().await?;
+        let total = groups.iter().map(|g| g.count).sum();
+        Ok(DlqGroups {
+            groups,
+            total,
+            since: since.map(Timestamp::from_micros),
+            until: Timestamp::from_micros(until),
+            bucket_s: (bucket_us / 1_000_000) as u64,
+        })
     }
 }
 
@@ -473,4 +526,75 @@ async fn cancel_pending(conn: &mut SqliteConnection, id: SubscriptionId, why: &s
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+/// The columns of a group's key, in [`DlqGroupKey`] order; the error class as [`error_class`] makes it.
+/// The error text a class is taken from: a processing error without its leading `processor: `.
+macro_rules! cause_sql {
+    () => {
+        "(CASE WHEN kind = 'processing' AND instr(coalesce(last_error, ''), ': ') > 0 \
+         THEN substr(last_error, instr(last_error, ': ') + 2) ELSE coalesce(last_error, '') END)"
+    };
+}
+/// [`crate::domain::delivery::error_class`] in SQL.
+macro_rules! error_class_sql {
+    () => {
+        concat!(
+            "CASE WHEN last_status_code IS NULL THEN substr(",
+            cause_sql!(),
+            ", 1, CASE WHEN instr(",
+            cause_sql!(),
+            ", ':') > 0 THEN min(instr(",
+            cause_sql!(),
+            ", ':') - 1, 60) ELSE 60 END) END"
+        )
+    };
+}
+const GROUP_KEY: &str =
+    concat!("kind, subscription_id, processor_id, last_status_code, ", error_class_sql!(), " AS error_class");
+
+/// The entries a selector takes, read inside the caller's transaction.
+async fn selected_dead_letters(conn: &mut SqliteConnection, selector: &DlqSelector) -> Result<Vec<DeadLetter>, Error> {
+    let select = || QueryBuilder::<Sqlite>::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE "));
+    let selects: Vec<QueryBuilder<'_, Sqlite>> = match selector {
+        DlqSelector::All => {
+            let mut all = select();
+            all.push("1 = 1");
+            vec![all]
+        }
+        DlqSelector::Subscription(id) => {
+            let mut of_subscription = select();
+            of_subscription.push("subscription_id = ").push_bind(id.0);
+            vec![of_subscription]
+        }
+        DlqSelector::Group(key) => {
+            let mut of_group = select();
+            of_group
+                .push("kind = ")
+                .push_bind(key.kind.as_str())
+                .push(" AND subscription_id IS ")
+                .push_bind(key.subscription_id.map(|id| id.0))
+                .push(" AND processor_id IS ")
+                .push_bind(key.processor_id.map(|id| id.0))
+                .push(" AND last_status_code IS ")
+                .push_bind(key.last_status_code.map(i64::from))
+                .push(concat!(" AND (", error_class_sql!(), ") IS "))
+                .push_bind(key.error_class.clone());
+            vec![of_group]
+        }
+        DlqSelector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
+        DlqSelector::Ids(ids) => in_chunks(ids)
+            .map(|chunk| {
+                let mut by_id = select();
+                push_in(&mut by_id, "dlq_id", chunk.iter().map(|id| id.0));
+                by_id
+            })
+            .collect(),
+    };
+    let mut entries: Vec<DeadLetter> = Vec::new();
+    for mut select in selects {
+        for row in select.build().fetch_all(&mut *conn).await? {
+            entries.push(rows::dead_letter(&row)?);
+        }
+    }
+    Ok(entries)
 }

@@ -11,7 +11,7 @@ use super::shared::ROWS_PER_INSERT;
 use crate::domain::{Counters, Event, EventFilter, EventId, EventPage, EventQuery, NameCount, NewEvent, Timestamp};
 use crate::storage::group::{self, Known, Lookups};
 use crate::storage::rows::{self, EVENT_COLUMNS, json_text};
-use crate::storage::{Appended, Error, EventStore};
+use crate::storage::{Appended, Error, EventStore, StreamSummary};
 
 #[async_trait]
 impl EventStore for SqliteStore {
@@ -67,6 +67,26 @@ impl EventStore for SqliteStore {
             .fetch_all(&self.readers)
             .await?;
         rows.iter().map(rows::event).collect()
+    }
+
+    async fn streams(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<StreamSummary>, Error> {
+        // A range on the (stream_id, stream_version) index: ids from `prefix` up to `prefix` followed
+        // by the highest character, grouped in index order, so LIMIT stops the scan early.
+        let upper = format!("{prefix}\u{10FFFF}");
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "SELECT e.stream_id, e.stream_version, e.timestamp, e.event_type FROM (\
+             SELECT stream_id, max(stream_version) AS version FROM events WHERE ",
+        );
+        // One lower bound, the tighter one, so the planner starts the range scan there.
+        match after.filter(|after| *after >= prefix) {
+            Some(after) => sql.push("stream_id > ").push_bind(after),
+            None => sql.push("stream_id >= ").push_bind(prefix),
+        };
+        sql.push(" AND stream_id < ").push_bind(upper);
+        sql.push(" GROUP BY stream_id ORDER BY stream_id LIMIT ").push_bind(i64::from(limit)).push(
+            ") s JOIN events e ON e.stream_id = s.stream_id AND e.stream_version = s.version ORDER BY e.stream_id",
+        );
+        sql.build().fetch_all(&self.readers).await?.iter().map(rows::stream_summary).collect()
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, Error> {

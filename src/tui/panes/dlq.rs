@@ -9,7 +9,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
-use crate::domain::delivery::{DlqQuery, DlqSelector};
+use crate::domain::delivery::{DlqGroup, DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::{DeadLetter, DlqId, ProcessorId, SubscriptionId};
 use crate::service::{DlqAction, DlqPage, Error};
 use crate::tui::action::Command;
@@ -18,7 +18,7 @@ use crate::tui::effects::Effect;
 use crate::tui::popups::{Confirm, Detail, DetailKey, PendingOp, Popup};
 use crate::tui::theme;
 use crate::tui::widgets::cursor::ListCursor;
-use crate::tui::widgets::format::{age, count, short_id, truncate};
+use crate::tui::widgets::format::{age, count, date_time, short_id, truncate};
 
 /// Entries loaded at once (newest first); the title says when the queue holds more.
 pub const LOAD_LIMIT: u32 = 500;
@@ -32,8 +32,41 @@ pub enum DlqFilter {
     Processor(ProcessorId),
 }
 
+/// What the pane lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DlqView {
+    #[default]
+    Entries,
+    /// One row per cause, from the store's grouped query.
+    Groups,
+}
+
+/// The grouped view's state.
+#[derive(Debug, Default)]
+pub struct GroupsState {
+    pub answer: Option<DlqGroups>,
+    pub cursor: ListCursor,
+    pub loading: bool,
+    pub request: u64,
+    pub error: Option<String>,
+    /// The live feed reported a change since the last load: load again on the next tick.
+    pub stale: bool,
+}
+
+impl GroupsState {
+    pub fn groups(&self) -> &[DlqGroup] {
+        self.answer.as_ref().map_or(&[], |a| a.groups.as_slice())
+    }
+
+    fn selected(&self) -> Option<&DlqGroup> {
+        self.groups().get(self.cursor.selected)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct DlqState {
+    pub view: DlqView,
+    pub groups: GroupsState,
     pub entries: Vec<DeadLetter>,
     /// Entries in the queue for the filter (may exceed what is loaded).
     pub total: u64,
@@ -47,6 +80,14 @@ pub struct DlqState {
 }
 
 impl DlqState {
+    /// A load of what the current view shows is on its way.
+    pub fn busy(&self) -> bool {
+        match self.view {
+            DlqView::Entries => self.loading,
+            DlqView::Groups => self.groups.loading,
+        }
+    }
+
     pub fn matches(&self, entry: &DeadLetter) -> bool {
         match self.filter {
             DlqFilter::All => true,
@@ -93,7 +134,42 @@ impl DlqState {
 }
 
 impl App {
+    /// Whether any of `entries` names a subscription, or a processor, the console does not know.
+    pub(crate) fn unknown_targets<'a>(&self, entries: impl IntoIterator<Item = &'a DeadLetter>) -> (bool, bool) {
+        let (mut subscriptions, mut processors) = (false, false);
+        for entry in entries {
+            if let Some(id) = entry.subscription_id {
+                subscriptions |= !self.subscriptions.items.iter().any(|s| s.subscription_id == id);
+            }
+            if let Some(id) = entry.processor_id {
+                processors |= !self.processors.items.iter().any(|p| p.processor_id == id);
+            }
+        }
+        (subscriptions, processors)
+    }
+
+    /// Loads the subscriptions and/or processors again (unless a load is already on its way), so
+    /// names of ones created since the last load show.
+    pub(crate) fn learn_targets(&mut self, subscriptions: bool, processors: bool) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if subscriptions {
+            effects.extend(self.poll_subscriptions());
+        }
+        if processors {
+            effects.extend(self.poll_processors());
+        }
+        effects
+    }
+
     pub(crate) fn dlq_reload(&mut self) -> Vec<Effect> {
+        if self.dlq.view == DlqView::Groups {
+            let request = self.request_id();
+            self.dlq.groups.request = request;
+            self.dlq.groups.loading = true;
+            self.dlq.groups.stale = false;
+            let query = DlqGroupQuery { kind: None, buckets: SPARK_BUCKETS, until: self.now };
+            return vec![Effect::DeadLetterGroups { request, query }];
+        }
         let request = self.request_id();
         self.dlq.request = request;
         self.dlq.loading = true;
@@ -126,6 +202,8 @@ impl App {
                     Some(i) => self.dlq.cursor.select(i, self.dlq.entries.len(), rows),
                     None => self.dlq.cursor.clamp(self.dlq.entries.len(), rows),
                 }
+                let (subscriptions, processors) = self.unknown_targets(self.dlq.entries.iter());
+                return self.learn_targets(subscriptions, processors);
             }
             Err(error) => {
                 self.dlq.error = Some(error.to_string());
@@ -135,7 +213,120 @@ impl App {
         Vec::new()
     }
 
+    pub(crate) fn dlq_groups_loaded(&mut self, request: u64, result: Result<DlqGroups, Error>) -> Vec<Effect> {
+        if request != self.dlq.groups.request {
+            return Vec::new();
+        }
+        self.dlq.groups.loading = false;
+        match result {
+            Ok(answer) => {
+                let selected = self.dlq.groups.selected().map(|g| g.key.clone());
+                let index = selected.and_then(|key| answer.groups.iter().position(|g| g.key == key));
+                let len = answer.groups.len();
+                let (subscriptions, processors) = answer.groups.iter().fold((false, false), |(s, p), g| {
+                    let unknown_s = g
+                        .key
+                        .subscription_id
+                        .is_some_and(|id| !self.subscriptions.items.iter().any(|x| x.subscription_id == id));
+                    let unknown_p = g
+                        .key
+                        .processor_id
+                        .is_some_and(|id| !self.processors.items.iter().any(|x| x.processor_id == id));
+                    (s || unknown_s, p || unknown_p)
+                });
+                self.dlq.groups.answer = Some(answer);
+                self.dlq.groups.error = None;
+                let rows = self.list_rows();
+                match index {
+                    Some(i) => self.dlq.groups.cursor.select(i, len, rows),
+                    None => self.dlq.groups.cursor.clamp(len, rows),
+                }
+                return self.learn_targets(subscriptions, processors);
+            }
+            Err(error) => {
+                self.dlq.groups.error = Some(error.to_string());
+                self.error("dead-letter groups", error);
+            }
+        }
+        Vec::new()
+    }
+
+    fn dlq_group_command(&mut self, command: Command) -> Vec<Effect> {
+        let rows = self.list_rows();
+        let len = self.dlq.groups.groups().len();
+        let cursor = &mut self.dlq.groups.cursor;
+        match command {
+            Command::Up => cursor.move_by(-1, len, rows),
+            Command::Down => cursor.move_by(1, len, rows),
+            Command::PageUp => cursor.move_by(-(rows as isize), len, rows),
+            Command::PageDown => cursor.move_by(rows as isize, len, rows),
+            Command::Top => cursor.select(0, len, rows),
+            Command::Bottom => cursor.select(len.saturating_sub(1), len, rows),
+            Command::Open => {
+                if let Some(group) = self.dlq.groups.selected() {
+                    let title = format!("Dead letters · {} · {}", group_target(self, group), cause(group));
+                    let view = serde_json::json!({
+                        "target": group_target(self, group),
+                        "cause": cause(group),
+                        "group": group,
+                    });
+                    self.popup = Some(Popup::Detail(Detail::json(title, DetailKey::Group, &view)));
+                }
+            }
+            Command::Retry | Command::RetryMarked | Command::Discard => {
+                if let Some(group) = self.dlq.groups.selected() {
+                    let n = group.count;
+                    let entries = format!("{} entr{}", count(n), if n == 1 { "y" } else { "ies" });
+                    let what = format!(
+                        "{} × {} {} · {}",
+                        count(n),
+                        group.key.kind.as_str(),
+                        group_target(self, group),
+                        cause(group)
+                    );
+                    let selector = DlqSelector::Group(group.key.clone());
+                    let plural = if n == 1 { "" } else { "s" };
+                    let confirm = if command == Command::Discard {
+                        Confirm {
+                            title: format!("Discard {} dead letter{plural}", count(n)),
+                            message: format!(
+                                "Discard the group {what}? {entries} (and any that joined it since) are removed for good; \
+                                 the events themselves stay stored."
+                            ),
+                            op: PendingOp::DiscardDeadLetters { selector, count: n },
+                        }
+                    } else {
+                        Confirm {
+                            title: format!("Retry {} dead letter{plural}", count(n)),
+                            message: format!(
+                                "Send the group {what} again with a fresh retry budget? {entries} (and any that joined \
+                                 it since) leave the queue."
+                            ),
+                            op: PendingOp::RetryDeadLetters { selector, count: n as usize },
+                        }
+                    };
+                    self.popup = Some(Popup::Confirm(confirm));
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
     pub(crate) fn dlq_command(&mut self, command: Command) -> Vec<Effect> {
+        if command == Command::ToggleGroups {
+            self.dlq.view = match self.dlq.view {
+                DlqView::Entries => DlqView::Groups,
+                DlqView::Groups => DlqView::Entries,
+            };
+            return self.dlq_reload();
+        }
+        if command == Command::Refresh {
+            return self.dlq_reload();
+        }
+        if self.dlq.view == DlqView::Groups {
+            return self.dlq_group_command(command);
+        }
         let rows = self.list_rows();
         let len = self.dlq.entries.len();
         match command {
@@ -148,8 +339,13 @@ impl App {
             Command::Refresh => return self.dlq_reload(),
             Command::Open => {
                 if let Some(entry) = self.dlq.selected() {
-                    let title =
-                        format!("Dead letter {} · {} · {}", entry.dlq_id, entry.kind.as_str(), entry.event_type);
+                    let title = format!(
+                        "Dead letter · {} · {} · {} · {}",
+                        entry.kind.as_str(),
+                        entry.event_type,
+                        target_name(self, entry),
+                        entry.dlq_id
+                    );
                     let id = entry.dlq_id;
                     self.popup = Some(Popup::Detail(Detail::loading(title, DetailKey::DeadLetter(id))));
                     return vec![Effect::DeadLetter(id)];
@@ -235,23 +431,31 @@ impl App {
     }
 }
 
-/// The subscription's or processor's name for an entry, or its short id when unknown here.
+fn known_subscription(app: &App, id: SubscriptionId) -> Option<&str> {
+    app.subscriptions.items.iter().find(|s| s.subscription_id == id).map(|s| s.subscriber_name.as_str())
+}
+
+fn known_processor(app: &App, id: ProcessorId) -> Option<&str> {
+    app.processors.items.iter().find(|p| p.processor_id == id).map(|p| p.processor_name.as_str())
+}
+
+/// The subscription's name, or `subscription …tail` while the console does not know it (yet).
+pub fn subscription_name(app: &App, id: SubscriptionId) -> String {
+    known_subscription(app, id).map_or_else(|| format!("subscription {}", short_id(&id)), str::to_owned)
+}
+
+/// The processor's name, or `processor …tail` while the console does not know it (yet).
+pub fn processor_name(app: &App, id: ProcessorId) -> String {
+    known_processor(app, id).map_or_else(|| format!("processor {}", short_id(&id)), str::to_owned)
+}
+
+/// The subscription's or processor's name for an entry.
 pub fn target_name(app: &App, entry: &DeadLetter) -> String {
     if let Some(id) = entry.subscription_id {
-        return app
-            .subscriptions
-            .items
-            .iter()
-            .find(|s| s.subscription_id == id)
-            .map_or_else(|| format!("subscription {}", short_id(&id)), |s| s.subscriber_name.clone());
+        return subscription_name(app, id);
     }
     if let Some(id) = entry.processor_id {
-        return app
-            .processors
-            .items
-            .iter()
-            .find(|p| p.processor_id == id)
-            .map_or_else(|| format!("processor {}", short_id(&id)), |p| p.processor_name.clone());
+        return processor_name(app, id);
     }
     "—".to_owned()
 }
@@ -260,23 +464,132 @@ pub fn target_name(app: &App, entry: &DeadLetter) -> String {
 pub fn filter_name(app: &App) -> String {
     match app.dlq.filter {
         DlqFilter::All => "every subscription and processor".to_owned(),
-        DlqFilter::Subscription(id) => format!(
-            "subscription {}",
-            app.subscriptions
-                .items
-                .iter()
-                .find(|s| s.subscription_id == id)
-                .map_or(short_id(&id), |s| s.subscriber_name.clone())
-        ),
-        DlqFilter::Processor(id) => format!(
-            "processor {}",
-            app.processors
-                .items
-                .iter()
-                .find(|p| p.processor_id == id)
-                .map_or(short_id(&id), |p| p.processor_name.clone())
-        ),
+        DlqFilter::Subscription(id) => {
+            format!("subscription {}", known_subscription(app, id).map_or_else(|| short_id(&id), str::to_owned))
+        }
+        DlqFilter::Processor(id) => {
+            format!("processor {}", known_processor(app, id).map_or_else(|| short_id(&id), str::to_owned))
+        }
     }
+}
+
+/// A group's cause in words: `HTTP 503`, or the error class.
+pub fn cause(group: &DlqGroup) -> String {
+    match (&group.key.last_status_code, &group.key.error_class) {
+        (Some(code), _) => format!("HTTP {code}"),
+        (None, Some(class)) if !class.is_empty() => class.clone(),
+        (None, _) => "no error recorded".to_owned(),
+    }
+}
+
+/// The group's subscription or processor by name.
+pub fn group_target(app: &App, group: &DlqGroup) -> String {
+    match (group.key.subscription_id, group.key.processor_id) {
+        (Some(id), _) => subscription_name(app, id),
+        (None, Some(id)) => processor_name(app, id),
+        (None, None) => "—".to_owned(),
+    }
+}
+
+/// Histogram buckets the grouped view asks for (one character each in the sparkline).
+pub const SPARK_BUCKETS: u32 = 24;
+
+/// A histogram as a line of block characters, scaled to its largest bucket; empty buckets are `·`.
+pub fn sparkline(histogram: &[u64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = histogram.iter().copied().max().unwrap_or(0).max(1);
+    histogram
+        .iter()
+        .map(|&n| if n == 0 { '·' } else { BARS[((n * 8).div_ceil(max) as usize).clamp(1, 8) - 1] })
+        .collect()
+}
+
+fn groups_title(app: &App) -> String {
+    let groups = &app.dlq.groups;
+    match &groups.answer {
+        None => "DLQ · groups by cause".to_owned(),
+        Some(answer) => {
+            let n = answer.groups.len();
+            let mut title = format!(
+                "DLQ · {} group{} · {} entries",
+                count(n as u64),
+                if n == 1 { "" } else { "s" },
+                count(answer.total)
+            );
+            if let Some(since) = answer.since {
+                title.push_str(&format!(
+                    " · failures since {} ({} per bar)",
+                    date_time(since),
+                    duration(answer.bucket_s)
+                ));
+            }
+            title
+        }
+    }
+}
+
+/// Seconds in the largest unit that divides them: `45s`, `150s`, `12m`, `3h`, `2d`.
+fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s > 0 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s > 0 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s > 0 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn render_groups(frame: &mut Frame, area: Rect, app: &App) {
+    let groups = &app.dlq.groups;
+    let block = super::block(groups_title(app));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if let Some(error) = &groups.error {
+        frame.render_widget(Paragraph::new(Line::styled(format!("cannot load: {error}"), theme::error())), inner);
+        return;
+    }
+    let list = groups.groups();
+    if list.is_empty() {
+        let text = match groups.answer {
+            None => Line::styled("loading…", theme::muted()),
+            Some(_) => Line::styled(
+                "The dead-letter queue is empty: every delivery and processing run succeeded or is still being retried.",
+                theme::good(),
+            ),
+        };
+        frame.render_widget(Paragraph::new(text), inner);
+        return;
+    }
+    let rows = usize::from(inner.height.saturating_sub(1));
+    let range = groups.cursor.window(list.len(), rows);
+    let start = range.start;
+    let table_rows: Vec<Row> = list[range]
+        .iter()
+        .map(|group| {
+            Row::new(vec![
+                Cell::from(count(group.count)),
+                Cell::from(group.key.kind.as_str()),
+                Cell::from(group_target(app, group)),
+                Cell::from(truncate(&cause(group), 60)).style(theme::error()),
+                Cell::from(date_time(group.first_failed_at)[11..].to_owned()),
+                Cell::from(age(group.last_failed_at, app.now)),
+                Cell::from(sparkline(&group.histogram)).style(theme::warning()),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Length(10),
+        Constraint::Length(24),
+        Constraint::Fill(2),
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(SPARK_BUCKETS as u16),
+    ];
+    let header =
+        Row::new(["Count", "Kind", "Target", "Cause", "Since", "Last", "Failures over time"]).style(theme::header());
+    let table = Table::new(table_rows, widths).header(header).row_highlight_style(theme::selected()).column_spacing(1);
+    let mut state = TableState::default().with_selected(Some(groups.cursor.selected.saturating_sub(start)));
+    frame.render_stateful_widget(table, inner, &mut state);
 }
 
 pub fn title(app: &App) -> String {
@@ -295,6 +608,9 @@ pub fn title(app: &App) -> String {
 }
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    if app.dlq.view == DlqView::Groups {
+        return render_groups(frame, area, app);
+    }
     let dlq = &app.dlq;
     let block = super::block(title(app));
     let inner = block.inner(area);

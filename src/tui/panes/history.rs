@@ -119,7 +119,7 @@ impl App {
     }
 
     /// The replay dialog for the current filter, starting with its dry run.
-    fn open_replay(&mut self) -> Vec<Effect> {
+    pub(crate) fn open_replay(&mut self) -> Vec<Effect> {
         let plan = replay::plan(&self.history.filter);
         let mut selection = if self.history.values.is_empty() {
             "every stored event".to_owned()

@@ -1,11 +1,13 @@
-//! The six panes, one per file: each owns its state, its keys' effects (an `impl App` block) and its
+//! The eight panes, one per file: each owns its state, its keys' effects (an `impl App` block) and its
 //! drawing.
 
+pub mod cluster;
 pub mod dlq;
 pub mod history;
 pub mod live;
 pub mod processors;
 pub mod statistics;
+pub mod streams;
 pub mod subscriptions;
 
 use ratatui::text::Span;
@@ -21,11 +23,21 @@ pub enum Pane {
     Dlq,
     Processors,
     Subscriptions,
+    Streams,
+    Cluster,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 6] =
-        [Pane::Live, Pane::History, Pane::Statistics, Pane::Dlq, Pane::Processors, Pane::Subscriptions];
+    pub const ALL: [Pane; 8] = [
+        Pane::Live,
+        Pane::History,
+        Pane::Statistics,
+        Pane::Dlq,
+        Pane::Processors,
+        Pane::Subscriptions,
+        Pane::Streams,
+        Pane::Cluster,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +47,8 @@ impl Pane {
             Pane::Dlq => "DLQ",
             Pane::Processors => "Processors",
             Pane::Subscriptions => "Subscriptions",
+            Pane::Streams => "Streams",
+            Pane::Cluster => "Cluster",
         }
     }
 
@@ -47,10 +61,12 @@ impl Pane {
             Pane::Dlq => "DLQ",
             Pane::Processors => "Procs",
             Pane::Subscriptions => "Subs",
+            Pane::Streams => "Strm",
+            Pane::Cluster => "Clus",
         }
     }
 
-    /// 1-based, as the keys `1`…`6` choose them.
+    /// 1-based, as the keys `1`…`8` choose them.
     pub fn number(self) -> u8 {
         Self::ALL.iter().position(|p| *p == self).map_or(1, |i| i as u8 + 1)
     }
@@ -79,11 +95,11 @@ mod tests {
 
     #[test]
     fn panes_cycle_both_ways_and_number_from_one() {
-        assert_eq!(Pane::Live.prev(), Pane::Subscriptions);
-        assert_eq!(Pane::Subscriptions.next(), Pane::Live);
+        assert_eq!(Pane::Live.prev(), Pane::Cluster);
+        assert_eq!(Pane::Cluster.next(), Pane::Live);
         assert_eq!(Pane::Dlq.number(), 4);
-        assert_eq!(Pane::from_number(6), Some(Pane::Subscriptions));
+        assert_eq!(Pane::from_number(7), Some(Pane::Streams));
         assert_eq!(Pane::from_number(0), None);
-        assert_eq!(Pane::from_number(7), None);
+        assert_eq!(Pane::from_number(9), None);
     }
 }

@@ -15,6 +15,7 @@ use crate::tui::theme;
 pub enum PendingOp {
     RetryDeadLetters { selector: DlqSelector, count: usize },
     DiscardDeadLetter(DlqId),
+    DiscardDeadLetters { selector: DlqSelector, count: u64 },
     DeleteSubscription(SubscriptionId),
 }
 

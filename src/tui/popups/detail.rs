@@ -17,6 +17,8 @@ pub enum DetailKey {
     DeadLetter(DlqId),
     Processor(ProcessorId),
     Subscription(SubscriptionId),
+    /// A DLQ group (shown whole, nothing to load).
+    Group,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -301,8 +301,8 @@ impl FilterForm {
                 field.value.clear();
                 field.cursor = 0;
             }
-            TextEdit::NextField => self.focus = (self.focus + 1) % count,
-            TextEdit::PrevField => self.focus = (self.focus + count - 1) % count,
+            TextEdit::NextField | TextEdit::Complete | TextEdit::Later => self.focus = (self.focus + 1) % count,
+            TextEdit::PrevField | TextEdit::Earlier => self.focus = (self.focus + count - 1) % count,
             TextEdit::Submit => return FormOutcome::Submit,
             TextEdit::Cancel => return FormOutcome::Cancel,
         }

@@ -19,9 +19,28 @@ pub struct HelpState {
 pub fn lines(app: &App) -> Vec<Line<'static>> {
     let mut lines = vec![Line::from(Span::styled(format!("{} pane", app.pane.name()), theme::header()))];
     push_bindings(&mut lines, keymap::pane_bindings(app.pane));
+    let log = match &app.origin.log_file {
+        Some(path) => format!("Log file: {}", path.display()),
+        None => "Log file: none (logging is off)".to_owned(),
+    };
+    lines.push(Line::from(Span::styled(log, theme::muted())));
     lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled("Everywhere", theme::header())));
     push_bindings(&mut lines, keymap::GLOBAL);
+    lines.push(Line::raw(""));
+    lines.push(Line::from(Span::styled(
+        "Commands (: opens the line; Tab completes, ↑/↓ earlier ones, a prefix is enough)",
+        theme::header(),
+    )));
+    for spec in super::command::COMMANDS.iter().filter(|c| !c.help.is_empty()) {
+        let usage = format!(":{} {}", spec.name, spec.args);
+        if usage.chars().count() > 24 {
+            lines.push(Line::from(Span::styled(format!("  {usage}"), theme::key())));
+            lines.push(row("", spec.help));
+        } else {
+            lines.push(row(&usage, spec.help));
+        }
+    }
     lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled("Dialogs", theme::header())));
     push_bindings(&mut lines, keymap::CONFIRM);
@@ -29,12 +48,6 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
     for (keys, help) in keymap::FORM_HELP {
         lines.push(row(keys, &format!("filter form: {help}")));
     }
-    lines.push(Line::raw(""));
-    let log = match &app.origin.log_file {
-        Some(path) => format!("Log file: {}", path.display()),
-        None => "Log file: none (logging is off)".to_owned(),
-    };
-    lines.push(Line::from(Span::styled(log, theme::muted())));
     lines
 }
 

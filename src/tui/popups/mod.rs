@@ -1,6 +1,7 @@
 //! Popups drawn over the panes: help, confirmation, detail views, the replay dialog and filter forms.
 //! At most one is open; while it is, it gets the keys.
 
+pub mod command;
 pub mod confirm;
 pub mod detail;
 pub mod filter;
@@ -9,6 +10,7 @@ pub mod replay;
 
 use ratatui::layout::Rect;
 
+pub use command::{CommandLine, Prompt, PromptFor};
 pub use confirm::{Confirm, PendingOp};
 pub use detail::{Detail, DetailBody, DetailKey};
 pub use filter::FilterForm;
@@ -22,6 +24,8 @@ pub enum Popup {
     Confirm(Confirm),
     Detail(Detail),
     Replay(ReplayDialog),
+    Command(CommandLine),
+    Prompt(Prompt),
 }
 
 /// A rectangle of at most `width` × `height` in the middle of `area`.

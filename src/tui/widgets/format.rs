@@ -61,14 +61,25 @@ pub fn truncate(text: &str, width: usize) -> String {
     out
 }
 
-/// The first 8 characters of an id: enough to tell entries apart on screen.
+/// The last 8 characters of an id after `…`: the random tail of a time-ordered id, so two ids made
+/// within the same minute still look different (their first digits are the same clock).
 pub fn short_id(id: &impl std::fmt::Display) -> String {
-    id.to_string().chars().take(8).collect()
+    let text = id.to_string();
+    let tail: String = text.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ids_keep_the_random_tail() {
+        let a = "01a231fc-0000-7000-8000-00000000beef";
+        let b = "01a231fc-0000-7000-8000-00000000cafe";
+        assert_eq!(short_id(&a), "…0000beef");
+        assert_ne!(short_id(&a), short_id(&b));
+    }
 
     #[test]
     fn counts_have_thousands_separators() {
