@@ -100,3 +100,69 @@ mod tests {
         assert_eq!(redacted("postgres://db/x"), "postgres://db/x");
     }
 }
+
+#[cfg(test)]
+mod commit_order {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::domain::{EventFilter, NewEvent};
+    use crate::storage::EventStore;
+
+    /// Appenders on three stores (three instances' pools) while a follower reads the log after the
+    /// last seq it saw: if a seq ever committed behind one already read, the follower would skip it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_follower_reading_after_the_last_seq_it_saw_misses_nothing() {
+        let schema = match ScratchSchema::create().await {
+            Ok(schema) => schema,
+            Err(why) => return println!("SKIPPED: {why}"),
+        };
+        let mut stores = Vec::new();
+        for i in 0..3 {
+            let options = StoreOptions { max_connections: 4, instance_id: format!("i{i}"), ..StoreOptions::default() };
+            stores.push(Arc::new(PostgresStore::open_with(schema.connect_options(), &options).await.unwrap()));
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let mut appenders = Vec::new();
+        for (i, store) in stores.iter().enumerate() {
+            for writer in 0..3 {
+                let store = store.clone();
+                appenders.push(tokio::spawn(async move {
+                    for round in 0..40 {
+                        let group = (0..1 + (round + writer) % 5).map(|_| NewEvent::new(&format!("t.{i}"))).collect();
+                        store.append(group).await.unwrap();
+                    }
+                }));
+            }
+        }
+        let follower = {
+            let (store, done) = (stores[0].clone(), done.clone());
+            tokio::spawn(async move {
+                let (mut last, mut seen) = (0, Vec::new());
+                loop {
+                    let finished = done.load(Ordering::SeqCst);
+                    let events = store.events_after(last, &EventFilter::default(), 1000).await.unwrap();
+                    for event in &events {
+                        assert!(event.seq > last, "seq {} after {last}", event.seq);
+                        last = event.seq;
+                        seen.push(event.seq);
+                    }
+                    if finished && events.is_empty() {
+                        return seen;
+                    }
+                }
+            })
+        };
+        for appender in appenders {
+            appender.await.unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        let seen = follower.await.unwrap();
+        let stored = stores[1].last_seq().await.unwrap();
+        assert_eq!(seen, (1..=stored).collect::<Vec<_>>(), "the follower saw every seq, in order");
+        for store in stores {
+            store.close().await;
+        }
+    }
+}
