@@ -130,7 +130,7 @@ mod commit_order {
                 let store = store.clone();
                 appenders.push(tokio::spawn(async move {
                     for round in 0..40 {
-                        let group = (0..1 + (round + writer) % 5).map(|_| NewEvent::new(&format!("t.{i}"))).collect();
+                        let group = (0..1 + (round + writer) % 5).map(|_| NewEvent::new(format!("t.{i}"))).collect();
                         store.append(group).await.unwrap();
                     }
                 }));
