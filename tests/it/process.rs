@@ -35,9 +35,13 @@ async fn serve(dir: &Path, addr: &str) -> Served {
 
 /// `serve` with extra environment variables (configuration, RUST_LOG, OTEL_*).
 async fn serve_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Served {
-    let db = format!("sqlite://{}", dir.join("events.db").display());
+    serve_on(dir, addr, &format!("sqlite://{}", dir.join("events.db").display()), env).await
+}
+
+/// `serve` on the store `db` names.
+async fn serve_on(dir: &Path, addr: &str, db: &str, env: &[(&str, &str)]) -> Served {
     let mut child = command(dir)
-        .args(["serve", "--addr", addr, "--storage-url", &db])
+        .args(["serve", "--addr", addr, "--storage-url", db])
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -336,6 +340,56 @@ async fn a_delivery_in_flight_at_sigkill_is_sent_again_after_restart() {
     })
     .await
     .expect("the resent delivery is recorded as a success");
+}
+
+/// Two instances on one PostgreSQL schema: the first is SIGKILLed while its deliveries hang in flight;
+/// once their lease ends, the second takes them over and every event is delivered.
+#[tokio::test]
+async fn a_killed_instances_deliveries_are_taken_over_when_its_lease_ends() {
+    use crate::sink::{Answer, Sink};
+    let schema = match eventdeck::storage::ScratchSchema::create().await {
+        Ok(schema) => schema,
+        Err(why) => return println!("SKIPPED: {why}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    sink.answer("hook", Answer::Hang);
+    // The shortest lease, and a short delivery timeout: a claim lives 5 s + 1 s.
+    let env = [("EVENTDECK_CLUSTER__LEASE_SECS", "5")];
+    let mut first =
+        serve_on(dir.path(), "127.0.0.1:0", &schema.url(), &[("EVENTDECK_CLUSTER__INSTANCE_ID", "first"), env[0]])
+            .await;
+    let client = reqwest::Client::new();
+    let subscription =
+        json!({"callback_url": sink.url("hook"), "retry_policy": {"timeout_ms": 1000, "max_retries": 10}});
+    let created =
+        client.post(format!("{}/api/v1/events/subscriptions", first.base)).json(&subscription).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let events: Vec<Value> = (0..5).map(|i| json!({"event_type": "order.paid", "data": {"i": i}})).collect();
+    let stored = client.post(format!("{}/api/v1/events/batch", first.base)).json(&events).send().await.unwrap();
+    assert!(stored.status().is_success());
+    sink.wait_for("hook", 5, Duration::from_secs(10)).await;
+
+    first.child.start_kill().expect("SIGKILL");
+    first.child.wait().await.unwrap();
+    sink.answer("hook", Answer::Status(200));
+    let killed_at = std::time::Instant::now();
+    let second =
+        serve_on(dir.path(), "127.0.0.1:0", &schema.url(), &[("EVENTDECK_CLUSTER__INSTANCE_ID", "second"), env[0]])
+            .await;
+
+    // All five again, and not before the first one's claims ran out.
+    let received = sink.wait_for("hook", 10, Duration::from_secs(30)).await;
+    let mut redelivered: Vec<i64> =
+        received[5..].iter().map(|r| r.json()["event"]["data"]["i"].as_i64().unwrap()).collect();
+    redelivered.sort_unstable();
+    assert_eq!(redelivered, [0, 1, 2, 3, 4]);
+    assert!(received[5].at.duration_since(killed_at) >= Duration::from_secs(3), "taken over only once the lease ended");
+    let cluster: Value =
+        client.get(format!("{}/api/v1/cluster", second.base)).send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> =
+        cluster["instances"].as_array().unwrap().iter().filter_map(|i| i["instance_id"].as_str()).collect();
+    assert!(ids.contains(&"second"), "{cluster}");
 }
 
 /// The spans an in-test OTLP/HTTP collector received, decoded from protobuf.
