@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{ClaimedDelivery, Error, Fold, ProjectionSnapshot, StreamChange, StreamSummary};
-use crate::domain::delivery::DlqGroupKey;
+use crate::domain::delivery::{DlqGroup, DlqGroupKey, DlqGroupQuery, DlqGroups};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, Event, EventCategory, EventId, EventSource,
     EventStatus, FieldError, ProcessingResult, Processor, ProcessorId, ProcessorType, ReplayId, ReplayProgress,
@@ -371,4 +371,59 @@ pub(super) fn stream_summary(row: &impl Columns) -> Result<StreamSummary, Error>
         last_event_at: time(row, "timestamp")?,
         last_event_type: row.text("event_type")?,
     })
+}
+
+/// The time axis of the dead-letter groups' histograms: from the oldest failure to `until`, in
+/// buckets of whole seconds.
+pub(super) struct GroupAxis {
+    pub since: Option<i64>,
+    pub start: i64,
+    pub until: i64,
+    pub buckets: i64,
+    pub bucket_us: i64,
+}
+
+impl GroupAxis {
+    /// The axis for failures since `since` (the oldest, if any) up to the query's `until`.
+    pub fn new(query: &DlqGroupQuery, since: Option<i64>) -> Self {
+        let buckets = i64::from(query.buckets.clamp(1, DlqGroupQuery::MAX_BUCKETS));
+        let until = query.until.as_micros().max(since.unwrap_or(i64::MIN));
+        let start = since.unwrap_or(until);
+        // Whole seconds, at least one, so the axis reads plainly.
+        let span = (until - start).max(1);
+        let per_bucket = (span + buckets - 1) / buckets;
+        let bucket_us = ((per_bucket + 999_999) / 1_000_000).max(1) * 1_000_000;
+        Self { since, start, until, buckets, bucket_us }
+    }
+
+    /// The groups from their rows (key columns, `n`, `first_failed_at`, `last_failed_at`), with the
+    /// histograms from theirs (key columns, `bucket`, `n`).
+    pub fn groups(&self, groups: &[impl Columns], histogram: &[impl Columns]) -> Result<DlqGroups, Error> {
+        let mut index = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(groups.len());
+        for row in groups {
+            let key = dlq_group_key(row)?;
+            index.insert(key.clone(), out.len());
+            out.push(DlqGroup {
+                key,
+                count: total(row, "n")?,
+                first_failed_at: time(row, "first_failed_at")?,
+                last_failed_at: time(row, "last_failed_at")?,
+                histogram: vec![0; self.buckets as usize],
+            });
+        }
+        for row in histogram {
+            let bucket = row.int("bucket")?.clamp(0, self.buckets - 1) as usize;
+            if let Some(&i) = index.get(&dlq_group_key(row)?) {
+                out[i].histogram[bucket] += total(row, "n")?;
+            }
+        }
+        Ok(DlqGroups {
+            total: out.iter().map(|g| g.count).sum(),
+            groups: out,
+            since: self.since.map(Timestamp::from_micros),
+            until: Timestamp::from_micros(self.until),
+            bucket_s: (self.bucket_us / 1_000_000) as u64,
+        })
+    }
 }

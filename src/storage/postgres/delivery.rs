@@ -3,16 +3,18 @@
 //! take the same one and never wait for each other's claims.
 
 use async_trait::async_trait;
-use sqlx::{Acquire, PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{Acquire, PgConnection, Postgres, QueryBuilder};
 
 use super::PostgresStore;
 use super::shared::{ROWS_PER_INSERT, insert_dead_letter, results_of};
-use crate::domain::delivery::{AttemptHistory, DlqGroup, DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
+use crate::domain::delivery::{AttemptHistory, DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, Subscription, SubscriptionId,
     Timestamp,
 };
-use crate::storage::rows::{self, ATTEMPT_COLUMNS, CLAIM_COLUMNS, DLQ_COLUMNS, SUBSCRIPTION_COLUMNS, json_text};
+use crate::storage::rows::{
+    self, ATTEMPT_COLUMNS, CLAIM_COLUMNS, DLQ_COLUMNS, GroupAxis, SUBSCRIPTION_COLUMNS, json_text,
+};
 use crate::storage::{
     ClaimedDelivery, Cursor, CursorMove, DELIVERY_CURSOR, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep,
 };
@@ -328,6 +330,10 @@ impl DeliveryStore for PostgresStore {
                 sql.push(" AND processor_id = ").push_bind(id.0);
             }
         };
+        // The page and its total from one snapshot, so they agree.
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
         let mut select = QueryBuilder::new(format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE true"));
         push_filter(&mut select);
         select
@@ -336,10 +342,11 @@ impl DeliveryStore for PostgresStore {
             .push(" OFFSET ")
             .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
         let entries =
-            select.build().fetch_all(&self.pool).await?.iter().map(rows::dead_letter).collect::<Result<_, _>>()?;
+            select.build().fetch_all(&mut *tx).await?.iter().map(rows::dead_letter).collect::<Result<_, _>>()?;
         let mut count = QueryBuilder::new("SELECT count(*) FROM dead_letters WHERE true");
         push_filter(&mut count);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
+        tx.commit().await?;
         Ok((entries, total as u64))
     }
 
@@ -425,7 +432,6 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn dead_letter_groups(&self, query: &DlqGroupQuery) -> Result<DlqGroups, Error> {
-        let buckets = i64::from(query.buckets.clamp(1, DlqGroupQuery::MAX_BUCKETS));
         let push_kind = |sql: &mut QueryBuilder<'_, Postgres>| {
             if let Some(kind) = query.kind {
                 sql.push(" WHERE kind = ").push_bind(kind.as_str());
@@ -437,13 +443,7 @@ impl DeliveryStore for PostgresStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
         let mut first = QueryBuilder::<Postgres>::new("SELECT min(last_failed_at) FROM dead_letters");
         push_kind(&mut first);
-        let since: Option<i64> = first.build_query_scalar().fetch_one(&mut *tx).await?;
-        let until = query.until.as_micros().max(since.unwrap_or(i64::MIN));
-        let start = since.unwrap_or(until);
-        // Whole seconds, at least one, so the axis reads plainly.
-        let span = (until - start).max(1);
-        let per_bucket = (span + buckets - 1) / buckets;
-        let bucket_us = ((per_bucket + 999_999) / 1_000_000).max(1) * 1_000_000;
+        let axis = GroupAxis::new(query, first.build_query_scalar().fetch_one(&mut *tx).await?);
 
         let mut select = QueryBuilder::<Postgres>::new(format!(
             "SELECT {GROUP_KEY}, count(*) AS n, min(first_failed_at) AS first_failed_at, \
@@ -451,45 +451,20 @@ impl DeliveryStore for PostgresStore {
         ));
         push_kind(&mut select);
         select.push(" GROUP BY 1, 2, 3, 4, 5 ORDER BY n DESC, last_failed_at DESC");
-        let mut groups = Vec::new();
-        let mut index = std::collections::HashMap::new();
-        for row in select.build().fetch_all(&mut *tx).await? {
-            let key = rows::dlq_group_key(&row)?;
-            index.insert(key.clone(), groups.len());
-            groups.push(DlqGroup {
-                key,
-                count: row.try_get::<i64, _>("n")? as u64,
-                first_failed_at: Timestamp::from_micros(row.try_get("first_failed_at")?),
-                last_failed_at: Timestamp::from_micros(row.try_get("last_failed_at")?),
-                histogram: vec![0; buckets as usize],
-            });
-        }
+        let groups = select.build().fetch_all(&mut *tx).await?;
         let mut histogram = QueryBuilder::<Postgres>::new(format!("SELECT {GROUP_KEY}, LEAST("));
         histogram
-            .push_bind(buckets - 1)
+            .push_bind(axis.buckets - 1)
             .push(", (last_failed_at - ")
-            .push_bind(start)
+            .push_bind(axis.start)
             .push(") / ")
-            .push_bind(bucket_us)
+            .push_bind(axis.bucket_us)
             .push(") AS bucket, count(*) AS n FROM dead_letters");
         push_kind(&mut histogram);
         histogram.push(" GROUP BY 1, 2, 3, 4, 5, 6");
-        for row in histogram.build().fetch_all(&mut *tx).await? {
-            let key = rows::dlq_group_key(&row)?;
-            let bucket = row.try_get::<i64, _>("bucket")?.clamp(0, buckets - 1) as usize;
-            if let Some(&i) = index.get(&key) {
-                groups[i].histogram[bucket] += row.try_get::<i64, _>("n")? as u64;
-            }
-        }
+        let buckets = histogram.build().fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        let total = groups.iter().map(|g| g.count).sum();
-        Ok(DlqGroups {
-            groups,
-            total,
-            since: since.map(Timestamp::from_micros),
-            until: Timestamp::from_micros(until),
-            bucket_s: (bucket_us / 1_000_000) as u64,
-        })
+        axis.groups(&groups, &buckets)
     }
 
     async fn discard_dead_letter(&self, id: DlqId) -> Result<Option<DeadLetter>, Error> {

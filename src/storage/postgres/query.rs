@@ -40,7 +40,10 @@ pub(super) async fn page(pool: &PgPool, query: &EventQuery) -> Result<EventPage,
         .push(" OFFSET ")
         .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX))
         .push(format!(") ORDER BY timestamp {direction}, seq {direction}"));
-    let events = select.build().fetch_all(pool).await?.iter().map(rows::event).collect::<Result<Vec<_>, _>>()?;
+    // The page and its total from one snapshot, so they agree.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    let events = select.build().fetch_all(&mut *tx).await?.iter().map(rows::event).collect::<Result<Vec<_>, _>>()?;
 
     // A first page that is not full already tells the total.
     let total = if query.offset == 0 && events.len() < query.limit as usize {
@@ -48,8 +51,9 @@ pub(super) async fn page(pool: &PgPool, query: &EventQuery) -> Result<EventPage,
     } else {
         let mut count = QueryBuilder::new("SELECT count(*) FROM events WHERE true");
         push_filter(&mut count, &query.filter, &types);
-        count.build_query_scalar::<i64>().fetch_one(pool).await? as u64
+        count.build_query_scalar::<i64>().fetch_one(&mut *tx).await? as u64
     };
+    tx.commit().await?;
     Ok(EventPage { events, total })
 }
 

@@ -2,16 +2,18 @@
 //! the dispatch cursor. Writes go through the store's one writer connection.
 
 use async_trait::async_trait;
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
 use super::shared::{ROWS_PER_INSERT, bump_status, in_chunks, insert_dead_letter, push_in, results_of, sql_offset};
-use crate::domain::delivery::{AttemptHistory, DlqGroup, DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
+use crate::domain::delivery::{AttemptHistory, DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, EventId, EventStatus, Subscription, SubscriptionId,
     Timestamp,
 };
-use crate::storage::rows::{self, ATTEMPT_COLUMNS, CLAIM_COLUMNS, DLQ_COLUMNS, SUBSCRIPTION_COLUMNS, json_text};
+use crate::storage::rows::{
+    self, ATTEMPT_COLUMNS, CLAIM_COLUMNS, DLQ_COLUMNS, GroupAxis, SUBSCRIPTION_COLUMNS, json_text,
+};
 use crate::storage::{
     ClaimedDelivery, Cursor, CursorMove, DELIVERY_CURSOR, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep,
 };
@@ -415,7 +417,6 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn dead_letter_groups(&self, query: &DlqGroupQuery) -> Result<DlqGroups, Error> {
-        let buckets = i64::from(query.buckets.clamp(1, DlqGroupQuery::MAX_BUCKETS));
         let push_kind = |sql: &mut QueryBuilder<'_, Sqlite>| {
             if let Some(kind) = query.kind {
                 sql.push(" WHERE kind = ").push_bind(kind.as_str());
@@ -425,13 +426,7 @@ impl DeliveryStore for SqliteStore {
         let mut tx = self.readers.begin().await?;
         let mut first = QueryBuilder::<Sqlite>::new("SELECT min(last_failed_at) FROM dead_letters");
         push_kind(&mut first);
-        let since: Option<i64> = first.build_query_scalar().fetch_one(&mut *tx).await?;
-        let until = query.until.as_micros().max(since.unwrap_or(i64::MIN));
-        let start = since.unwrap_or(until);
-        // Whole seconds, at least one, so the axis reads plainly.
-        let span = (until - start).max(1);
-        let per_bucket = (span + buckets - 1) / buckets;
-        let bucket_us = ((per_bucket + 999_999) / 1_000_000).max(1) * 1_000_000;
+        let axis = GroupAxis::new(query, first.build_query_scalar().fetch_one(&mut *tx).await?);
 
         let mut select = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {GROUP_KEY}, count(*) AS n, min(first_failed_at) AS first_failed_at, \
@@ -439,45 +434,20 @@ impl DeliveryStore for SqliteStore {
         ));
         push_kind(&mut select);
         select.push(" GROUP BY 1, 2, 3, 4, 5 ORDER BY n DESC, last_failed_at DESC");
-        let mut groups = Vec::new();
-        let mut index = std::collections::HashMap::new();
-        for row in select.build().fetch_all(&mut *tx).await? {
-            let key = rows::dlq_group_key(&row)?;
-            index.insert(key.clone(), groups.len());
-            groups.push(DlqGroup {
-                key,
-                count: row.try_get::<i64, _>("n")? as u64,
-                first_failed_at: Timestamp::from_micros(row.try_get("first_failed_at")?),
-                last_failed_at: Timestamp::from_micros(row.try_get("last_failed_at")?),
-                histogram: vec![0; buckets as usize],
-            });
-        }
+        let groups = select.build().fetch_all(&mut *tx).await?;
         let mut histogram = QueryBuilder::<Sqlite>::new(format!("SELECT {GROUP_KEY}, min("));
         histogram
-            .push_bind(buckets - 1)
+            .push_bind(axis.buckets - 1)
             .push(", (last_failed_at - ")
-            .push_bind(start)
+            .push_bind(axis.start)
             .push(") / ")
-            .push_bind(bucket_us)
+            .push_bind(axis.bucket_us)
             .push(") AS bucket, count(*) AS n FROM dead_letters");
         push_kind(&mut histogram);
         histogram.push(" GROUP BY 1, 2, 3, 4, 5, 6");
-        for row in histogram.build().fetch_all(&mut *tx).await? {
-            let key = rows::dlq_group_key(&row)?;
-            let bucket = row.try_get::<i64, _>("bucket")?.clamp(0, buckets - 1) as usize;
-            if let Some(&i) = index.get(&key) {
-                groups[i].histogram[bucket] += row.try_get::<i64, _>("n")? as u64;
-            }
-        }
+        let buckets = histogram.build().fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        let total = groups.iter().map(|g| g.count).sum();
-        Ok(DlqGroups {
-            groups,
-            total,
-            since: since.map(Timestamp::from_micros),
-            until: Timestamp::from_micros(until),
-            bucket_s: (bucket_us / 1_000_000) as u64,
-        })
+        axis.groups(&groups, &buckets)
     }
 }
 
