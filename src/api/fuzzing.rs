@@ -292,7 +292,10 @@ mod tests {
 
     use super::*;
 
-    const TARGETS: &[(&str, fn(&[u8]))] = &[
+    /// A fuzz target: its name (the folder of its files) and its entry point.
+    type Target = (&'static str, fn(&[u8]));
+
+    const TARGETS: &[Target] = &[
         ("ingest_bodies", ingest_bodies),
         ("management_bodies", management_bodies),
         ("query_string", query_string),
