@@ -227,6 +227,16 @@ impl Config {
         if let Some(url) = &overrides.storage_url {
             figment = figment.merge(("storage.url", url));
         }
+        Self::extract(figment)
+    }
+
+    /// The built-in defaults overlaid with one TOML document, no file and no environment: what a config
+    /// file alone makes (the config fuzz target and its corpus test read through this).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::extract(Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(text)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
         let mut config: Config = figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))?;
         if config.cluster.instance_id.is_empty() {
             config.cluster.instance_id = new_instance_id();

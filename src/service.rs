@@ -31,12 +31,21 @@ pub enum Error {
     Conflict(FieldError),
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    /// The database could not grow (disk full, quota or file-size limit): the whole message.
+    #[error("{0}")]
+    StorageFull(String),
     #[error("the server is shutting down; retry against another instance or after restart")]
     ShuttingDown,
 }
 
 impl From<crate::storage::Error> for Error {
     fn from(error: crate::storage::Error) -> Self {
+        if error.is_full() {
+            return Self::StorageFull(format!(
+                "the database cannot grow: the disk is full or a size limit was reached ({error}): free disk space \
+                 or lift the limit; writes resume by themselves and nothing acknowledged was lost"
+            ));
+        }
         Self::Unavailable(error.to_string())
     }
 }

@@ -74,6 +74,7 @@ impl From<service::Error> for ApiError {
                 Self { field: Some(field.field), ..Self::new(StatusCode::CONFLICT, "conflict", message) }
             }
             E::Unavailable(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message),
+            E::StorageFull(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_full", message),
             E::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
         }
     }

@@ -2,7 +2,7 @@
 //! field, 413 too large, 415 not sent as JSON where that is required) and query strings.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -97,12 +97,23 @@ pub struct QueryPairs(pub Vec<(String, String)>);
 impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_query", e.body_text()))?;
-        Ok(Self(pairs))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(Self)
     }
+}
+
+/// Decodes a query string as axum's `Query` does; 400 when it is not `key=value&…` or a parameter has
+/// no name (`?=x`), which no parser could name in its answer.
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let malformed = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed_query", message);
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| malformed(format!("the query string could not be read: {e}")))?;
+    if let Some((_, value)) = pairs.iter().find(|(key, _)| key.trim().is_empty()) {
+        return Err(malformed(format!(
+            "the query string has a parameter without a name (`={value}`): remove it or name it"
+        )));
+    }
+    Ok(pairs)
 }
 
 impl QueryPairs {

@@ -4,6 +4,8 @@ mod auth;
 mod conn;
 pub mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod layers;
 pub mod openapi;
 mod routes;

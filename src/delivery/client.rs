@@ -241,6 +241,7 @@ impl Resolve for GuardedResolver {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -347,6 +348,23 @@ mod tests {
                 }
                 return;
             }
+            "/gigabyte" => {
+                // Announces 1 GiB and keeps the connection open for more: only the client closing it stops
+                // the writes, and the bytes written until then show how much it read.
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 1u64 << 30);
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'g'; 64 * 1024];
+                while stream.write_all(&chunk).await.is_ok() {
+                    GIGABYTE_WRITTEN.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                    if GIGABYTE_WRITTEN.load(Ordering::SeqCst) >= 1 << 30 {
+                        return;
+                    }
+                }
+                GIGABYTE_CLOSED.store(true, Ordering::SeqCst);
+                return;
+            }
             "/endless" => {
                 // No length: the body runs until the connection closes, which this server never does itself.
                 if stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await.is_err() {
@@ -393,6 +411,29 @@ mod tests {
         assert_eq!(outcome.status_code, Some(200));
         assert_eq!(outcome.response_body.as_deref().map(str::len), Some(4096));
         assert!(outcome.duration_ms < 4000, "stopped reading early, took {} ms", outcome.duration_ms);
+    }
+
+    static GIGABYTE_WRITTEN: AtomicU64 = AtomicU64::new(0);
+    static GIGABYTE_CLOSED: AtomicBool = AtomicBool::new(false);
+
+    #[tokio::test]
+    async fn a_gigabyte_body_is_cut_at_4_kib_and_its_connection_closed() {
+        let server = TestServer::start().await;
+        let outcome = open_client().send(post(server.url("/gigabyte"), Duration::from_secs(5))).await;
+        assert_eq!(outcome.status_code, Some(200));
+        assert_eq!(outcome.response_body.as_deref().map(str::len), Some(4096));
+        assert!(outcome.duration_ms < 4000, "stopped reading early, took {} ms", outcome.duration_ms);
+        // The client drops the response with most of the body unread: the connection is closed, not
+        // drained for reuse, so the sink's writes fail soon after what the socket buffers hold.
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while !GIGABYTE_CLOSED.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let written = GIGABYTE_WRITTEN.load(Ordering::SeqCst);
+        assert!(closed.is_ok(), "the connection stayed open; {written} bytes were written to it");
+        assert!(written < 64 << 20, "{written} bytes were taken before the connection closed");
     }
 
     #[tokio::test]

@@ -9,9 +9,16 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// How a field whose name is the empty string is named.
+const EMPTY_NAME: &str = "\"\"";
+
 impl FieldError {
+    /// An empty `field` (a JSON key or query parameter that is the empty string) is named `""`, as JSON
+    /// writes it, so the answer still says which field is wrong.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        let field = field.into();
+        let field = if field.is_empty() { EMPTY_NAME.to_owned() } else { field };
+        Self { field, message: message.into() }
     }
 
     /// `field`: `value` is not one of the accepted values, which are listed.
@@ -49,6 +56,8 @@ impl FieldError {
             && let Some((field, expected)) = rest.split_once("`, ")
         {
             let expected = expected.split(" at line ").next().unwrap_or(expected);
+            // A key that is the empty string is still named, as JSON writes it.
+            let field = if field.is_empty() { EMPTY_NAME } else { field };
             let accepted: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
             // serde_path_to_error's path may already end at the unknown field.
             let full = if parent.rsplit('.').next() == Some(field) { parent.to_owned() } else { at(field) };

@@ -7,7 +7,7 @@
 //! their changes come back here from it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -115,12 +115,20 @@ impl Bus {
     }
 }
 
+/// Items a feed holds for its consumer, at most. The broadcast is read at once by each feed's own task,
+/// so a consumer that stops reading (an SSE client whose socket is full) never pins the broadcast's
+/// events; past this many waiting, the feed drops what arrives and catches up from the store when the
+/// consumer reads again, as after a broadcast lag.
+const FEED_BUFFER: usize = 64;
+
 /// A feed of events matching `filter`: stored ones after `since_seq` first (when given), then live ones,
 /// with status and dead-letter changes (of matching types) and replay progress as they happen.
 ///
 /// Subscribing happens before anything is read, and every item carries its seq: an event committed
 /// while the store is read arrives on the broadcast too and is skipped as already seen, and an event
-/// the broadcast dropped because this consumer lagged is read from the store. No gap, no duplicate.
+/// dropped because this consumer lagged (behind the broadcast, or with its own buffer full) is read from
+/// the store. No gap, no duplicate. Status, dead-letter and replay changes dropped that way are not
+/// replayed: their endpoints have the state.
 pub(super) fn feed(
     store: Arc<dyn Store>,
     bus: &Bus,
@@ -128,11 +136,18 @@ pub(super) fn feed(
     filter: EventFilter,
     since_seq: Option<i64>,
 ) -> Feed {
-    let mut live = bus.subscribe();
+    let live = bus.subscribe();
     let mut seen = since_seq.unwrap_or_else(|| last_seq.load(Ordering::Acquire));
     let mut behind = since_seq.is_some();
+    let (mut buffered, dropped) = forward(live);
     Box::pin(async_stream::stream! {
         loop {
+            // Checked before every wait: while something was dropped the buffer is full, so the
+            // flag is seen before the buffer runs dry.
+            if dropped.swap(false, Ordering::AcqRel) {
+                tracing::debug!(after_seq = seen, "live consumer fell behind; catching up from the store");
+                behind = true;
+            }
             while behind {
                 match store.events_after(seen, &filter, CATCH_UP_PAGE).await {
                     Ok(page) => {
@@ -148,8 +163,10 @@ pub(super) fn feed(
                     }
                 }
             }
-            match live.recv().await {
-                Ok(EngineEvent::Stored(event)) => {
+            match buffered.recv().await {
+                // The broadcast dropped events this feed had not read: the store has them.
+                Some(None) => behind = true,
+                Some(Some(EngineEvent::Stored(event))) => {
                     if event.seq <= seen {
                         continue;
                     }
@@ -158,25 +175,48 @@ pub(super) fn feed(
                         yield Ok(FeedItem::Stored(event));
                     }
                 }
-                Ok(EngineEvent::DeadLetter { action, entry }) => {
+                Some(Some(EngineEvent::DeadLetter { action, entry })) => {
                     if filter.event_type.as_ref().is_none_or(|p| p.matches(&entry.event_type)) {
                         yield Ok(FeedItem::DeadLetter { action, entry });
                     }
                 }
-                Ok(EngineEvent::Status(change)) => {
+                Some(Some(EngineEvent::Status(change))) => {
                     if change.seq <= seen && filter.event_type.as_ref().is_none_or(|p| p.matches(&change.event_type)) {
                         yield Ok(FeedItem::Status(change.as_ref().clone()));
                     }
                 }
-                Ok(EngineEvent::Replay(progress)) => yield Ok(FeedItem::Replay(progress)),
-                // Status, dead-letter and replay changes are not replayed from the store: their
-                // endpoints have the state.
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, after_seq = seen, "live consumer lagged; catching up from the store");
-                    behind = true;
-                }
-                Err(RecvError::Closed) => return,
+                Some(Some(EngineEvent::Replay(progress))) => yield Ok(FeedItem::Replay(progress)),
+                None => return,
             }
         }
     })
+}
+
+/// Reads the broadcast for one feed as fast as it is sent, into a buffer of [`FEED_BUFFER`] items. A
+/// broadcast lag goes into the buffer in its place (`None`), so the events after it are not taken
+/// before the catch-up; what does not fit raises the flag, which the feed checks before it takes the
+/// next item of the (then full) buffer. Ends with the bus or when the feed is dropped.
+fn forward(mut live: broadcast::Receiver<EngineEvent>) -> (mpsc::Receiver<Option<EngineEvent>>, Arc<AtomicBool>) {
+    let (tx, rx) = mpsc::channel(FEED_BUFFER);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    tokio::spawn(async move {
+        loop {
+            let received = tokio::select! {
+                () = tx.closed() => return,
+                received = live.recv() => received,
+            };
+            let item = match received {
+                Ok(event) => Some(event),
+                Err(RecvError::Lagged(_)) => None,
+                Err(RecvError::Closed) => return,
+            };
+            match tx.try_send(item) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => flag.store(true, Ordering::Release),
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    });
+    (rx, dropped)
 }

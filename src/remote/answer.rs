@@ -84,6 +84,7 @@ pub(super) fn from_body(
             let message = body.message.strip_prefix("storage is unavailable: ").unwrap_or(&body.message);
             E::Unavailable(message.to_owned())
         }
+        ("storage_full", _) => E::StorageFull(body.message),
         ("shutting_down", _) => E::ShuttingDown,
         ("unauthorized", _) | (_, Some(401 | 403)) => E::Unavailable(if origin.has_key {
             format!(

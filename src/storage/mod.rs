@@ -69,12 +69,31 @@ pub enum Error {
         "unsupported storage URL `{0}`: use sqlite://PATH (e.g. sqlite://data/eventdeck.db) or postgres://USER@HOST:PORT/DATABASE"
     )]
     UnsupportedUrl(String),
+    #[error("the database writer is stuck in a failed transaction; restart eventdeck")]
+    WriterStuck,
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+}
+
+impl Error {
+    /// The database could not grow: SQLite's SQLITE_FULL (disk full, quota) or a failed write
+    /// (SQLITE_IOERR_WRITE: EFBIG past a file-size limit, EDQUOT), PostgreSQL's disk_full (53100); a
+    /// retry succeeds once there is room.
+    pub fn is_full(&self) -> bool {
+        const SQLITE_FULL: &str = "13";
+        const SQLITE_IOERR_WRITE: &str = "778";
+        const POSTGRES_DISK_FULL: &str = "53100";
+        match self {
+            Error::Database(sqlx::Error::Database(error)) => {
+                matches!(error.code().as_deref(), Some(SQLITE_FULL | SQLITE_IOERR_WRITE | POSTGRES_DISK_FULL))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What became of one event handed to [`Store::append`].

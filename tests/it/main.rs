@@ -8,6 +8,7 @@ mod auth;
 mod console;
 mod cross_site;
 mod delivery;
+mod faults;
 mod ingest;
 mod instances;
 mod live;

@@ -13,7 +13,7 @@ use super::events::{IngestHeaders, check_batch_size, ingest_one};
 use crate::api::error::ApiError;
 use crate::api::extract::{AnyJsonBody, from_value};
 use crate::api::state::AppState;
-use crate::domain::FieldError;
+use crate::domain::{FieldError, NewEvent};
 use crate::wire::{FrontendAccepted, FrontendBatch, FrontendBatchAccepted, FrontendEvent, FrontendHealth};
 
 pub fn router() -> Router<AppState> {
@@ -48,28 +48,10 @@ pub(crate) async fn batch(
     AnyJsonBody(body): AnyJsonBody<FrontendBatch>,
 ) -> Result<(StatusCode, Json<FrontendBatchAccepted>), ApiError> {
     check_batch_size(body.events.len(), state.limits.max_batch)?;
-    let mut client = client_context(peer, &headers);
-    match body.client_info {
-        None | Some(Value::Null) => {}
-        Some(info @ Value::Object(_)) => {
-            client.insert("client_info".into(), info);
-        }
-        Some(_) => return Err(FieldError::new("client_info", "must be a JSON object").into()),
+    let mut events = batch_events(body, client_context(peer, &headers))?;
+    for event in &mut events {
+        ingest.apply(event);
     }
-    let events = body
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            from_value::<FrontendEvent>(item)
-                .and_then(|event| event.into_new_event(&client))
-                .map(|mut event| {
-                    ingest.apply(&mut event);
-                    event
-                })
-                .map_err(|e| e.within(&format!("events[{i}]")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let stored = state.service.ingest(events).await?;
     let event_ids = stored.into_iter().map(|r| r.map(|i| i.event.event_id)).collect::<Result<Vec<_>, _>>()?;
     Ok((StatusCode::ACCEPTED, Json(FrontendBatchAccepted { accepted: event_ids.len(), event_ids })))
@@ -80,6 +62,27 @@ pub(crate) async fn batch(
 pub(crate) async fn health(State(state): State<AppState>) -> Json<FrontendHealth> {
     let health = state.service.health().await;
     Json(FrontendHealth { status: health.status.to_owned(), nats: health.nats.to_owned() })
+}
+
+/// The events of a frontend batch, each with the client's context (and `client_info` when sent); the
+/// first invalid one fails the whole request, naming it as `events[i]`.
+pub(crate) fn batch_events(body: FrontendBatch, mut client: Map<String, Value>) -> Result<Vec<NewEvent>, ApiError> {
+    match body.client_info {
+        None | Some(Value::Null) => {}
+        Some(info @ Value::Object(_)) => {
+            client.insert("client_info".into(), info);
+        }
+        Some(_) => return Err(FieldError::new("client_info", "must be a JSON object").into()),
+    }
+    body.events
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            from_value::<FrontendEvent>(item)
+                .and_then(|event| event.into_new_event(&client))
+                .map_err(|e| e.within(&format!("events[{i}]")).into())
+        })
+        .collect()
 }
 
 /// Who sent the request, for the event's context. `X-Forwarded-For` is kept apart from the peer address

@@ -17,6 +17,7 @@ use super::events::{IngestHeaders, check_batch_size};
 use crate::api::error::ApiError;
 use crate::api::extract::parse_json;
 use crate::api::state::AppState;
+use crate::domain::NewEvent;
 use crate::service::Ingested;
 use crate::wire::ErrorBody;
 use crate::wire::rudderstack::to_new_event;
@@ -61,11 +62,38 @@ pub(crate) async fn receive(
     if let Some(secret) = &state.limits.rudderstack_secret {
         check_secret(secret, &headers, &body)?;
     }
-    let (messages, single) = match parse_json::<Value>(&body)? {
+    let Messages { mut events, positions, mut failed } = parse_messages(&body, state.limits.max_batch)?;
+    for event in &mut events {
+        ingest.apply(event);
+    }
+    let stored = state.service.ingest(events).await?;
+    let mut accepted = 0;
+    for (index, outcome) in positions.into_iter().zip(stored) {
+        match outcome {
+            Ok(Ingested { .. }) => accepted += 1,
+            Err(error) => failed.push(FailedMessage { index, error: ApiError::from(error).body() }),
+        }
+    }
+    failed.sort_by_key(|f| f.index);
+    Ok((StatusCode::ACCEPTED, Json(RudderstackAnswer { accepted, failed })))
+}
+
+/// Either header proves the sender knows the secret; the comparisons do not stop at the first
+/// difference.
+/// A request's messages: the valid ones as events (with their positions) and the failed ones.
+pub(crate) struct Messages {
+    pub events: Vec<NewEvent>,
+    pub positions: Vec<usize>,
+    pub failed: Vec<FailedMessage>,
+}
+
+/// Parses one message or an array of them; 422 when none is valid (naming the first failure).
+pub(crate) fn parse_messages(body: &[u8], max_batch: usize) -> Result<Messages, ApiError> {
+    let (messages, single) = match parse_json::<Value>(body)? {
         Value::Array(messages) => (messages, false),
         message => (vec![message], true),
     };
-    check_batch_size(messages.len(), state.limits.max_batch)?;
+    check_batch_size(messages.len(), max_batch)?;
     if messages.is_empty() {
         return Err(ApiError::invalid(crate::domain::FieldError::new("body", "holds no message: send one or more")));
     }
@@ -73,8 +101,7 @@ pub(crate) async fn receive(
     let (mut events, mut positions) = (Vec::with_capacity(messages.len()), Vec::with_capacity(messages.len()));
     for (index, message) in messages.into_iter().enumerate() {
         match to_new_event(message) {
-            Ok(mut event) => {
-                ingest.apply(&mut event);
+            Ok(event) => {
                 events.push(event);
                 positions.push(index);
             }
@@ -93,20 +120,9 @@ pub(crate) async fn receive(
             field: first.field,
         });
     }
-    let stored = state.service.ingest(events).await?;
-    let mut accepted = 0;
-    for (index, outcome) in positions.into_iter().zip(stored) {
-        match outcome {
-            Ok(Ingested { .. }) => accepted += 1,
-            Err(error) => failed.push(FailedMessage { index, error: ApiError::from(error).body() }),
-        }
-    }
-    failed.sort_by_key(|f| f.index);
-    Ok((StatusCode::ACCEPTED, Json(RudderstackAnswer { accepted, failed })))
+    Ok(Messages { events, positions, failed })
 }
 
-/// Either header proves the sender knows the secret; the comparisons do not stop at the first
-/// difference.
 fn check_secret(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(given) = header("x-rudderstack-secret")

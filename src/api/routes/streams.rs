@@ -41,9 +41,15 @@ pub(crate) async fn read_stream(
     pairs: QueryPairs,
 ) -> Result<Json<StreamEvents>, ApiError> {
     validate_stream_id("stream_id", &stream_id)?;
-    // API.md: versions from `from_version` (inclusive, default 1), at most `limit` (default 1000).
+    let (from_version, limit) = page(pairs.iter())?;
+    Ok(Json(state.service.stream(&stream_id, from_version, limit).await?))
+}
+
+/// `from_version` and `limit` of a stream read. API.md: versions from `from_version` (inclusive, default
+/// 1), at most `limit` (default 1000).
+pub(crate) fn page<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(i64, u32), FieldError> {
     let (mut from_version, mut limit) = (1, 1000);
-    for (key, value) in pairs.iter() {
+    for (key, value) in pairs {
         let number = |range: std::ops::RangeInclusive<i64>, hint: &str| {
             value.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| FieldError::new(key, hint.to_owned()))
         };
@@ -53,8 +59,8 @@ pub(crate) async fn read_stream(
                     number(0..=i64::MAX, "must be the first stream version wanted: 1 or more (1 reads from the start)")?
             }
             "limit" => limit = number(1..=i64::from(MAX_STREAM_PAGE), "must be a number from 1 to 10000")? as u32,
-            _ => return Err(FieldError::new(key, "is not a parameter here; accepted: from_version, limit").into()),
+            _ => return Err(FieldError::new(key, "is not a parameter here; accepted: from_version, limit")),
         }
     }
-    Ok(Json(state.service.stream(&stream_id, from_version, limit).await?))
+    Ok((from_version, limit))
 }

@@ -69,16 +69,32 @@ impl SqliteStore {
             .pragma("cache_size", "-32768");
 
         let mut conn = SqliteConnection::connect_with(&connect).await.map_err(|e| open_error(e.to_string()))?;
+        // A read-only file opens without complaint and fails at its first write, deep in a migration
+        // or at the first ingest: try a write now, and say what is wrong.
+        let probe = "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS _eventdeck_write_probe (x); \
+                     DROP TABLE _eventdeck_write_probe; COMMIT";
+        if let Err(error) = sqlx::raw_sql(probe).execute(&mut conn).await {
+            return Err(open_error(match &error {
+                sqlx::Error::Database(e)
+                    if e.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 8) =>
+                {
+                    "the database file is read-only: give the user running eventdeck write access to it and to \
+                     its folder (SQLite writes -wal and -shm files beside it)"
+                        .to_owned()
+                }
+                _ => format!("a first write failed: {error}"),
+            }));
+        }
         sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
         let last: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events").fetch_one(&mut conn).await?;
 
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_with(connect.read_only(true).pragma("cache_size", "-16384"))
+            .connect_with(connect.clone().read_only(true).pragma("cache_size", "-16384"))
             .await
             .map_err(|e| open_error(e.to_string()))?;
         Ok(Self {
-            writer: WriterLock::new(conn, last + 1),
+            writer: WriterLock::new(conn, last + 1, Some(connect.clone())),
             readers,
             lock: std::sync::Mutex::new(Some(lock)),
             instance_id: options.instance_id.clone(),

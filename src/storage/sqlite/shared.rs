@@ -7,8 +7,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sqlx::sqlite::SqlitePool;
-use sqlx::{Encode, QueryBuilder, Sqlite, SqliteConnection, Type};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::{Connection, Encode, QueryBuilder, Sqlite, SqliteConnection, Type};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
 use tokio::time::Instant;
 
@@ -44,6 +44,9 @@ pub(super) const IN_LIST_MAX: usize = 500;
 pub(super) struct WriterLock {
     /// `None` once closed.
     writer: Mutex<Option<Writer>>,
+    /// How the writer connection is opened again when a failed write left it unusable (see
+    /// [`heal`]); `None`: an in-memory connection, which cannot be.
+    connect: Option<SqliteConnectOptions>,
     /// Where writes other than appends wait for their turn at the writer.
     others: Mutex<()>,
     /// Appends holding or waiting for the writer.
@@ -76,6 +79,30 @@ impl Patience {
             Patience::Batch => Duration::from_millis(50),
         }
     }
+}
+
+/// Makes sure no transaction is left open on the writer before a write starts. A write that failed
+/// part-way (a COMMIT on a full disk: SQLite rolls the transaction back itself, so the ROLLBACK of the
+/// dropped `Transaction` fails) leaves sqlx counting a transaction nobody holds; every later `begin`
+/// would then be a SAVEPOINT, and with SQLite holding a transaction open, "committed" writes would
+/// stay in memory, acknowledged and never on disk. Such a connection is closed (SQLite rolls back
+/// whatever it holds) and opened again. Checked on every write: cheap (an atomic) unless a dropped
+/// transaction's rollback is still queued, then one round trip to the connection's thread.
+async fn heal(conn: &mut SqliteConnection, connect: Option<&SqliteConnectOptions>) -> Result<(), Error> {
+    if !conn.is_in_transaction() {
+        return Ok(());
+    }
+    // A dropped transaction's rollback is queued on the connection; a ping runs after it.
+    conn.ping().await?;
+    if !conn.is_in_transaction() {
+        return Ok(());
+    }
+    let Some(connect) = connect else {
+        return Err(Error::WriterStuck);
+    };
+    tracing::warn!("a failed write left the database writer inside a transaction; opening it again");
+    *conn = SqliteConnection::connect_with(connect).await?;
+    Ok(())
 }
 
 /// The open writer: its connection and the seq the next appended event gets.
@@ -145,9 +172,10 @@ impl Drop for AppendTicket<'_> {
 }
 
 impl WriterLock {
-    pub fn new(conn: SqliteConnection, next_seq: i64) -> Self {
+    pub fn new(conn: SqliteConnection, next_seq: i64, connect: Option<SqliteConnectOptions>) -> Self {
         Self {
             writer: Mutex::new(Some(Writer { conn, next_seq })),
+            connect,
             others: Mutex::new(()),
             appends: AtomicUsize::new(0),
             last_append_end: AtomicU64::new(0),
@@ -159,7 +187,8 @@ impl WriterLock {
     /// The writer for an append, which also assigns seqs. Other writes defer to it.
     pub async fn append(&self) -> Result<AppendGuard<'_>, Error> {
         let ticket = AppendTicket::new(self);
-        let writer = MutexGuard::try_map(self.writer.lock().await, Option::as_mut).map_err(|_| closed())?;
+        let mut writer = MutexGuard::try_map(self.writer.lock().await, Option::as_mut).map_err(|_| closed())?;
+        heal(&mut writer.conn, self.connect.as_ref()).await?;
         Ok(AppendGuard { writer, _ticket: ticket })
     }
 
@@ -173,8 +202,9 @@ impl WriterLock {
     pub async fn write_with(&self, patience: Patience) -> Result<WriteGuard<'_>, Error> {
         let turn = self.others.lock().await;
         self.defer_to_appends(patience.longest()).await;
-        let conn =
+        let mut conn =
             MutexGuard::try_map(self.writer.lock().await, |w| w.as_mut().map(|w| &mut w.conn)).map_err(|_| closed())?;
+        heal(&mut conn, self.connect.as_ref()).await?;
         Ok(WriteGuard { conn, _turn: turn })
     }
 
@@ -306,7 +336,7 @@ mod tests {
 
     async fn lock() -> Arc<WriterLock> {
         let conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
-        Arc::new(WriterLock::new(conn, 1))
+        Arc::new(WriterLock::new(conn, 1, None))
     }
 
     /// Runs the other tasks until `ready` holds.

@@ -1,0 +1,4 @@
+//! Fuzz target: `eventdeck::api::fuzzing::ingest_bodies` (see its doc for the checks).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| eventdeck::api::fuzzing::ingest_bodies(data));
