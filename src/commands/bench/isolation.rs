@@ -2,8 +2,9 @@
 //! process serves a healthy path (200 at once) and bad ones: one that never answers, one that answers
 //! after 2 s, one that answers 200 and then trickles its body forever, and a port that refuses
 //! connections. `--events` events are posted to a running server with only the healthy subscription,
-//! then again beside each bad kind in turn and beside all of them; each run reports the rate at which the
-//! healthy sink received its deliveries, and its ratio to the rate alone.
+//! then again beside each bad kind in turn, beside all of them, and (the control for that last run)
+//! beside as many healthy ones; each run reports the rate at which the healthy sink received its
+//! deliveries, and its ratio to the rate alone.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -43,17 +44,24 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut plans: Vec<Vec<&str>> = vec![Vec::new()];
     plans.extend(BAD.iter().map(|kind| vec![*kind]));
     plans.push(BAD.to_vec());
+    // The control for the last row: as many neighbours, all answering at once, so the cost of fanning
+    // each event out to five subscriptions is told apart from what bad endpoints do.
+    plans.push(vec!["ok"; BAD.len()]);
     for plan in plans {
         let mut bad = Vec::new();
-        for kind in &plan {
-            bad.push(subscribe(&api, &format!("isolation-{kind}"), &url(kind)).await?);
+        for (i, kind) in plan.iter().enumerate() {
+            bad.push(subscribe(&api, &format!("isolation-{kind}-{i}"), &url(kind)).await?);
         }
         let before = healthy.load(Ordering::Relaxed);
         let started = Instant::now();
         let ingest = post_events(&api, args.events, args.batch, args.concurrency, args.rate, false).await?;
         wait_for(&healthy, before + args.events).await?;
         let rate = args.events as f64 / started.elapsed().as_secs_f64();
-        let name = if plan.is_empty() { "alone".to_owned() } else { format!("beside {}", plan.join(", ")) };
+        let name = match plan.first() {
+            None => "alone".to_owned(),
+            Some(&"ok") => format!("beside {} healthy (control)", plan.len()),
+            Some(_) => format!("beside {}", plan.join(", ")),
+        };
         println!(
             "healthy sink {name}: {rate:.0} deliveries/s (ingest took {:.2} s of {:.2} s)",
             ingest.elapsed.as_secs_f64(),
@@ -113,6 +121,7 @@ async fn start_sink(healthy: Arc<AtomicU64>) -> anyhow::Result<String> {
                 async {}
             }),
         )
+        .route("/ok", post(|_: Bytes| async {}))
         .route("/hang", post(|_: Bytes| std::future::pending::<()>()))
         .route("/late", post(|_: Bytes| tokio::time::sleep(Duration::from_secs(2))))
         .route(
