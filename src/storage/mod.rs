@@ -508,7 +508,9 @@ pub trait ClusterStore: Send + Sync + 'static {
     /// The instance whose claims this store takes (`StoreOptions::instance_id`).
     fn instance_id(&self) -> &str;
 
-    /// Records this instance (`record.instance_id` is this store's) as seen at `record.last_seen`.
+    /// Records this instance (`record.instance_id` is this store's) as seen at `record.last_seen`,
+    /// replacing what was recorded before under its id (a process started again under the same id shows
+    /// its new start).
     async fn heartbeat(&self, record: &InstanceRecord) -> Result<(), Error>;
 
     /// Removes this instance's record: it is stopping.

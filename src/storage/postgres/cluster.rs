@@ -23,6 +23,7 @@ impl ClusterStore for PostgresStore {
         sqlx::query(
             "INSERT INTO instances (instance_id, addr, version, started_at, last_seen) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (instance_id) DO UPDATE SET addr = excluded.addr, version = excluded.version, \
+             started_at = excluded.started_at, \
              last_seen = excluded.last_seen",
         )
         .bind(&self.instance_id)

@@ -24,6 +24,7 @@ impl ClusterStore for SqliteStore {
         sqlx::query(
             "INSERT INTO instances (instance_id, addr, version, started_at, last_seen) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (instance_id) DO UPDATE SET addr = excluded.addr, version = excluded.version, \
+             started_at = excluded.started_at, \
              last_seen = excluded.last_seen",
         )
         .bind(&self.instance_id)
