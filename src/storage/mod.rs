@@ -10,6 +10,7 @@ mod conformance;
 mod group;
 mod postgres;
 mod rows;
+mod settle;
 mod sqlite;
 
 use std::path::PathBuf;

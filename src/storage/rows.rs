@@ -6,7 +6,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ClaimedDelivery, Error, Fold, ProjectionSnapshot, StreamChange, StreamSummary};
+use super::{
+    ClaimedDelivery, Error, Fold, InstanceClaims, InstanceRecord, ProjectionSnapshot, StreamChange, StreamSummary,
+};
 use crate::domain::delivery::{DlqGroup, DlqGroupKey, DlqGroupQuery, DlqGroups};
 use crate::domain::{
     DeadLetter, DeadLetterKind, DeliveryAttempt, DeliveryId, DlqId, Event, EventCategory, EventId, EventSource,
@@ -426,4 +428,23 @@ impl GroupAxis {
             bucket_s: (self.bucket_us / 1_000_000) as u64,
         })
     }
+}
+
+/// An instance with the claims it holds, from a row of its record and the counts `deliveries`,
+/// `processing` and `replays`.
+pub(super) fn instance(row: &impl Columns) -> Result<(InstanceRecord, InstanceClaims), Error> {
+    Ok((
+        InstanceRecord {
+            instance_id: row.text("instance_id")?,
+            addr: row.text("addr")?,
+            version: row.text("version")?,
+            started_at: time(row, "started_at")?,
+            last_seen: time(row, "last_seen")?,
+        },
+        InstanceClaims {
+            deliveries: total(row, "deliveries")?,
+            processing: total(row, "processing")?,
+            replays: total(row, "replays")?,
+        },
+    ))
 }

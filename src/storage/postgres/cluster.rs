@@ -2,11 +2,12 @@
 //! holds, and the change log they tell each other through (ids in commit order, like seqs).
 
 use async_trait::async_trait;
-use sqlx::{Acquire, Row};
+use sqlx::Acquire;
 
 use super::PostgresStore;
 use super::shared::Serial;
 use crate::domain::Timestamp;
+use crate::storage::rows;
 use crate::storage::{Change, ClusterStore, Error, InstanceClaims, InstanceRecord};
 
 #[async_trait]
@@ -52,25 +53,7 @@ impl ClusterStore for PostgresStore {
         .bind(since.as_micros())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let count = |column: &str| row.try_get::<i64, _>(column).map(|n| n.max(0) as u64);
-                Ok((
-                    InstanceRecord {
-                        instance_id: row.try_get("instance_id")?,
-                        addr: row.try_get("addr")?,
-                        version: row.try_get("version")?,
-                        started_at: Timestamp::from_micros(row.try_get("started_at")?),
-                        last_seen: Timestamp::from_micros(row.try_get("last_seen")?),
-                    },
-                    InstanceClaims {
-                        deliveries: count("deliveries")?,
-                        processing: count("processing")?,
-                        replays: count("replays")?,
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(rows::instance).collect()
     }
 
     async fn record_changes(&self, bodies: &[String]) -> Result<(), Error> {

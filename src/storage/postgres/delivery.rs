@@ -215,38 +215,19 @@ impl DeliveryStore for PostgresStore {
         let (mut delivered, mut dead) = (0i64, 0i64);
         for result in &results {
             let claimed = &result.claimed;
-            let sent = i64::from(result.attempt.is_some());
-            let failed = result.attempt.as_ref().is_some_and(|a| !a.success);
-            let first_failed_at = match (claimed.first_failed_at, &result.attempt) {
-                (Some(first), _) => Some(first),
-                (None, Some(a)) if failed => Some(a.attempted_at),
-                _ => None,
-            };
-            let (state, next_attempt_at) = match &result.next {
-                NextStep::Delivered => ("delivered", now),
-                NextStep::RetryAt(at) => ("pending", *at),
-                NextStep::Dead { .. } => ("dead", now),
-                NextStep::Gone { .. } | NextStep::Cancelled => ("cancelled", now),
-            };
-            let last_error = match (&result.next, &result.attempt) {
-                (NextStep::Gone { reason }, _) => Some(reason.clone()),
-                (NextStep::Cancelled, None) => Some("cancelled: the subscription is disabled or deleted".to_owned()),
-                (_, Some(a)) => a.error.clone(),
-                (_, None) => None,
-            };
-            let last_status = result.attempt.as_ref().and_then(|a| a.status_code).map(i64::from);
+            let settled = result.settle(now);
             let still_ours = sqlx::query(
                 "UPDATE deliveries SET state = $1, attempts = attempts + $2, round_attempts = round_attempts + $2, \
                  next_attempt_at = $3, claimed_until = NULL, claimed_by = NULL, last_status_code = $4, \
                  last_error = $5, first_failed_at = $6, updated_at = $7 \
                  WHERE delivery_id = $8 AND state = 'in_flight' AND claimed_by = $9",
             )
-            .bind(state)
-            .bind(sent)
-            .bind(next_attempt_at.as_micros())
-            .bind(last_status)
-            .bind(&last_error)
-            .bind(first_failed_at.map(Timestamp::as_micros))
+            .bind(settled.state)
+            .bind(settled.sent)
+            .bind(settled.next_attempt_at.as_micros())
+            .bind(settled.last_status)
+            .bind(&settled.last_error)
+            .bind(settled.first_failed_at.map(Timestamp::as_micros))
             .bind(now.as_micros())
             .bind(claimed.delivery_id.0)
             .bind(&self.instance_id)
@@ -262,23 +243,7 @@ impl DeliveryStore for PostgresStore {
                 NextStep::Delivered => delivered += 1,
                 NextStep::Dead { event_type } => {
                     dead += 1;
-                    let attempted_at = result.attempt.as_ref().map_or(now, |a| a.attempted_at);
-                    let entry = DeadLetter {
-                        dlq_id: DlqId::new_v7(),
-                        kind: DeadLetterKind::Delivery,
-                        event_id: claimed.event_id,
-                        event_type: event_type.clone(),
-                        subscription_id: Some(claimed.subscription_id),
-                        processor_id: None,
-                        delivery_id: Some(claimed.delivery_id),
-                        attempts: claimed.attempts + u32::from(result.attempt.is_some()),
-                        last_status_code: result.attempt.as_ref().and_then(|a| a.status_code),
-                        last_error,
-                        first_failed_at: first_failed_at.unwrap_or(attempted_at),
-                        last_failed_at: attempted_at,
-                        created_at: now,
-                        attempt_history: None,
-                    };
+                    let entry = settled.dead_letter(event_type, now);
                     insert_dead_letter(&mut tx, &entry).await?;
                     dead_letters.push(entry);
                 }

@@ -9,10 +9,9 @@ use sqlx::{Acquire, PgConnection, Postgres, QueryBuilder, Row};
 
 use super::PostgresStore;
 use super::shared::{ROWS_PER_INSERT, insert_dead_letter, results_of};
-use crate::domain::{
-    DeadLetter, DeadLetterKind, DlqId, Event, EventId, EventStatus, ProcessingResult, Processor, ProcessorId, Timestamp,
-};
+use crate::domain::{DeadLetter, Event, EventId, EventStatus, ProcessingResult, Processor, ProcessorId, Timestamp};
 use crate::storage::rows::{self, EVENT_COLUMNS, PROCESSOR_COLUMNS, json_text};
+use crate::storage::settle;
 use crate::storage::{Claim, ClaimedEvent, Completed, Error, ProcessingNext, ProcessingOutcome, ProcessingStore};
 
 #[async_trait]
@@ -252,22 +251,7 @@ impl PostgresStore {
         .bind(outcome.seq)
         .fetch_one(&mut *conn)
         .await?;
-        let entry = DeadLetter {
-            dlq_id: DlqId::new_v7(),
-            kind: DeadLetterKind::Processing,
-            event_id: outcome.event_id,
-            event_type: outcome.event_type.clone(),
-            subscription_id: None,
-            processor_id: Some(processor_id),
-            delivery_id: None,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            last_status_code: None,
-            last_error: Some(error.to_owned()),
-            first_failed_at: first_failed.map_or(now, Timestamp::from_micros),
-            last_failed_at: now,
-            created_at: now,
-            attempt_history: None,
-        };
+        let entry = settle::failed_event(outcome, error, processor_id, attempts, first_failed, now);
         insert_dead_letter(conn, &entry).await?;
         Ok(Some(entry))
     }

@@ -203,38 +203,19 @@ impl DeliveryStore for SqliteStore {
         let (mut delivered, mut dead) = (0i64, 0i64);
         for result in &results {
             let claimed = &result.claimed;
-            let sent = i64::from(result.attempt.is_some());
-            let failed = result.attempt.as_ref().is_some_and(|a| !a.success);
-            let first_failed_at = match (claimed.first_failed_at, &result.attempt) {
-                (Some(first), _) => Some(first),
-                (None, Some(a)) if failed => Some(a.attempted_at),
-                _ => None,
-            };
-            let (state, next_attempt_at) = match &result.next {
-                NextStep::Delivered => ("delivered", now),
-                NextStep::RetryAt(at) => ("pending", *at),
-                NextStep::Dead { .. } => ("dead", now),
-                NextStep::Gone { .. } | NextStep::Cancelled => ("cancelled", now),
-            };
-            let last_error = match (&result.next, &result.attempt) {
-                (NextStep::Gone { reason }, _) => Some(reason.clone()),
-                (NextStep::Cancelled, None) => Some("cancelled: the subscription is disabled or deleted".to_owned()),
-                (_, Some(a)) => a.error.clone(),
-                (_, None) => None,
-            };
-            let last_status = result.attempt.as_ref().and_then(|a| a.status_code).map(i64::from);
+            let settled = result.settle(now);
             let still_ours = sqlx::query(
                 "UPDATE deliveries SET state = ?, attempts = attempts + ?, round_attempts = round_attempts + ?, \
                  next_attempt_at = ?, claimed_until = NULL, claimed_by = NULL, last_status_code = ?, last_error = ?, \
                  first_failed_at = ?, updated_at = ? WHERE delivery_id = ? AND state = 'in_flight' AND claimed_by = ?",
             )
-            .bind(state)
-            .bind(sent)
-            .bind(sent)
-            .bind(next_attempt_at.as_micros())
-            .bind(last_status)
-            .bind(&last_error)
-            .bind(first_failed_at.map(Timestamp::as_micros))
+            .bind(settled.state)
+            .bind(settled.sent)
+            .bind(settled.sent)
+            .bind(settled.next_attempt_at.as_micros())
+            .bind(settled.last_status)
+            .bind(&settled.last_error)
+            .bind(settled.first_failed_at.map(Timestamp::as_micros))
             .bind(now.as_micros())
             .bind(claimed.delivery_id.0)
             .bind(&self.instance_id)
@@ -250,23 +231,7 @@ impl DeliveryStore for SqliteStore {
                 NextStep::Delivered => delivered += 1,
                 NextStep::Dead { event_type } => {
                     dead += 1;
-                    let attempted_at = result.attempt.as_ref().map_or(now, |a| a.attempted_at);
-                    let entry = DeadLetter {
-                        dlq_id: DlqId::new_v7(),
-                        kind: DeadLetterKind::Delivery,
-                        event_id: claimed.event_id,
-                        event_type: event_type.clone(),
-                        subscription_id: Some(claimed.subscription_id),
-                        processor_id: None,
-                        delivery_id: Some(claimed.delivery_id),
-                        attempts: claimed.attempts + u32::from(result.attempt.is_some()),
-                        last_status_code: result.attempt.as_ref().and_then(|a| a.status_code),
-                        last_error,
-                        first_failed_at: first_failed_at.unwrap_or(attempted_at),
-                        last_failed_at: attempted_at,
-                        created_at: now,
-                        attempt_history: None,
-                    };
+                    let entry = settled.dead_letter(event_type, now);
                     insert_dead_letter(&mut tx, &entry).await?;
                     dead_letters.push(entry);
                 }
