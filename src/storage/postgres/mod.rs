@@ -8,7 +8,6 @@
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 mod cluster;
@@ -55,10 +54,6 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            // A transaction dropped on an error is rolled back by a message sqlx queues on its
-            // connection; the ping sends it now, so no connection waits in the pool holding locks
-            // (the append lock among them) until it is next used.
-            .after_release(|conn, _| Box::pin(async move { conn.ping().await.map(|()| true) }))
             .connect_with(connect)
             .await
             .map_err(|e| Error::Open {

@@ -103,8 +103,7 @@ impl ProcessingStore for PostgresStore {
             None => Vec::new(),
         };
         if outcomes.is_empty() && claimed.is_empty() {
-            // Nothing changed. Rolled back here, not on drop: a connection must never go back to the
-            // pool inside a transaction (it would hold its locks until reused).
+            // Nothing changed: rolled back now rather than when the pool takes the connection back.
             tx.rollback().await?;
             return Ok(Completed::default());
         }
