@@ -282,13 +282,17 @@ impl SseReader {
         }
     }
 
-    /// Collects `n` events' seqs (from their ids), failing if they do not arrive in time.
+    /// Collects `n` events' seqs (from their ids), failing if they do not arrive in time. Status, dlq
+    /// and replay frames in between carry no seq and are skipped.
     pub async fn seqs(&mut self, n: usize, wait: Duration) -> Vec<i64> {
         let mut seqs = Vec::with_capacity(n);
         while seqs.len() < n {
             let Some(frame) = self.next_event(wait).await else {
                 panic!("only {} of {n} events arrived: {seqs:?}", seqs.len());
             };
+            if frame.event.as_deref() != Some("event") {
+                continue;
+            }
             seqs.push(frame.id.expect("event id").parse().expect("numeric id"));
         }
         seqs
