@@ -180,6 +180,13 @@ pub struct BenchArgs {
     /// Database for the store scenario (default: a temporary file).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// The store scenario on this store instead: a `postgres://` URL runs it in a fresh schema of
+    /// that database, beside a baseline of plain multi-row INSERTs of the same rows.
+    #[arg(long, value_name = "URL")]
+    pub storage_url: Option<String>,
+    /// How long the bench's webhook sink waits before it answers (delivery), in milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub sink_delay_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -25,7 +25,7 @@ use crate::cli::{BenchArgs, Scenario};
 use eventdeck::domain::{EventCategory, EventSource, NewEvent, Timestamp};
 use eventdeck::engine::{Engine, EngineOptions};
 use eventdeck::service::EventService;
-use eventdeck::storage::{self, StoreOptions};
+use eventdeck::storage::{self, PostgresStore, ScratchSchema, StoreOptions};
 
 const TYPES: &[(&str, EventCategory)] = &[
     ("user.registered", EventCategory::UserLifecycle),
@@ -150,13 +150,17 @@ struct Report {
 }
 
 impl Report {
+    fn rate(&self) -> f64 {
+        self.items as f64 / self.elapsed.as_secs_f64()
+    }
+
     fn print(mut self, what: &str, unit: &str) {
         self.latencies.sort_unstable();
         let pct = |p: f64| {
             let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len().max(1)) - 1;
             self.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
         };
-        let rate = self.items as f64 / self.elapsed.as_secs_f64();
+        let rate = self.rate();
         println!(
             "{what}: {} {unit} in {:.2} s = {rate:.0} {unit}/s; {} requests, latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
             self.items,
@@ -227,16 +231,52 @@ async fn ingest_in_process(
 }
 
 async fn ingest_store(args: &BenchArgs) -> anyhow::Result<()> {
+    let label = format!("(batch {}, concurrency {})", args.batch, args.concurrency);
+    if let Some(url) = args.storage_url.as_deref().filter(|url| url.starts_with("postgres")) {
+        return ingest_postgres(args, url, &label).await;
+    }
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let path = args.db.clone().unwrap_or_else(|| dir.path().join("bench.db"));
-    let store = storage::connect(&format!("sqlite://{}", path.display()), &StoreOptions::default()).await?;
+    let url = args.storage_url.clone().unwrap_or_else(|| format!("sqlite://{}", path.display()));
+    let store = storage::connect(&url, &StoreOptions::default()).await?;
     let engine = Engine::start(store, EngineOptions::default()).await?;
     let report = ingest_in_process(&engine, args.events, args.batch, args.concurrency, 0).await?;
     engine.shutdown().await;
-    report.print(
-        &format!("ingest through the store, no HTTP (batch {}, concurrency {})", args.batch, args.concurrency),
-        "events",
-    );
+    report.print(&format!("ingest through the store, no HTTP {label}"), "events");
+    Ok(())
+}
+
+/// On PostgreSQL, each in a fresh schema of the database `url` names: the engine's appends, then the
+/// same rows by plain multi-row INSERTs (no commit-order lock, no checks, no counters), the ceiling
+/// appends are compared with.
+async fn ingest_postgres(args: &BenchArgs, url: &str, label: &str) -> anyhow::Result<()> {
+    let options = StoreOptions { max_connections: args.concurrency.clamp(4, 64) as u32, ..StoreOptions::default() };
+    let engine_rate = {
+        let schema = ScratchSchema::create_in(url).await?;
+        let store = storage::connect(&schema.url(), &options).await?;
+        let engine = Engine::start(store, EngineOptions::default()).await?;
+        let report = ingest_in_process(&engine, args.events, args.batch, args.concurrency, 0).await?;
+        engine.shutdown().await;
+        let rate = report.rate();
+        report.print(&format!("ingest through the store on PostgreSQL, no HTTP {label}"), "events");
+        rate
+    };
+    let schema = ScratchSchema::create_in(url).await?;
+    let store = Arc::new(PostgresStore::open(&schema.url(), &options).await?);
+    let next_seq = Arc::new(AtomicU64::new(1));
+    let report = drive(args.events, args.batch, args.concurrency, 0, move |seed, n| {
+        let (store, next_seq) = (store.clone(), next_seq.clone());
+        async move {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let first = next_seq.fetch_add(n, Ordering::Relaxed) as i64;
+            store.insert_without_checks((0..n).map(|_| synthetic_new(&mut rng)).collect(), first).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let baseline_rate = report.rate();
+    report.print(&format!("baseline: plain multi-row INSERTs of the same rows {label}"), "events");
+    println!("appends reach {:.0} % of the baseline", 100.0 * engine_rate / baseline_rate);
     Ok(())
 }
 
@@ -300,12 +340,14 @@ async fn deliveries(args: &BenchArgs) -> anyhow::Result<()> {
     send(api.get("/health")).await.with_context(|| format!("no eventdeck server at {}", api.base()))?;
     let log = Arc::new(std::sync::Mutex::new(SinkLog::default()));
     let sink_log = log.clone();
+    let delay = Duration::from_millis(args.sink_delay_ms);
     let sink = axum::Router::new().route(
         "/hook",
         post(move |body: axum::body::Bytes| {
             let log = sink_log.clone();
             async move {
                 let arrived = Utc::now();
+                tokio::time::sleep(delay).await;
                 let created = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|b| b["event"]["created_at"].as_str().and_then(|t| Timestamp::parse(t).ok()));

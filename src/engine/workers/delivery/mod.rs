@@ -223,7 +223,8 @@ impl DeliveryWorker {
     }
 
     /// Queues deliveries for the next page of the log and moves the cursor past it; returns the cursor,
-    /// whether more log follows, and the subscriptions something was queued for (as pending).
+    /// whether more log follows, and the subscriptions something was queued for (as pending), here or,
+    /// when another instance moved the cursor first, there.
     ///
     /// A subscription receives only events after its `start_seq`, so the log before the oldest enabled
     /// subscription's start is skipped unread (with no subscription, nothing is read). The cursor moves
@@ -280,9 +281,11 @@ impl DeliveryWorker {
         let step = CursorMove { name: DELIVERY_CURSOR, from: cursor, to: last };
         if !self.store.enqueue_deliveries(deliveries.clone(), Some(step)).await? {
             // Moved on under us: read where it is, and the subscriptions as of then, and go again.
+            // Another instance queued these events' deliveries, mostly as pending: every lane looks for
+            // them now rather than at its next poll.
             let now = self.store.cursor(DELIVERY_CURSOR).await?;
             self.subscriptions.reload(self.store.as_ref()).await?;
-            return Ok((now, true, HashSet::new()));
+            return Ok((now, true, subscriptions.iter().map(|s| s.subscription_id).collect()));
         }
         if !claimed_now.is_empty() {
             let mut cache = cache;
