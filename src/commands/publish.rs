@@ -180,7 +180,10 @@ impl Publisher {
         }
         self.progress.clear();
         let Counts { published, duplicates, failed, not_sent } = self.counts;
-        eprintln!("{}", json!({"published": published, "duplicates": duplicates, "failed": failed, "not_sent": not_sent}));
+        eprintln!(
+            "{}",
+            json!({"published": published, "duplicates": duplicates, "failed": failed, "not_sent": not_sent})
+        );
         if let Some(reason) = stopped {
             let kept = match &spool {
                 Some(spool) => format!(
@@ -191,7 +194,8 @@ impl Publisher {
                 ),
                 None => String::new(),
             };
-            let unread = if read_up_to > 0 { format!("; stdin was not read past line {read_up_to}") } else { String::new() };
+            let unread =
+                if read_up_to > 0 { format!("; stdin was not read past line {read_up_to}") } else { String::new() };
             if let Some(spool) = spool {
                 spool.close()?;
             }

@@ -63,7 +63,10 @@ impl Spool {
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                bail!("the spool {} is in use by another publisher: give each publisher its own --spool", path.display())
+                bail!(
+                    "the spool {} is in use by another publisher: give each publisher its own --spool",
+                    path.display()
+                )
             }
             Err(TryLockError::Error(error)) => {
                 return Err(error).with_context(|| format!("cannot lock {}", lock_path.display()));
@@ -175,7 +178,9 @@ fn rewrite(path: &Path, pending: &[Entry]) -> anyhow::Result<u64> {
     }
     let mut file =
         File::create(&temporary).with_context(|| format!("cannot write the spool {}", temporary.display()))?;
-    file.write_all(&bytes).and_then(|()| file.sync_all()).with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
     std::fs::rename(&temporary, path).with_context(|| format!("cannot replace the spool {}", path.display()))?;
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     File::open(folder).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", folder.display()))?;
