@@ -297,3 +297,20 @@ async fn a_publisher_killed_before_hearing_the_answer_resends_and_nothing_is_sto
     assert_eq!(stored(&server, "pub.kill").await, (0..6).collect::<Vec<_>>(), "nothing stored twice");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_the_server_refuses_is_not_retried_and_its_lines_are_named() {
+    // The proxy passes no API key on, so the server refuses every request with 401.
+    let server = TestServer::with_config(|config| config.auth.api_keys = vec!["secret-key".into()]).await;
+    let proxy = Proxy::start(server.url("")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = publish(dir.path(), &proxy.base, &["--batch", "2", "--retries", "5", "--backoff-ms", "5000"]);
+    let output = finish(child, &lines("pub.refused", 0..3)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(proxy.requests().iter().map(|r| r.2).collect::<Vec<_>>(), [401], "a 401 is not retried");
+    assert!(stderr.contains("line 1: not sent: 401") && stderr.contains("line 2: not sent: 401"), "{stderr}");
+    assert!(stderr.contains("stdin was not read past line 2"), "{stderr}");
+    assert_eq!(summary(&output)["not_sent"], 2, "{stderr}");
+    server.stop().await;
+}
