@@ -102,6 +102,20 @@ pub struct PublishArgs {
     /// Events per request when reading stdin.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch: u32,
+    /// Send a batch that is not full once its first line has waited this many milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub flush_ms: u64,
+    /// Retries of a batch the server did not take (no answer, a timeout, 5xx, 429) before the
+    /// publisher gives up; a line the server refuses (4xx) is reported, never retried.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: u32,
+    /// Wait before the first retry, in milliseconds; doubled for each retry after it, up to 30 s.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub backoff_ms: u64,
+    /// File keeping every line read until the server has acknowledged it: a publisher that stops
+    /// (crash, kill, server down) sends what it holds first when started again with the same file.
+    #[arg(long, value_name = "FILE")]
+    pub spool: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

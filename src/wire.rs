@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::domain::cdc;
 use crate::domain::delivery::{DlqGroupKey, DlqGroupQuery, DlqQuery, DlqSelector};
 use crate::domain::event::{MAX_NAME_LEN, validate_event_type, validate_stream_id};
 use crate::domain::replay::ReplaySelection;
@@ -67,14 +68,17 @@ impl EventCreate {
         if let Some(stream_id) = &self.stream_id {
             validate_stream_id("stream_id", stream_id)?;
         }
-        match (self.expected_version, &self.stream_id) {
+        event.stream_id = self.stream_id;
+        // A change event without a stream_id is put on its document's stream, which expected_version
+        // then refers to.
+        cdc::prepare(&mut event, "data")?;
+        match (self.expected_version, &event.stream_id) {
             (Some(v), _) if v < 0 => return Err(FieldError::new("expected_version", "must be 0 or more")),
             (Some(_), None) => {
                 return Err(FieldError::new("expected_version", "needs a stream_id: it is the version of that stream"));
             }
             _ => {}
         }
-        event.stream_id = self.stream_id;
         event.expected_version = self.expected_version;
         Ok(event)
     }
@@ -125,6 +129,7 @@ impl FrontendEvent {
         if let Some(session) = self.session_id {
             event.context.insert("session_id".into(), Value::String(session));
         }
+        cdc::prepare(&mut event, "properties")?;
         Ok(event)
     }
 }

@@ -1,5 +1,6 @@
 //! Projections: the state of an entity, folded from its stream's `data` as JSON Merge Patch (RFC 7396).
-//! An event whose type ends in `.deleted` sets the state to null.
+//! An event whose type ends in `.deleted` sets the state to null. A change event (see [`super::cdc`])
+//! sets the state to its document instead: replaced whole, not merged, and null after a delete.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -64,15 +65,17 @@ fn merge_object(target: &mut Value, patch: &Map<String, Value>) {
     }
 }
 
-/// Folds one event into `state`: its `data` is the merge patch. A deleted entity that gets a new
-/// event starts again from an empty object.
+/// Folds one event into `state`: its `data` is the merge patch (a change event's document replaces the
+/// state). A deleted entity that gets a new event starts again from an empty object.
 pub fn apply(state: &mut Value, event: &Event) {
     apply_change(state, &event.event_type, &event.data);
 }
 
 /// [`apply`] for an event read as just its type and data.
 pub fn apply_change(state: &mut Value, event_type: &str, data: &Map<String, Value>) {
-    if event_type.ends_with(".deleted") {
+    if let Some(document) = super::cdc::document_change(event_type, data) {
+        state.clone_from(document);
+    } else if event_type.ends_with(".deleted") {
         *state = Value::Null;
     } else {
         merge_object(state, data);

@@ -99,6 +99,8 @@ pub fn to_new_event(message: Value) -> Result<NewEvent, FieldError> {
         },
     };
     event.context = context;
+    // A track event named like `users.update` is a change event, checked as one.
+    crate::domain::cdc::prepare(&mut event, "properties")?;
     Ok(event)
 }
 

@@ -5,6 +5,7 @@ mod sink;
 mod support;
 
 mod auth;
+mod cdc;
 mod console;
 mod cross_site;
 mod delivery;
@@ -17,6 +18,7 @@ mod process;
 mod processing;
 mod processors_api;
 mod projections;
+mod publish;
 mod query;
 mod remote;
 mod tui_e2e;
