@@ -642,7 +642,9 @@ pub fn dlq_group_query<'a>(
                 query.kind = Some(match value {
                     "delivery" => DeadLetterKind::Delivery,
                     "processing" => DeadLetterKind::Processing,
-                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing"])),
+                    "publication" => DeadLetterKind::Publication,
+                    "ingest" => DeadLetterKind::Ingest,
+                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing", "publication", "ingest"])),
                 });
             }
             "buckets" => {
@@ -684,7 +686,9 @@ pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
                 query.kind = Some(match value {
                     "delivery" => DeadLetterKind::Delivery,
                     "processing" => DeadLetterKind::Processing,
-                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing"])),
+                    "publication" => DeadLetterKind::Publication,
+                    "ingest" => DeadLetterKind::Ingest,
+                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing", "publication", "ingest"])),
                 });
             }
             "subscription_id" => query.subscription_id = Some(SubscriptionId(uuid()?)),

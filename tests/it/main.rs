@@ -12,6 +12,7 @@ mod faults;
 mod ingest;
 mod instances;
 mod live;
+mod nats;
 mod ops;
 mod process;
 mod processing;
