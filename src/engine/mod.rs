@@ -258,6 +258,7 @@ impl Engine {
                 bus: bus.subscribe(),
                 notices: to_publish,
                 lease: options.lease,
+                stalled: Default::default(),
             };
             workers.push(tokio::spawn(publisher.run(shutdown.child_token())));
         }

@@ -267,3 +267,47 @@ async fn a_stream_of_that_name_with_other_subjects_is_reported_and_left_alone() 
     assert_eq!(existing.info().await.unwrap().config.subjects, vec![format!("{}other.>", stream.prefix)]);
     stream.delete().await;
 }
+
+/// Two instances on one PostgreSQL schema publish each stored event once between them: a plain NATS
+/// subscriber (which, unlike the stream, sees repeats) counts every message.
+#[tokio::test]
+async fn two_instances_publish_each_event_once_between_them() {
+    let Some(url) = nats_url("two_instances_publish_each_event_once_between_them") else { return };
+    if std::env::var(eventdeck::storage::ScratchSchema::VARIABLE).is_err() {
+        println!("SKIPPED two_instances_publish_each_event_once_between_them: {} is not set", eventdeck::storage::ScratchSchema::VARIABLE);
+        return;
+    }
+    crate::support::BACKEND
+        .scope(crate::support::Backend::Postgres, async {
+            let stream = Stream::new(&url).await;
+            let client = async_nats::connect(&url).await.unwrap();
+            let mut seen = client.subscribe(format!("{}.event.stored.>", stream.prefix)).await.unwrap();
+            client.flush().await.unwrap();
+            let a = TestServer::with_config(|config| stream.configure(config)).await;
+            let b = a.beside(|config| stream.configure(config)).await;
+            connected(&a).await;
+            connected(&b).await;
+            let mut ids = HashSet::new();
+            for n in 0..20 {
+                let server = if n % 2 == 0 { &a } else { &b };
+                ids.insert(server.create(json!({"event_type": "order.created", "data": {"n": n}})).await["event_id"].clone());
+            }
+            let mut received = Vec::new();
+            while received.len() < 20 {
+                let message = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut seen))
+                    .await
+                    .expect("every event published")
+                    .unwrap();
+                received.push(serde_json::from_slice::<Value>(&message.payload).unwrap()["event_id"].clone());
+            }
+            // Nothing more comes: no instance published what the other did.
+            let extra = tokio::time::timeout(Duration::from_millis(700), futures::StreamExt::next(&mut seen)).await;
+            assert!(extra.is_err(), "an event was published twice: {extra:?}");
+            assert_eq!(received.into_iter().collect::<HashSet<_>>(), ids);
+            assert_eq!(stream.count().await, 20);
+            b.stop().await;
+            a.stop().await;
+            stream.delete().await;
+        })
+        .await;
+}

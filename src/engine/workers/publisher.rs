@@ -17,6 +17,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -65,6 +66,9 @@ pub struct Publisher {
     pub notices: mpsc::Receiver<Notice>,
     /// How long the cursor claim lasts without renewal.
     pub lease: Duration,
+    /// Set when a publication went unanswered: the stream is looked up (and made) again before the
+    /// next round, in case it was deleted under us.
+    pub stalled: AtomicBool,
 }
 
 /// One message to publish.
@@ -138,6 +142,10 @@ impl Publisher {
             }
             self.publish_events(&mut held).await;
             self.publish_notices(&mut pending, &mut replays_seen).await;
+            if self.stalled.swap(false, Ordering::Relaxed) {
+                ready = false;
+                next_setup = Instant::now() + SETUP_RETRY;
+            }
         }
         if held.is_some()
             && let Err(error) = self.store.release_publication(EVENTS_PUBLICATION, self.store.instance_id()).await
@@ -233,7 +241,10 @@ impl Publisher {
                     Ok(()) => false,
                     Err(PublishError::Refused(reason)) => !self.refused(event, &reason).await,
                     Err(PublishError::Unavailable(reason)) => {
-                        tracing::warn!("{reason}; publishing again once NATS answers");
+                        // Once per round: the rest of the page failed the same way.
+                        if !self.stalled.swap(true, Ordering::Relaxed) {
+                            tracing::warn!("{reason}; publishing again once NATS answers");
+                        }
                         true
                     }
                 };
