@@ -401,15 +401,17 @@ impl Config {
             replay_confirm_above: self.replay.confirm_above,
             lease: self.cluster.lease(),
             addr: self.server.addr.to_string(),
-            nats: Some(self.nats.url.trim()).filter(|url| !url.is_empty()).map(|url| crate::cluster::nats::NatsOptions {
-                url: url.to_owned(),
-                credentials_file: Some(self.nats.credentials_file.trim())
-                    .filter(|path| !path.is_empty())
-                    .map(PathBuf::from),
-                token: Some(self.nats.token.clone()).filter(|token| !token.is_empty()),
-                stream: self.nats.stream.clone(),
-                subject_prefix: self.nats.subject_prefix.clone(),
-                publish: self.nats.publish,
+            nats: Some(self.nats.url.trim()).filter(|url| !url.is_empty()).map(|url| {
+                crate::cluster::nats::NatsOptions {
+                    url: url.to_owned(),
+                    credentials_file: Some(self.nats.credentials_file.trim())
+                        .filter(|path| !path.is_empty())
+                        .map(PathBuf::from),
+                    token: Some(self.nats.token.clone()).filter(|token| !token.is_empty()),
+                    stream: self.nats.stream.clone(),
+                    subject_prefix: self.nats.subject_prefix.clone(),
+                    publish: self.nats.publish,
+                }
             }),
             snapshot_every: self.projections.snapshot_every,
         }

@@ -644,7 +644,13 @@ pub fn dlq_group_query<'a>(
                     "processing" => DeadLetterKind::Processing,
                     "publication" => DeadLetterKind::Publication,
                     "ingest" => DeadLetterKind::Ingest,
-                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing", "publication", "ingest"])),
+                    _ => {
+                        return Err(FieldError::one_of(
+                            key,
+                            value,
+                            &["delivery", "processing", "publication", "ingest"],
+                        ));
+                    }
                 });
             }
             "buckets" => {
@@ -688,7 +694,13 @@ pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
                     "processing" => DeadLetterKind::Processing,
                     "publication" => DeadLetterKind::Publication,
                     "ingest" => DeadLetterKind::Ingest,
-                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing", "publication", "ingest"])),
+                    _ => {
+                        return Err(FieldError::one_of(
+                            key,
+                            value,
+                            &["delivery", "processing", "publication", "ingest"],
+                        ));
+                    }
                 });
             }
             "subscription_id" => query.subscription_id = Some(SubscriptionId(uuid()?)),

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 
@@ -48,27 +48,23 @@ impl std::fmt::Debug for NatsOptions {
 
 /// Whether `name` can name a JetStream stream (no whitespace, `.`, `*`, `>`, path separators).
 pub fn valid_stream_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty() && name.len() <= 255 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Whether `prefix` is one or more literal subject tokens (`a` or `a.b`), so `<prefix>.>` is a subject.
 pub fn valid_subject_prefix(prefix: &str) -> bool {
     !prefix.is_empty()
-        && prefix.split('.').all(|token| {
-            !token.is_empty() && token.chars().all(|c| c.is_ascii_graphic() && c != '*' && c != '>')
-        })
+        && prefix
+            .split('.')
+            .all(|token| !token.is_empty() && token.chars().all(|c| c.is_ascii_graphic() && c != '*' && c != '>'))
 }
 
 /// A subject token made from free text (an event type, a category): NATS splits subjects at dots and
 /// treats `*` and `>` as wildcards, so those, and whitespace, become `_`. Dots are kept: `user.created`
 /// stays two tokens, which `eventdeck.event.stored.user.>` can match.
 pub fn subject_token(text: &str) -> String {
-    let token: String = text
-        .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '*' && c != '>' { c } else { '_' })
-        .collect();
+    let token: String =
+        text.chars().map(|c| if c.is_ascii_graphic() && c != '*' && c != '>' { c } else { '_' }).collect();
     let token = token.split('.').map(|part| if part.is_empty() { "_" } else { part }).collect::<Vec<_>>().join(".");
     if token.is_empty() { "_".to_owned() } else { token }
 }
@@ -108,7 +104,10 @@ impl Nats {
         let mut connect = async_nats::ConnectOptions::new().name("eventdeck").retry_on_initial_connect();
         if let Some(path) = &options.credentials_file {
             connect = connect.credentials_file(path).await.map_err(|e| {
-                format!("nats.credentials_file: cannot read {}: {e}: give the path of a NATS .creds file", path.display())
+                format!(
+                    "nats.credentials_file: cannot read {}: {e}: give the path of a NATS .creds file",
+                    path.display()
+                )
             })?;
         }
         if let Some(token) = &options.token {
@@ -147,9 +146,7 @@ impl Nats {
     }
 
     pub fn connected(&self) -> bool {
-        self.client
-            .as_ref()
-            .is_some_and(|client| client.connection_state() == async_nats::connection::State::Connected)
+        self.client.as_ref().is_some_and(|client| client.connection_state() == async_nats::connection::State::Connected)
     }
 
     /// The largest message the server takes; `None` before the first connection.

@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 
+use super::workers::publisher::Notice;
 use crate::domain::{DeadLetter, Event, EventFilter, ReplayProgress};
 pub use crate::service::DlqAction;
 use crate::service::{Error, Feed, FeedItem, StatusChange};
 use crate::storage::Store;
-use super::workers::publisher::Notice;
 
 /// Stored events read from the store per catch-up query.
 const CATCH_UP_PAGE: u32 = 500;

@@ -245,7 +245,12 @@ impl Engine {
             // what is stored while NATS is down is published once it is back.
             let now = Timestamp::now();
             if let Err(error) = store
-                .claim_publication(crate::storage::EVENTS_PUBLICATION, store.instance_id(), now, now.plus(options.lease))
+                .claim_publication(
+                    crate::storage::EVENTS_PUBLICATION,
+                    store.instance_id(),
+                    now,
+                    now.plus(options.lease),
+                )
                 .await
             {
                 tracing::warn!(%error, "cannot claim the publication cursor yet; the publisher keeps trying");

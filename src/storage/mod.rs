@@ -131,9 +131,8 @@ pub trait Store:
 {
 }
 
-impl<
-    T: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore + PublicationStore,
-> Store for T
+impl<T: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore + PublicationStore>
+    Store for T
 {
 }
 

@@ -113,7 +113,10 @@ async fn stored_events_outcomes_and_subscriptions_are_published_with_their_subje
     assert_eq!(health["nats"], "connected", "{health}");
 
     let (status, _) = server
-        .post("/api/v1/events/processors", &json!({"processor_name": "audit", "processor_type": "log", "filters": {"event_type": "order.*"}}))
+        .post(
+            "/api/v1/events/processors",
+            &json!({"processor_name": "audit", "processor_type": "log", "filters": {"event_type": "order.*"}}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     // The processing loop reads processors from its cache; give it the new one.
@@ -121,7 +124,10 @@ async fn stored_events_outcomes_and_subscriptions_are_published_with_their_subje
     let first = server.create(json!({"event_type": "order.created", "data": {"n": 1}})).await;
     let second = server.create(json!({"event_type": "user.signed-up:v2", "data": {"n": 2}})).await;
     let (status, subscription) = server
-        .post("/api/v1/events/subscriptions", &json!({"callback_url": "http://127.0.0.1:9/hook", "event_types": ["nothing.matches"]}))
+        .post(
+            "/api/v1/events/subscriptions",
+            &json!({"callback_url": "http://127.0.0.1:9/hook", "event_types": ["nothing.matches"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{subscription}");
 
@@ -274,7 +280,10 @@ async fn a_stream_of_that_name_with_other_subjects_is_reported_and_left_alone() 
 async fn two_instances_publish_each_event_once_between_them() {
     let Some(url) = nats_url("two_instances_publish_each_event_once_between_them") else { return };
     if std::env::var(eventdeck::storage::ScratchSchema::VARIABLE).is_err() {
-        println!("SKIPPED two_instances_publish_each_event_once_between_them: {} is not set", eventdeck::storage::ScratchSchema::VARIABLE);
+        println!(
+            "SKIPPED two_instances_publish_each_event_once_between_them: {} is not set",
+            eventdeck::storage::ScratchSchema::VARIABLE
+        );
         return;
     }
     crate::support::BACKEND
@@ -290,7 +299,9 @@ async fn two_instances_publish_each_event_once_between_them() {
             let mut ids = HashSet::new();
             for n in 0..20 {
                 let server = if n % 2 == 0 { &a } else { &b };
-                ids.insert(server.create(json!({"event_type": "order.created", "data": {"n": n}})).await["event_id"].clone());
+                ids.insert(
+                    server.create(json!({"event_type": "order.created", "data": {"n": n}})).await["event_id"].clone(),
+                );
             }
             let mut received = Vec::new();
             while received.len() < 20 {

@@ -159,7 +159,10 @@ impl TestServer {
 
     /// Stops cleanly, runs `between` with the store's URL while nothing holds the store, and starts
     /// again on it.
-    pub async fn restart_around<F: std::future::Future<Output = ()>>(mut self, between: impl FnOnce(String) -> F) -> Self {
+    pub async fn restart_around<F: std::future::Future<Output = ()>>(
+        mut self,
+        between: impl FnOnce(String) -> F,
+    ) -> Self {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("server");

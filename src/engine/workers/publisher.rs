@@ -29,7 +29,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::nats::{Nats, PublishError, subject_token};
-use crate::domain::{DeadLetter, DeadLetterKind, DlqId, Event, EventFilter, EventId, EventStatus, Subscription, Timestamp};
+use crate::domain::{
+    DeadLetter, DeadLetterKind, DlqId, Event, EventFilter, EventId, EventStatus, Subscription, Timestamp,
+};
 use crate::engine::bus::{DlqAction, EngineEvent};
 use crate::storage::{EVENTS_PUBLICATION, Store};
 
@@ -71,6 +73,9 @@ pub struct Publisher {
     pub stalled: AtomicBool,
 }
 
+/// What became of one message: the event it is about (if any), and whether the server took it.
+type Outcome = (Option<(EventId, String)>, Result<(), PublishError>);
+
 /// One message to publish.
 struct Message {
     subject: String,
@@ -107,12 +112,7 @@ impl Publisher {
                 queue(&mut pending, notice);
             }
             // One round publishes every event stored so far: the wake-ups queued behind this one are spent.
-            loop {
-                match self.bus.try_recv() {
-                    Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-                    Err(_) => break,
-                }
-            }
+            while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = self.bus.try_recv() {}
             // Let a burst gather: the next round takes it as one page.
             let since = last_round.elapsed();
             if since < SETTLE {
@@ -225,7 +225,7 @@ impl Publisher {
     /// each is done (acknowledged, or refused for good and recorded as a dead letter).
     async fn publish_all(&self, messages: Vec<Message>) -> Vec<bool> {
         let nats = &self.nats;
-        let outcomes: Vec<(Option<(EventId, String)>, Result<(), PublishError>)> = futures::stream::iter(messages)
+        let outcomes: Vec<Outcome> = futures::stream::iter(messages)
             .map(|message| async move {
                 let result = nats.publish_acked(message.subject, &message.msg_id, message.payload).await;
                 (message.event, result)
@@ -284,7 +284,11 @@ impl Publisher {
     }
 
     /// Publishes what this instance did, oldest first, until NATS stops answering.
-    async fn publish_notices(&self, pending: &mut VecDeque<Notice>, replays_seen: &mut HashSet<crate::domain::ReplayId>) {
+    async fn publish_notices(
+        &self,
+        pending: &mut VecDeque<Notice>,
+        replays_seen: &mut HashSet<crate::domain::ReplayId>,
+    ) {
         while let Some(notice) = pending.front() {
             let message = match self.notice(notice, replays_seen).await {
                 Ok(Some(message)) => message,

@@ -33,7 +33,11 @@ pub(super) async fn a_publication_cursor_starts_at_the_newest_seq_and_is_held_by
 
     // Released, it is free at once; cursors of other names are apart.
     store.release_publication(EVENTS_PUBLICATION, "a").await.unwrap();
-    assert_eq!(store.claim_publication(EVENTS_PUBLICATION, "a", later, lease).await.unwrap(), None, "a released nothing");
+    assert_eq!(
+        store.claim_publication(EVENTS_PUBLICATION, "a", later, lease).await.unwrap(),
+        None,
+        "a released nothing"
+    );
     store.release_publication(EVENTS_PUBLICATION, "b").await.unwrap();
     assert_eq!(store.claim_publication(EVENTS_PUBLICATION, "a", later, lease).await.unwrap(), Some(more[1].seq));
     assert_eq!(store.claim_publication("other", "b", later, lease).await.unwrap(), Some(more[1].seq));
