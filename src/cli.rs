@@ -142,6 +142,10 @@ pub enum Scenario {
     /// Single-event POSTs to one in-process engine served with and without the request-id, request
     /// span and HTTP metrics layers, in alternating rounds; reports both rates and the overhead.
     IngestOverhead,
+    /// Batch ingest into two in-process SQLite engines, one publishing to NATS JetStream
+    /// (`EVENTDECK_NATS__URL`, default nats://127.0.0.1:4222) and one without NATS, in alternating
+    /// rounds; reports both rates and their ratio.
+    Publications,
     /// The same rows through the engine's writer and the store in this process, no HTTP.
     Store,
     /// History queries by type pattern and a one-day window on a running server.

@@ -152,11 +152,35 @@ pub struct ConsoleConfig {
     pub live_buffer: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Empty: no NATS.
     pub url: String,
+    /// A `.creds` file (JWT and NKey seed) to authenticate with; empty: none.
+    pub credentials_file: String,
+    /// A token to authenticate with; empty: none.
+    pub token: String,
+    /// The JetStream stream lifecycle publications go to (created when missing).
+    pub stream: String,
+    /// First token of every subject eventdeck publishes on; the stream takes `<prefix>.>`.
+    pub subject_prefix: String,
+    /// Whether stored events and other lifecycle changes are published (when `url` is set).
+    pub publish: bool,
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = if self.token.is_empty() { "" } else { "[redacted]" };
+        f.debug_struct("NatsConfig")
+            .field("url", &self.url)
+            .field("credentials_file", &self.credentials_file)
+            .field("token", &token)
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("publish", &self.publish)
+            .finish()
+    }
 }
 
 /// `POST /webhooks/rudderstack`.
@@ -296,6 +320,16 @@ impl Config {
             "nats.url",
             "must be empty (no NATS) or a nats:// URL, e.g. nats://127.0.0.1:4222",
         )?;
+        check(
+            crate::cluster::nats::valid_stream_name(&self.nats.stream),
+            "nats.stream",
+            "must be a JetStream stream name: letters, digits, - and _ (no spaces, dots, * or >), e.g. EVENTDECK",
+        )?;
+        check(
+            crate::cluster::nats::valid_subject_prefix(&self.nats.subject_prefix),
+            "nats.subject_prefix",
+            "must be one or more subject tokens separated by dots, without spaces, * or >, e.g. eventdeck",
+        )?;
         let processing = &self.processing;
         check((1..=10_000).contains(&processing.batch_size), "processing.batch_size", "must be between 1 and 10000")?;
         check(
@@ -367,7 +401,18 @@ impl Config {
             replay_confirm_above: self.replay.confirm_above,
             lease: self.cluster.lease(),
             addr: self.server.addr.to_string(),
-            nats_url: Some(self.nats.url.trim()).filter(|url| !url.is_empty()).map(str::to_owned),
+            nats: Some(self.nats.url.trim()).filter(|url| !url.is_empty()).map(|url| {
+                crate::cluster::nats::NatsOptions {
+                    url: url.to_owned(),
+                    credentials_file: Some(self.nats.credentials_file.trim())
+                        .filter(|path| !path.is_empty())
+                        .map(PathBuf::from),
+                    token: Some(self.nats.token.clone()).filter(|token| !token.is_empty()),
+                    stream: self.nats.stream.clone(),
+                    subject_prefix: self.nats.subject_prefix.clone(),
+                    publish: self.nats.publish,
+                }
+            }),
             snapshot_every: self.projections.snapshot_every,
         }
     }

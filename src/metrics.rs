@@ -317,10 +317,7 @@ impl Metrics {
         for (kind, count) in
             [(DeadLetterKind::Delivery, gauges.dlq_delivery), (DeadLetterKind::Processing, gauges.dlq_processing)]
         {
-            let kind = match kind {
-                DeadLetterKind::Delivery => "delivery",
-                DeadLetterKind::Processing => "processing",
-            };
+            let kind = kind.as_str();
             self.dlq_entries.get_or_create(&KindLabels { kind }).set(count);
         }
         self.nats_connected.set(i64::from(gauges.nats_connected));

@@ -647,7 +647,15 @@ pub fn dlq_group_query<'a>(
                 query.kind = Some(match value {
                     "delivery" => DeadLetterKind::Delivery,
                     "processing" => DeadLetterKind::Processing,
-                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing"])),
+                    "publication" => DeadLetterKind::Publication,
+                    "ingest" => DeadLetterKind::Ingest,
+                    _ => {
+                        return Err(FieldError::one_of(
+                            key,
+                            value,
+                            &["delivery", "processing", "publication", "ingest"],
+                        ));
+                    }
                 });
             }
             "buckets" => {
@@ -689,7 +697,15 @@ pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
                 query.kind = Some(match value {
                     "delivery" => DeadLetterKind::Delivery,
                     "processing" => DeadLetterKind::Processing,
-                    _ => return Err(FieldError::one_of(key, value, &["delivery", "processing"])),
+                    "publication" => DeadLetterKind::Publication,
+                    "ingest" => DeadLetterKind::Ingest,
+                    _ => {
+                        return Err(FieldError::one_of(
+                            key,
+                            value,
+                            &["delivery", "processing", "publication", "ingest"],
+                        ));
+                    }
                 });
             }
             "subscription_id" => query.subscription_id = Some(SubscriptionId(uuid()?)),

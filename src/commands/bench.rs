@@ -18,6 +18,7 @@ mod isolation;
 mod overhead;
 mod processing;
 mod projection;
+mod publications;
 mod replay;
 
 use super::client::{Api, send};
@@ -49,6 +50,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Ingest => ingest_http(&args).await,
         Scenario::IngestOverhead => overhead::run(&args).await,
+        Scenario::Publications => publications::run(&args).await,
         Scenario::Store => ingest_store(&args).await,
         Scenario::Query | Scenario::Stats => reads(&args).await,
         Scenario::Delivery => deliveries(&args).await,

@@ -40,6 +40,11 @@ pub struct DeliveryAttempt {
 pub enum DeadLetterKind {
     Delivery,
     Processing,
+    /// A lifecycle publication NATS refused for good (larger than the server's max_payload): skipped,
+    /// recorded here; retrying or discarding it only removes the entry.
+    Publication,
+    /// A frontend event taken from JetStream that could not be stored.
+    Ingest,
 }
 
 impl DeadLetterKind {
@@ -47,6 +52,8 @@ impl DeadLetterKind {
         match self {
             DeadLetterKind::Delivery => "delivery",
             DeadLetterKind::Processing => "processing",
+            DeadLetterKind::Publication => "publication",
+            DeadLetterKind::Ingest => "ingest",
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 
+use super::workers::publisher::Notice;
 use crate::domain::{DeadLetter, Event, EventFilter, ReplayProgress};
 pub use crate::service::DlqAction;
 use crate::service::{Error, Feed, FeedItem, StatusChange};
@@ -74,12 +75,18 @@ pub struct Bus {
     local: broadcast::Sender<EngineEvent>,
     /// To the change-log writer, when other instances share the store.
     outbox: Option<mpsc::Sender<String>>,
+    /// To the NATS publisher, when publications are on.
+    publisher: Option<mpsc::Sender<Notice>>,
 }
 
 impl Bus {
     /// A bus keeping `capacity` events for slow consumers; with `shared`, also the receiving end of the
     /// changes to write to the change log.
-    pub fn new(capacity: usize, shared: bool) -> (Self, Option<mpsc::Receiver<String>>) {
+    pub fn new(
+        capacity: usize,
+        shared: bool,
+        publisher: Option<mpsc::Sender<Notice>>,
+    ) -> (Self, Option<mpsc::Receiver<String>>) {
         let (local, _) = broadcast::channel(capacity.max(1));
         let (outbox, changes) = if shared {
             let (tx, rx) = mpsc::channel(OUTBOX);
@@ -87,7 +94,7 @@ impl Bus {
         } else {
             (None, None)
         };
-        (Self { local, outbox }, changes)
+        (Self { local, outbox, publisher }, changes)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
@@ -97,6 +104,9 @@ impl Bus {
     /// Announces something this instance did: to local consumers, and (status, dead-letter and replay
     /// changes) to the other instances sharing the store.
     pub fn publish(&self, event: EngineEvent) {
+        if !matches!(event, EngineEvent::Stored(_)) {
+            self.notify_publisher(Notice::Change(event.clone()));
+        }
         if let Some(outbox) = &self.outbox
             && let Some(change) = event.to_change()
             && outbox.try_send(change).is_err()
@@ -105,6 +115,15 @@ impl Bus {
         }
         // Nobody listening is fine: what happened is stored.
         let _ = self.local.send(event);
+    }
+
+    /// Hands the NATS publisher something this instance did (nothing when publications are off).
+    pub fn notify_publisher(&self, notice: Notice) {
+        if let Some(publisher) = &self.publisher
+            && publisher.try_send(notice).is_err()
+        {
+            tracing::warn!("NATS publications are behind; a change notice is not published (the store has it)");
+        }
     }
 
     /// Hands local consumers what the log follower read: stored events in seq order, and what other

@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 pub use bus::EngineEvent;
 
-use crate::cluster::nats::Nats;
+use crate::cluster::nats::{Nats, NatsOptions};
 use crate::delivery::WebhookClient;
 use crate::delivery::guard::check_callback_url;
 use crate::domain::delivery::{DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
@@ -79,8 +79,8 @@ pub struct EngineOptions {
     /// past its cached fold or snapshot.
     pub snapshot_every: u32,
     pub processing: ProcessingOptions,
-    /// NATS server for `nats` processors (`[nats] url`); `None`: no NATS.
-    pub nats_url: Option<String>,
+    /// NATS (`[nats]`): for `nats` processors and lifecycle publications; `None`: no NATS.
+    pub nats: Option<NatsOptions>,
     /// A replay selecting more events than this needs `confirm`.
     pub replay_confirm_above: u64,
     /// How long a claim (a delivery in flight, an event in processing, a running replay) outlives its
@@ -131,7 +131,7 @@ impl Default for EngineOptions {
             allow_private_networks: true,
             snapshot_every: 100,
             processing: ProcessingOptions::default(),
-            nats_url: None,
+            nats: None,
             replay_confirm_above: 10_000,
             lease: Duration::from_secs(30),
             addr: String::new(),
@@ -182,7 +182,19 @@ impl Engine {
     /// Starts the engine's tasks on `store`.
     pub async fn start(store: Arc<dyn Store>, options: EngineOptions) -> Result<Self, Error> {
         let last_seq = Arc::new(AtomicI64::new(store.last_seq().await?));
-        let (bus, changes) = Bus::new(options.bus_capacity, !store.exclusive());
+        let nats = match &options.nats {
+            Some(nats) => Nats::connect(nats).await.map_err(Error::Unavailable)?,
+            None => Nats::disabled(),
+        };
+        let publishing = options.nats.as_ref().filter(|nats| nats.publish);
+        let (notices, to_publish) = match publishing {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(workers::publisher::NOTICES);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let (bus, changes) = Bus::new(options.bus_capacity, !store.exclusive(), notices);
         let (queue, submissions) = mpsc::channel(options.queue_capacity.max(1));
         let (committed, to_follow) = mpsc::channel(COMMITTED_QUEUE);
         let rate = Arc::new(IngestRate::default());
@@ -228,10 +240,33 @@ impl Engine {
         };
         let mut workers = vec![tokio::spawn(delivery.run(shutdown.child_token()))];
 
-        let nats = match &options.nats_url {
-            Some(url) => Nats::connect(url).await.map_err(Error::Unavailable)?,
-            None => Nats::disabled(),
-        };
+        if let (Some(options_nats), Some(to_publish)) = (publishing, to_publish) {
+            // The cursor is made now (at the newest seq, the first time), not when NATS first answers:
+            // what is stored while NATS is down is published once it is back.
+            let now = Timestamp::now();
+            if let Err(error) = store
+                .claim_publication(
+                    crate::storage::EVENTS_PUBLICATION,
+                    store.instance_id(),
+                    now,
+                    now.plus(options.lease),
+                )
+                .await
+            {
+                tracing::warn!(%error, "cannot claim the publication cursor yet; the publisher keeps trying");
+            }
+            let publisher = workers::publisher::Publisher {
+                store: store.clone(),
+                nats: nats.clone(),
+                stream: options_nats.stream.clone(),
+                prefix: options_nats.subject_prefix.clone(),
+                bus: bus.subscribe(),
+                notices: to_publish,
+                lease: options.lease,
+                stalled: Default::default(),
+            };
+            workers.push(tokio::spawn(publisher.run(shutdown.child_token())));
+        }
         let runner = Arc::new(Runner {
             store: store.clone(),
             client,
@@ -467,6 +502,7 @@ impl EventService for Engine {
         subscription.start_seq = self.inner.store.insert_subscription(&subscription).await?;
         let saved = self.inner.subscriptions.put(subscription);
         self.inner.delivery_wake.notify_one();
+        self.inner.bus.notify_publisher(workers::publisher::Notice::SubscriptionCreated(saved.clone()));
         Ok(saved)
     }
 

@@ -126,9 +126,49 @@ impl Appended {
 /// whose lease has run out may be taken by any instance. On a store that one process holds
 /// exclusively ([`ClusterStore::exclusive`]), every claim found at start was that process's
 /// predecessor's, and releasing "its own" claims releases them all.
-pub trait Store: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore {}
+pub trait Store:
+    EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore + PublicationStore
+{
+}
 
-impl<T: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore> Store for T {}
+impl<T: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore + PublicationStore>
+    Store for T
+{
+}
+
+/// The publication cursor of the event log (lifecycle publications to NATS JetStream).
+pub const EVENTS_PUBLICATION: &str = "events";
+
+/// Where lifecycle publications to NATS stand: a cursor per publication log, moved only after the
+/// messages up to it were acknowledged, so a crash between a commit and its publication publishes again
+/// after the restart (at least once; the stream's duplicate window drops the repeats). One instance
+/// holds a cursor at a time, with a lease like the other claims, so instances sharing a store publish
+/// each event once between them when nothing fails.
+#[async_trait]
+pub trait PublicationStore: Send + Sync + 'static {
+    /// Claims cursor `name` for `owner` until `lease_until` when it is free, already `owner`'s, or its
+    /// holder's lease ended before `now` (a claim by its holder renews it). A cursor that does not exist
+    /// yet is made at the newest seq: what was stored before publications were turned on is not
+    /// published. Returns where the cursor is, or `None` while another instance holds it.
+    async fn claim_publication(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<i64>, Error>;
+
+    /// Moves cursor `name` forward to `seq` (never back) while `owner` holds it; false when it does not
+    /// (its lease ended and another instance took it over).
+    async fn advance_publication(&self, name: &str, owner: &str, seq: i64) -> Result<bool, Error>;
+
+    /// Lets go of `owner`'s claim on cursor `name` (stopping), so another instance takes over at once.
+    async fn release_publication(&self, name: &str, owner: &str) -> Result<(), Error>;
+
+    /// Records a dead letter made outside delivery and processing (a message NATS refused for its
+    /// size, a frontend message that could not be stored).
+    async fn add_dead_letter(&self, entry: &DeadLetter) -> Result<(), Error>;
+}
 
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {

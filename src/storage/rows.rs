@@ -179,6 +179,8 @@ fn dead_letter_kind(row: &impl Columns) -> Result<DeadLetterKind, Error> {
     match row.text("kind")?.as_str() {
         "delivery" => Ok(DeadLetterKind::Delivery),
         "processing" => Ok(DeadLetterKind::Processing),
+        "publication" => Ok(DeadLetterKind::Publication),
+        "ingest" => Ok(DeadLetterKind::Ingest),
         other => Err(corrupt("kind", format!("unknown dead-letter kind `{other}`"))),
     }
 }

@@ -13,6 +13,7 @@ mod faults;
 mod ingest;
 mod instances;
 mod live;
+mod nats;
 mod ops;
 mod process;
 mod processing;

@@ -354,6 +354,7 @@ crate::on_every_backend! {
         let server = TestServer::with_config(|config| {
             config.processing.enabled = true;
             config.nats.url = url.clone();
+            config.nats.publish = false;
         })
         .await;
         let deadline = tokio::time::Instant::now() + WAIT;

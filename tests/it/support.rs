@@ -151,6 +151,27 @@ impl TestServer {
         Self::launch(self.config.clone(), self.store).await
     }
 
+    /// Stops cleanly and starts again on the same store with the configuration changed by `configure`.
+    pub async fn restart_with(mut self, configure: impl FnOnce(&mut Config)) -> Self {
+        configure(&mut self.config);
+        self.restart().await
+    }
+
+    /// Stops cleanly, runs `between` with the store's URL while nothing holds the store, and starts
+    /// again on it.
+    pub async fn restart_around<F: std::future::Future<Output = ()>>(
+        mut self,
+        between: impl FnOnce(String) -> F,
+    ) -> Self {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server");
+        }
+        self.engine.shutdown().await;
+        between(self.config.storage.url.clone()).await;
+        Self::launch(self.config.clone(), self.store).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

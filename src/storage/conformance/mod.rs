@@ -28,6 +28,7 @@ mod delivery;
 mod events;
 mod processing;
 mod projection;
+mod publication;
 mod query;
 mod replay;
 
@@ -101,6 +102,8 @@ macro_rules! conformance {
                 projection::ranges_at_time_are_the_stretches_that_can_hold_earlier_events,
                 projection::stream_changes_read_a_range_up_to_a_time_with_a_limit,
                 projection::stale_projections_are_the_streams_whose_fold_is_behind,
+                publication::a_publication_cursor_starts_at_the_newest_seq_and_is_held_by_one_owner,
+                publication::dead_letters_of_publications_and_ingest_are_recorded_and_listed,
             );
         }
     };

@@ -15,6 +15,7 @@ mod delivery;
 mod events;
 mod processing;
 mod projection;
+mod publication;
 mod query;
 mod replay;
 mod shared;

@@ -18,6 +18,7 @@ mod delivery;
 mod events;
 mod processing;
 mod projection;
+mod publication;
 mod query;
 mod replay;
 mod shared;
