@@ -148,6 +148,10 @@ pub enum Scenario {
     /// One entity with `--events` events in this process, then `--requests` projection reads each of
     /// the latest state, at_version and at_time near the middle; reports read latency.
     Projection,
+    /// Real `eventdeck serve` processes under mixed load for `--duration` seconds, one SIGKILLed and
+    /// restarted every `--kill-every` seconds, then a table of checks (nothing acknowledged lost or
+    /// doubled, streams gapless, every delivery made, nothing stuck); exits non-zero when one fails.
+    Soak,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +184,19 @@ pub struct BenchArgs {
     /// Database for the store scenario (default: a temporary file).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// How long the soak drives load, in seconds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(5..=604_800))]
+    pub duration: u64,
+    /// Seconds between two kills in the soak (each one a random moment around it).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub kill_every: u64,
+    /// The soak's store: a `postgres://` database, where it makes a scratch schema of its own and drops
+    /// it after (default: SQLite in a temporary folder).
+    #[arg(long, value_name = "URL")]
+    pub storage_url: Option<String>,
+    /// Servers the soak runs at once (default: 1 on SQLite, 3 on PostgreSQL).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8))]
+    pub servers: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ mod overhead;
 mod processing;
 mod projection;
 mod replay;
+mod soak;
 
 use super::client::{Api, send};
 use crate::cli::{BenchArgs, Scenario};
@@ -56,6 +57,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Processing => processing::run(&args).await,
         Scenario::Replay => replay::run(&args).await,
         Scenario::Projection => projection::run(&args).await,
+        Scenario::Soak => soak::run(&args).await,
     }
 }
 

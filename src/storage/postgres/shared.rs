@@ -124,11 +124,17 @@ impl ScratchSchema {
         let Ok(url) = std::env::var(Self::VARIABLE) else {
             return Err(format!("{} is not set", Self::VARIABLE));
         };
+        Ok(Self::create_in(&url).await.unwrap_or_else(|e| panic!("{} = {url}: {e}", Self::VARIABLE)))
+    }
+
+    /// A new empty schema in the database `url` names (`eventdeck bench --scenario soak` makes its own).
+    pub async fn create_in(url: &str) -> Result<Self, Error> {
         let name = format!("eventdeck_test_{}", uuid::Uuid::new_v4().simple());
-        let pool = PgPool::connect(&url).await.unwrap_or_else(|e| panic!("{} = {url}: {e}", Self::VARIABLE));
-        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&pool).await.expect("a test schema");
+        let pool = PgPool::connect(url).await?;
+        let created = sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&pool).await;
         pool.close().await;
-        Ok(Self { url, name })
+        created?;
+        Ok(Self { url: url.to_owned(), name })
     }
 
     /// The URL of the database with this schema first on the search path, as `[storage] url` takes it.
