@@ -111,6 +111,17 @@ pub async fn limit_concurrency(State(state): State<AppState>, request: Request, 
     next.run(request).await
 }
 
+/// Answers 413 at once to a request whose `Content-Length` is past `[ingest] max_body_bytes`, before its
+/// body comes: a client that announces a large body and sends it slowly (or never) holds nothing.
+pub async fn refuse_oversized_bodies(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > state.limits.max_body_bytes as u64) {
+        // The body is not read: hyper closes the connection after this answer.
+        return super::extract::too_large().into_response();
+    }
+    next.run(request).await
+}
+
 /// The request headers a browser may send, named one by one: `*` does not cover `authorization`.
 const ALLOWED_HEADERS: [HeaderName; 7] = [
     header::AUTHORIZATION,

@@ -84,6 +84,7 @@ fn routes(state: AppState) -> Router {
         .merge(others)
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), layers::refuse_oversized_bodies))
         .with_state(state)
 }
 
