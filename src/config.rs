@@ -288,11 +288,7 @@ impl Config {
         check(self.ingest.max_group >= 1, "ingest.max_group", "must be at least 1")?;
         check((1..=3600).contains(&self.live.keep_alive_secs), "live.keep_alive_secs", "must be between 1 and 3600")?;
         check(self.live.buffer >= 1, "live.buffer", "must be at least 1")?;
-        check(
-            (1..=1_000_000).contains(&self.live.max_clients),
-            "live.max_clients",
-            "must be between 1 and 1000000",
-        )?;
+        check((1..=1_000_000).contains(&self.live.max_clients), "live.max_clients", "must be between 1 and 1000000")?;
         check(
             (1..=1_000_000).contains(&self.server.max_concurrent_requests),
             "server.max_concurrent_requests",

@@ -56,7 +56,8 @@ async fn past_max_concurrent_requests_the_answer_is_an_immediate_503_naming_the_
     // Both are being handled once a third is refused; give the server a moment to reach their handlers.
     let started = Instant::now();
     let refused = loop {
-        let response = server.client.post(server.url("/api/v1/events/create")).json(&json!({"event_type": "x.y"})).send();
+        let response =
+            server.client.post(server.url("/api/v1/events/create")).json(&json!({"event_type": "x.y"})).send();
         let response = tokio::time::timeout(PROMPT, response).await.expect("no hang").unwrap();
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
             break response;
@@ -121,7 +122,8 @@ async fn past_max_body_bytes_the_answer_is_413_naming_the_key_even_before_the_bo
         let answer = server.post(path, &big).await;
         assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "[ingest] max_body_bytes");
     }
-    let subscription = json!({"subscriber_name": "s", "callback_url": "http://127.0.0.1:9/", "filler": "f".repeat(4096)});
+    let subscription =
+        json!({"subscriber_name": "s", "callback_url": "http://127.0.0.1:9/", "filler": "f".repeat(4096)});
     let answer = server.post("/api/v1/events/subscriptions", &subscription).await;
     assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "[ingest] max_body_bytes");
 

@@ -332,7 +332,7 @@ impl Sink {
     async fn start() -> anyhow::Result<Self> {
         use axum::routing::post;
         let state = Arc::new(Mutex::new(SinkState::default()));
-        let rng = Arc::new(Mutex::new(Rng(0x5EED_0F_50A4 | 1)));
+        let rng = Arc::new(Mutex::new(Rng(0x005E_ED0F_50A4 | 1)));
         let ok = {
             let state = state.clone();
             move |headers: axum::http::HeaderMap| {
@@ -407,10 +407,18 @@ impl Setup {
         };
         let post = reqwest::Method::POST;
         let ok = cluster
-            .send(post.clone(), "/api/v1/events/subscriptions", &subscription("soak-ok", "/ok", json!(["soak.>"]), 10_000))
+            .send(
+                post.clone(),
+                "/api/v1/events/subscriptions",
+                &subscription("soak-ok", "/ok", json!(["soak.>"]), 10_000),
+            )
             .await?;
         let flaky = cluster
-            .send(post.clone(), "/api/v1/events/subscriptions", &subscription("soak-flaky", "/flaky", json!(["soak.a"]), 1_000))
+            .send(
+                post.clone(),
+                "/api/v1/events/subscriptions",
+                &subscription("soak-flaky", "/flaky", json!(["soak.a"]), 1_000),
+            )
             .await?;
         let processor = json!({
             "processor_name": "soak-webhook", "processor_type": "webhook", "max_retries": MAX_RETRIES,
@@ -506,7 +514,13 @@ enum Posted {
 
 /// POSTs `body` to some server until one answers; a lost answer is sent again unchanged (its
 /// idempotency keys make that safe). `None` when the soak stopped first or the server refused it.
-async fn post(cluster: &Cluster, ledger: &Mutex<Ledger>, stop: &AtomicBool, path: &str, body: &Value) -> Option<Posted> {
+async fn post(
+    cluster: &Cluster,
+    ledger: &Mutex<Ledger>,
+    stop: &AtomicBool,
+    path: &str,
+    body: &Value,
+) -> Option<Posted> {
     let mut first = true;
     loop {
         if !first {
@@ -537,7 +551,13 @@ async fn post(cluster: &Cluster, ledger: &Mutex<Ledger>, stop: &AtomicBool, path
     }
 }
 
-async fn create(cluster: &Cluster, ledger: &Mutex<Ledger>, stop: &AtomicBool, path: &str, body: &Value) -> Option<Value> {
+async fn create(
+    cluster: &Cluster,
+    ledger: &Mutex<Ledger>,
+    stop: &AtomicBool,
+    path: &str,
+    body: &Value,
+) -> Option<Value> {
     match post(cluster, ledger, stop, path, body).await? {
         Posted::Ok(value) => Some(value),
         Posted::Conflict => None,
@@ -597,14 +617,14 @@ async fn chores(cluster: Arc<Cluster>, setup: Setup, stop: Arc<AtomicBool>, repl
         tokio::time::sleep(Duration::from_secs(1)).await;
         tick += 1;
         let path = format!("/api/v1/events/subscriptions/{}", setup.flaky_subscription);
-        if tick % 2 == 0
+        if tick.is_multiple_of(2)
             && let Ok(flaky) = cluster.get(&path).await
             && flaky["enabled"] == false
             && cluster.send(reqwest::Method::PATCH, &path, &json!({"enabled": true})).await.is_ok()
         {
             done.reenabled += 1;
         }
-        if tick % 5 == 0
+        if tick.is_multiple_of(5)
             && let Ok(answer) =
                 cluster.send(reqwest::Method::POST, "/api/v1/events/dlq/retry", &json!({"all": true})).await
         {
@@ -626,31 +646,50 @@ async fn chores(cluster: Arc<Cluster>, setup: Setup, stop: Arc<AtomicBool>, repl
 // ---------------------------------------------------------------------------------------------------
 // Settling and checking
 
-/// Waits (up to 120 s) until nothing is pending or processing, no instance holds a claim, the replay
-/// is over and the always-200 sink has every stored event. Returns whether it got there.
+/// Waits until nothing is pending or processing, no instance holds a claim, the replay is over and the
+/// always-200 sink has every stored event; a backlog may take long to drain, so it waits as long as the
+/// work moves, and gives up (returning false) after 60 s without progress.
 async fn settle(cluster: &Cluster, sink: &Sink, replay: Option<&str>) -> bool {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(120) {
-        if settled(cluster, sink, replay).await.unwrap_or(false) {
-            println!("settled in {:.1} s", started.elapsed().as_secs_f64());
-            return true;
+    let (mut last, mut moved) = (None, Instant::now());
+    while moved.elapsed() < Duration::from_secs(60) {
+        match settled(cluster, sink, replay).await {
+            Ok(Progress { done: true, .. }) => {
+                println!("settled in {:.1} s", started.elapsed().as_secs_f64());
+                return true;
+            }
+            Ok(Progress { left, .. }) if last != Some(left) => (last, moved) = (Some(left), Instant::now()),
+            _ => {}
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    println!("not settled after 120 s: checking anyway");
+    println!(
+        "not settled: no progress for 60 s ({:.0} s after the load): checking anyway",
+        started.elapsed().as_secs_f64()
+    );
     false
 }
 
-async fn settled(cluster: &Cluster, sink: &Sink, replay: Option<&str>) -> anyhow::Result<bool> {
+/// Whether the work is done, and a measure of what is left (which changes while it moves).
+struct Progress {
+    done: bool,
+    left: (u64, u64, u64, u64),
+}
+
+async fn settled(cluster: &Cluster, sink: &Sink, replay: Option<&str>) -> anyhow::Result<Progress> {
     let stats = cluster.get("/api/v1/events/statistics").await?;
-    let busy = stats["pending_events"].as_u64() != Some(0) || stats["processing_events"].as_u64() != Some(0);
+    let pending = stats["pending_events"].as_u64().unwrap_or(u64::MAX);
+    let processing = stats["processing_events"].as_u64().unwrap_or(u64::MAX);
     let claims = claims_held(&cluster.get("/api/v1/cluster").await?);
-    let replay_running = match replay {
-        Some(id) => cluster.get(&format!("/api/v1/events/replay/{id}")).await?["status"] == "running",
-        None => false,
+    let replay = match replay {
+        Some(id) => cluster.get(&format!("/api/v1/events/replay/{id}")).await?,
+        None => Value::Null,
     };
+    let replay_left = replay["total"].as_u64().unwrap_or(0).saturating_sub(replay["done"].as_u64().unwrap_or(0));
     let delivered = lock(&sink.state).ok.len() as u64;
-    Ok(!busy && claims == 0 && !replay_running && delivered >= stats["total_events"].as_u64().unwrap_or(u64::MAX))
+    let undelivered = stats["total_events"].as_u64().unwrap_or(u64::MAX).saturating_sub(delivered);
+    let done = pending == 0 && processing == 0 && claims == 0 && replay["status"] != "running" && undelivered == 0;
+    Ok(Progress { done, left: (pending + processing, claims, replay_left, undelivered) })
 }
 
 fn claims_held(cluster: &Value) -> u64 {
@@ -676,8 +715,7 @@ fn row(name: &'static str, ok: bool, detail: String) -> Check {
 async fn all_events(cluster: &Cluster) -> anyhow::Result<Vec<Value>> {
     let mut events = Vec::new();
     loop {
-        let page =
-            cluster.get(&format!("/api/v1/events?order=asc&limit=1000&offset={}", events.len())).await?;
+        let page = cluster.get(&format!("/api/v1/events?order=asc&limit=1000&offset={}", events.len())).await?;
         let batch = page["events"].as_array().cloned().unwrap_or_default();
         let more = page["has_more"] == true && !batch.is_empty();
         events.extend(batch);
@@ -725,7 +763,8 @@ async fn check(
         }
     }
     let mut keys = HashSet::new();
-    let doubled_keys = events.iter().filter(|e| e["idempotency_key"].is_string() && !keys.insert(&e["idempotency_key"])).count();
+    let doubled_keys =
+        events.iter().filter(|e| e["idempotency_key"].is_string() && !keys.insert(&e["idempotency_key"])).count();
     let mut seqs = HashSet::new();
     let doubled_seqs = events.iter().filter(|e| !seqs.insert(e["seq"].as_i64())).count();
     let unacked = events.len().saturating_sub(ledger.acked.len());
@@ -764,7 +803,10 @@ async fn check(
     checks.push(row(
         "stream versions gapless",
         gaps == 0 && misplaced == 0,
-        format!("{} streams, {versioned} events, {gaps} out of place, {misplaced} acknowledged versions elsewhere", streams.len()),
+        format!(
+            "{} streams, {versioned} events, {gaps} out of place, {misplaced} acknowledged versions elsewhere",
+            streams.len()
+        ),
     ));
 
     // 3. The always-200 subscription: every stored event at least once. A duplicate is explained by a
@@ -788,8 +830,8 @@ async fn check(
         }
         (undelivered, deliveries, deliveries - state.ok.len() as u64, unexplained, widest)
     };
-    let ok_enabled = cluster.get(&format!("/api/v1/events/subscriptions/{}", setup.ok_subscription)).await?["enabled"]
-        == true;
+    let ok_enabled =
+        cluster.get(&format!("/api/v1/events/subscriptions/{}", setup.ok_subscription)).await?["enabled"] == true;
     checks.push(row(
         "every event delivered to the always-200 sink",
         undelivered == 0 && unexplained == 0 && ok_enabled,
@@ -836,8 +878,15 @@ async fn check(
         if entry["kind"] == "delivery" {
             let successes = history.iter().filter(|a| a["success"] == true).count();
             let last_code = history.last().map(|a| a["status_code"].clone()).unwrap_or(Value::Null);
-            if attempts < MAX_RETRIES + 1 || (history.len() as u64) < attempts || successes > 0 || last_code != entry["last_status_code"] {
-                bad.push(format!("delivery {id}: attempts {attempts}, {} recorded, {successes} successful", history.len()));
+            if attempts < MAX_RETRIES + 1
+                || (history.len() as u64) < attempts
+                || successes > 0
+                || last_code != entry["last_status_code"]
+            {
+                bad.push(format!(
+                    "delivery {id}: attempts {attempts}, {} recorded, {successes} successful",
+                    history.len()
+                ));
             }
             if entry["subscription_id"] != setup.flaky_subscription.as_str() {
                 bad.push(format!("delivery {id} for {} (only the flaky subscription fails)", entry["subscription_id"]));
@@ -851,7 +900,9 @@ async fn check(
                 .count() as u64;
             let status = by_id.get(event_id).map(|e| e["status"].clone()).unwrap_or(Value::Null);
             if attempts < MAX_RETRIES + 1 || failures < attempts || status != "failed" {
-                bad.push(format!("processing {id}: attempts {attempts}, {failures} failed runs recorded, event {status}"));
+                bad.push(format!(
+                    "processing {id}: attempts {attempts}, {failures} failed runs recorded, event {status}"
+                ));
             }
         }
     }
