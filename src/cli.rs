@@ -166,6 +166,10 @@ pub enum Scenario {
     /// One entity with `--events` events in this process, then `--requests` projection reads each of
     /// the latest state, at_version and at_time near the middle; reports read latency.
     Projection,
+    /// Real `eventdeck serve` processes under mixed load for `--duration` seconds, one SIGKILLed and
+    /// restarted every `--kill-every` seconds, then a table of checks (nothing acknowledged lost or
+    /// doubled, streams gapless, every delivery made, nothing stuck); exits non-zero when one fails.
+    Soak,
 }
 
 #[derive(Debug, Args)]
@@ -198,13 +202,23 @@ pub struct BenchArgs {
     /// Database for the store scenario (default: a temporary file).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// The store scenario on this store instead: a `postgres://` URL runs it in a fresh schema of
-    /// that database, beside a baseline of plain multi-row INSERTs of the same rows.
+    /// The store of the store and soak scenarios: a `postgres://` database, where each makes a scratch
+    /// schema of its own and drops it after (the store scenario also measures a baseline of plain
+    /// multi-row INSERTs of the same rows there). Default: SQLite in a temporary folder.
     #[arg(long, value_name = "URL")]
     pub storage_url: Option<String>,
     /// How long the bench's webhook sink waits before it answers (delivery), in milliseconds.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub sink_delay_ms: u64,
+    /// How long the soak drives load, in seconds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(5..=604_800))]
+    pub duration: u64,
+    /// Seconds between two kills in the soak (each one a random moment around it).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub kill_every: u64,
+    /// Servers the soak runs at once (default: 1 on SQLite, 3 on PostgreSQL).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8))]
+    pub servers: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub cors_frontend_origins: Vec<String>,
     /// Origins whose pages may call every other route (live stream, management API) with a key.
     pub cors_origins: Vec<String>,
+    /// Requests handled at once (live streams, `/health` and `/metrics` apart); more get 503.
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +109,8 @@ pub struct IngestConfig {
 pub struct LiveConfig {
     pub keep_alive_secs: u64,
     pub buffer: usize,
+    /// Live streams open at once; more get 503.
+    pub max_clients: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -308,6 +312,12 @@ impl Config {
         check(self.ingest.max_group >= 1, "ingest.max_group", "must be at least 1")?;
         check((1..=3600).contains(&self.live.keep_alive_secs), "live.keep_alive_secs", "must be between 1 and 3600")?;
         check(self.live.buffer >= 1, "live.buffer", "must be at least 1")?;
+        check((1..=1_000_000).contains(&self.live.max_clients), "live.max_clients", "must be between 1 and 1000000")?;
+        check(
+            (1..=1_000_000).contains(&self.server.max_concurrent_requests),
+            "server.max_concurrent_requests",
+            "must be between 1 and 1000000",
+        )?;
         check((1..=4096).contains(&self.delivery.concurrency), "delivery.concurrency", "must be between 1 and 4096")?;
         check(
             (1..=self.delivery.concurrency).contains(&self.delivery.per_subscription_concurrency),

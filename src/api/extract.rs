@@ -51,17 +51,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AnyJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+        let RawBody(bytes) = RawBody::from_request(request, state).await?;
+        parse_json(&bytes).map(AnyJsonBody)
+    }
+}
+
+/// The body's bytes as sent (for a signature over them), with a body past `[ingest] max_body_bytes`
+/// answered 413 in the API's error shape rather than axum's plain-text one.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state).await.map(RawBody).map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(
-                    "the request body is larger than [ingest] max_body_bytes allows: send fewer or smaller events per request",
-                )
+                too_large()
             } else {
                 ApiError::malformed(format!("the request body could not be read: {rejection}"))
             }
-        })?;
-        parse_json(&bytes).map(AnyJsonBody)
+        })
     }
+}
+
+/// The 413 of a body past `[ingest] max_body_bytes`.
+pub fn too_large() -> ApiError {
+    ApiError::too_large(
+        "the request body is larger than [ingest] max_body_bytes allows: send fewer or smaller events per request",
+    )
 }
 
 /// Parses JSON, telling a syntax error (400) from a value of the wrong shape (422, naming its path).

@@ -5,13 +5,14 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Span;
 
+use super::error::ApiError;
 use super::state::AppState;
 use crate::domain::trace::TraceParent;
 use crate::telemetry;
@@ -89,6 +90,36 @@ pub async fn record_metrics(State(state): State<AppState>, request: Request, nex
         elapsed,
     );
     response
+}
+
+/// Answers 503 `server_busy` at once when `[server] max_concurrent_requests` requests are already being
+/// handled, rather than queueing them without end; the permit is held until the answer's head is ready.
+pub async fn limit_concurrency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.limits.requests.clone().try_acquire_owned() else {
+        let mut answer = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_busy",
+            format!(
+                "the server is handling its most concurrent requests ([server] max_concurrent_requests = {}): retry in a moment",
+                state.limits.max_concurrent_requests
+            ),
+        )
+        .into_response();
+        answer.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return answer;
+    };
+    next.run(request).await
+}
+
+/// Answers 413 at once to a request whose `Content-Length` is past `[ingest] max_body_bytes`, before its
+/// body comes: a client that announces a large body and sends it slowly (or never) holds nothing.
+pub async fn refuse_oversized_bodies(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > state.limits.max_body_bytes as u64) {
+        // The body is not read: hyper closes the connection after this answer.
+        return super::extract::too_large().into_response();
+    }
+    next.run(request).await
 }
 
 /// The request headers a browser may send, named one by one: `*` does not cover `authorization`.

@@ -53,13 +53,17 @@ pub fn router_without_observability(state: AppState) -> Router {
 fn routes(state: AppState) -> Router {
     const FRONTEND_METHODS: &[Method] = &[Method::GET, Method::POST];
     const OTHER_METHODS: &[Method] = &[Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
-    let frontend =
-        with_cors(routes::frontend::router(), layers::cors(&state.limits.cors_frontend_origins, FRONTEND_METHODS));
+    // `[server] max_concurrent_requests` bounds every route but the live stream (`[live] max_clients`
+    // bounds it), `/health` and `/metrics`, which must answer even when the server is at its limit.
+    let limit = || from_fn_with_state(state.clone(), layers::limit_concurrency);
+    let frontend = with_cors(
+        routes::frontend::router().layer(limit()),
+        layers::cors(&state.limits.cors_frontend_origins, FRONTEND_METHODS),
+    );
     let open = Router::new()
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .merge(routes::rudderstack::router())
-        .merge(openapi::router());
+        .merge(Router::new().merge(routes::rudderstack::router()).merge(openapi::router()).layer(limit()));
     let live = routes::live::router().layer(from_fn_with_state(state.clone(), auth::headers_or_token));
     let managed = Router::new()
         .merge(routes::events::router())
@@ -72,13 +76,15 @@ fn routes(state: AppState) -> Router {
         .merge(routes::replay::router())
         .merge(routes::projections::router())
         .merge(routes::cluster::router())
-        .layer(from_fn_with_state(state.clone(), auth::headers));
+        .layer(from_fn_with_state(state.clone(), auth::headers))
+        .layer(limit());
     let others = with_cors(open.merge(live).merge(managed), layers::cors(&state.limits.cors_origins, OTHER_METHODS));
     Router::new()
         .merge(frontend)
         .merge(others)
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), layers::refuse_oversized_bodies))
         .with_state(state)
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -31,6 +32,12 @@ pub struct Limits {
     pub cors_origins: Vec<String>,
     /// `[rudderstack] secret`; `None`: RudderStack requests are not checked.
     pub rudderstack_secret: Option<String>,
+    /// `[server] max_concurrent_requests`, and a permit per request being handled.
+    pub max_concurrent_requests: usize,
+    pub requests: Arc<Semaphore>,
+    /// `[live] max_clients`, and a permit per open live stream.
+    pub max_live_clients: usize,
+    pub live_clients: Arc<Semaphore>,
 }
 
 impl Limits {
@@ -44,6 +51,10 @@ impl Limits {
             cors_frontend_origins: config.server.cors_frontend_origins.clone(),
             cors_origins: config.server.cors_origins.clone(),
             rudderstack_secret: Some(config.rudderstack.secret.clone()).filter(|s| !s.is_empty()),
+            max_concurrent_requests: config.server.max_concurrent_requests,
+            requests: Arc::new(Semaphore::new(config.server.max_concurrent_requests.min(Semaphore::MAX_PERMITS))),
+            max_live_clients: config.live.max_clients,
+            live_clients: Arc::new(Semaphore::new(config.live.max_clients.min(Semaphore::MAX_PERMITS))),
         }
     }
 }
@@ -54,6 +65,8 @@ impl std::fmt::Debug for Limits {
             .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
             .field("max_batch", &self.max_batch)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_live_clients", &self.max_live_clients)
             .field("rudderstack_secret", &self.rudderstack_secret.as_ref().map(|_| "[redacted]"))
             .finish_non_exhaustive()
     }

@@ -20,6 +20,7 @@ mod processing;
 mod projection;
 mod publications;
 mod replay;
+mod soak;
 
 use super::client::{Api, send};
 use crate::cli::{BenchArgs, Scenario};
@@ -58,6 +59,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Processing => processing::run(&args).await,
         Scenario::Replay => replay::run(&args).await,
         Scenario::Projection => projection::run(&args).await,
+        Scenario::Soak => soak::run(&args).await,
     }
 }
 

@@ -14,7 +14,7 @@ use super::processing::Work;
 use crate::domain::replay::{DRY_RUN_SAMPLE, ReplaySelection};
 use crate::domain::{
     DeliveryId, Event, EventFilter, EventQuery, FieldError, Order, Processor, ReplayId, ReplayProgress, ReplayRequest,
-    ReplayStarted, ReplayStatus, ReplayTarget, Subscription, Timestamp,
+    ReplayStarted, ReplayStatus, ReplayTarget, Subscription, SubscriptionId, Timestamp,
 };
 use crate::service::Error;
 use crate::storage::{NewDelivery, StoredReplay};
@@ -288,7 +288,7 @@ impl ReplayJob {
                 .iter()
                 .flat_map(|event| {
                     subscriptions.iter().filter(|s| self.wants(s, event)).map(|s| NewDelivery {
-                        delivery_id: DeliveryId::new_v7(),
+                        delivery_id: replay_delivery_id(replay_id, event.seq, s.subscription_id),
                         event_seq: event.seq,
                         event_id: event.event_id,
                         subscription_id: s.subscription_id,
@@ -383,5 +383,37 @@ impl ReplayJob {
         }
         inner.bus.publish(EngineEvent::Replay(Arc::new(self.progress.clone())));
         Ok(())
+    }
+}
+
+/// The id of a replay's delivery of event `seq` to `subscription`: the same whenever it is made, so a
+/// replay carried on after its instance died re-queues the page it was on without queueing any delivery
+/// twice (the store ignores an id it holds). Found by the soak: the page queued just before a SIGKILL,
+/// and not yet in the saved state, was queued again with new ids, so the replay delivered it twice and
+/// counted more done than its total.
+fn replay_delivery_id(replay_id: ReplayId, seq: i64, subscription: SubscriptionId) -> DeliveryId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(replay_id.0.as_bytes())
+        .chain_update(seq.to_be_bytes())
+        .chain_update(subscription.0.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    DeliveryId(uuid::Builder::from_random_bytes(bytes).into_uuid())
+}
+
+#[cfg(test)]
+mod delivery_id_tests {
+    use super::*;
+
+    #[test]
+    fn a_replays_delivery_ids_are_the_same_at_every_try_and_differ_between_deliveries() {
+        let (replay, subscription) = (ReplayId::new_v7(), SubscriptionId::new_v7());
+        let id = replay_delivery_id(replay, 42, subscription);
+        assert_eq!(id, replay_delivery_id(replay, 42, subscription), "carried on: the same id");
+        assert_ne!(id, replay_delivery_id(replay, 43, subscription));
+        assert_ne!(id, replay_delivery_id(replay, 42, SubscriptionId::new_v7()));
+        assert_ne!(id, replay_delivery_id(ReplayId::new_v7(), 42, subscription), "another replay");
     }
 }

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use futures::{Stream, StreamExt, future};
@@ -25,7 +25,7 @@ pub fn router() -> Router<AppState> {
         ("access_token" = Option<String>, Query, description = "The API key, for EventSource (which cannot send headers)"),
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq")),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, content_type = "text/event-stream", body = String, description = "`event: event` (id = seq, data = Event), `event: status`, `event: dlq`, `event: replay`, `: keep-alive` comments"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it")))]
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "`event: event` (id = seq, data = Event), `event: status`, `event: dlq`, `event: replay`, `: keep-alive` comments"), (status = 401, body = crate::wire::ErrorEnvelope, description = "Missing or bad API key"), (status = 422, body = crate::wire::ErrorEnvelope, description = "A field failed validation; the message names it"), (status = 503, body = crate::wire::ErrorEnvelope, description = "[live] max_clients streams are open already")))]
 pub(crate) async fn live(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -43,6 +43,17 @@ pub(crate) async fn live(
         ),
     };
     let since = last_event_id.or(params.since_seq);
+    // Held for as long as the stream is open; none left: 503 at once, before any feed is made.
+    let slot = state.limits.live_clients.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_live_clients",
+            format!(
+                "this instance has its most live streams open ([live] max_clients = {}): retry later or on another instance",
+                state.limits.max_live_clients
+            ),
+        )
+    })?;
     let feed = state.service.feed(params.query.filter, since);
     // Counted in eventdeck_live_clients for as long as the stream is open.
     let client = state.metrics.live_client();
@@ -55,7 +66,7 @@ pub(crate) async fn live(
             future::ready(item.is_ok())
         })
         .filter_map(move |item| {
-            let _open = &client;
+            let _open = (&client, &slot);
             future::ready(item.ok().map(|item| Ok(to_sse(&item))))
         });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.limits.keep_alive).text("keep-alive")))

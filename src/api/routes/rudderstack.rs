@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -15,7 +14,7 @@ use sha2::Sha256;
 
 use super::events::{IngestHeaders, check_batch_size};
 use crate::api::error::ApiError;
-use crate::api::extract::parse_json;
+use crate::api::extract::{RawBody, parse_json};
 use crate::api::state::AppState;
 use crate::domain::NewEvent;
 use crate::service::Ingested;
@@ -57,7 +56,7 @@ pub(crate) async fn receive(
     State(state): State<AppState>,
     ingest: IngestHeaders,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<RudderstackAnswer>), ApiError> {
     if let Some(secret) = &state.limits.rudderstack_secret {
         check_secret(secret, &headers, &body)?;

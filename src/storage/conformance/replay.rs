@@ -84,6 +84,9 @@ pub(super) async fn a_replays_finished_deliveries_are_counted(store: Arc<dyn Sto
         .map(|event| NewDelivery { replay_id: Some(replay_id), ..delivery(event, target.subscription_id) })
         .collect();
     store.enqueue_deliveries(queued.clone(), None).await.unwrap();
+    // Queued again with the same ids (a replay carried on after a crash re-queues the page it was on):
+    // nothing more is stored, so nothing is sent or counted twice.
+    store.enqueue_deliveries(queued.clone(), None).await.unwrap();
     // A delivery of the same event outside the replay does not count.
     let outside = delivery(&events[0], target.subscription_id);
     store.enqueue_deliveries(vec![outside.clone()], None).await.unwrap();

@@ -124,6 +124,8 @@ impl DeliveryStore for PostgresStore {
                     .push_bind(now)
                     .push_bind(now);
             });
+            // A replay carried on after a crash queues its page again, with the same ids.
+            insert.push(" ON CONFLICT (delivery_id) DO NOTHING");
             insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;

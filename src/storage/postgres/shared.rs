@@ -127,12 +127,13 @@ impl ScratchSchema {
         Ok(Self::create_in(&url).await.unwrap_or_else(|e| panic!("{} = {url}: {e}", Self::VARIABLE)))
     }
 
-    /// A new empty schema in the database `url` names (benchmarks use it too).
+    /// A new empty schema in the database `url` names (`eventdeck bench --scenario soak` makes its own).
     pub async fn create_in(url: &str) -> Result<Self, Error> {
         let name = format!("eventdeck_test_{}", uuid::Uuid::new_v4().simple());
         let pool = PgPool::connect(url).await?;
-        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&pool).await?;
+        let created = sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&pool).await;
         pool.close().await;
+        created?;
         Ok(Self { url: url.to_owned(), name })
     }
 
