@@ -4,6 +4,7 @@
 mod sink;
 mod support;
 
+mod archive;
 mod auth;
 mod console;
 mod cross_site;

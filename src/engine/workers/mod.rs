@@ -6,3 +6,4 @@ pub mod delivery;
 pub mod follower;
 pub mod heartbeat;
 pub mod processing;
+pub mod retention;
