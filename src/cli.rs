@@ -172,6 +172,9 @@ pub enum Scenario {
     /// One entity with `--events` events in this process, then `--requests` projection reads each of
     /// the latest state, at_version and at_time near the middle; reports read latency.
     Projection,
+    /// `--events` stored events archived to JSON Lines in this process, alone and then while ingest
+    /// runs; reports events archived per second and the ingest rate against ingest alone.
+    Archive,
 }
 
 #[derive(Debug, Args)]

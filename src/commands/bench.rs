@@ -14,6 +14,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+mod archive;
 mod isolation;
 mod overhead;
 mod processing;
@@ -56,6 +57,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Processing => processing::run(&args).await,
         Scenario::Replay => replay::run(&args).await,
         Scenario::Projection => projection::run(&args).await,
+        Scenario::Archive => archive::run(&args).await,
     }
 }
 

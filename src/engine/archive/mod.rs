@@ -43,11 +43,17 @@ pub(crate) struct Archiver {
     store: Arc<dyn Store>,
     dir: PathBuf,
     running: Mutex<()>,
+    /// The folder's files and bytes as last counted, and when: statistics are polled every second,
+    /// the folder is walked at most every [`SIZE_FOR`] (and after each run).
+    size: std::sync::Mutex<Option<(std::time::Instant, (u64, u64))>>,
 }
+
+/// How long a count of the archive folder is reused.
+const SIZE_FOR: Duration = Duration::from_secs(10);
 
 impl Archiver {
     pub(crate) fn new(store: Arc<dyn Store>, dir: PathBuf) -> Self {
-        Self { store, dir, running: Mutex::new(()) }
+        Self { store, dir, running: Mutex::new(()), size: std::sync::Mutex::new(None) }
     }
 
     /// Archives the events with a `timestamp` before `before` that are processed or failed and not yet
@@ -85,6 +91,8 @@ impl Archiver {
         if let Err(error) = self.store.release_archive().await {
             tracing::warn!(%error, "could not let go of the archive lease; it runs out on its own");
         }
+        // The next statistics count the folder again.
+        *self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         let report = outcome?;
         tracing::info!(archived = report.archived, files = report.files.len(), deleted = report.deleted, %before, "archive run done");
         Ok(report)
@@ -171,8 +179,16 @@ impl Archiver {
 
     /// The archive's size (read from its folder) and the oldest event kept.
     pub(crate) async fn stats(&self) -> Result<ArchiveStats, Error> {
-        let dir = self.dir.clone();
-        let (files, bytes) = blocking(move || list::size(&dir)).await?;
+        let cached = *self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (files, bytes) = match cached {
+            Some((at, size)) if at.elapsed() < SIZE_FOR => size,
+            _ => {
+                let dir = self.dir.clone();
+                let size = blocking(move || list::size(&dir)).await?;
+                *self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((std::time::Instant::now(), size));
+                size
+            }
+        };
         let oldest_event = self.store.oldest_event().await?;
         Ok(ArchiveStats { files, bytes, oldest_event })
     }

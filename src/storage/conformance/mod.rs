@@ -23,6 +23,7 @@ use super::{SqliteStore, Store};
 use crate::domain::{Event, NewEvent, Subscription, SubscriptionId, Timestamp};
 use crate::storage::Appended;
 
+mod archive;
 mod cluster;
 mod delivery;
 mod events;
@@ -101,6 +102,8 @@ macro_rules! conformance {
                 projection::ranges_at_time_are_the_stretches_that_can_hold_earlier_events,
                 projection::stream_changes_read_a_range_up_to_a_time_with_a_limit,
                 projection::stale_projections_are_the_streams_whose_fold_is_behind,
+                archive::a_plan_outlives_a_stopped_run_until_its_events_are_marked,
+                archive::deleting_keeps_the_newest_event_stream_heads_unsnapshotted_versions_and_pending_deliveries,
             );
         }
     };

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::domain::delivery::DlqSelector;
-use crate::domain::{DlqId, SubscriptionId};
+use crate::domain::{DlqId, SubscriptionId, Timestamp};
 use crate::tui::theme;
 
 /// What happens on yes.
@@ -17,6 +17,8 @@ pub enum PendingOp {
     DiscardDeadLetter(DlqId),
     DiscardDeadLetters { selector: DlqSelector, count: u64 },
     DeleteSubscription(SubscriptionId),
+    /// Archive the events before this time.
+    Archive { before: Timestamp, count: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
