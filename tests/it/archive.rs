@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use crate::support::{BACKEND, Backend, TestServer, assert_error};
 use eventdeck::domain::{Event, EventStatus, Timestamp};
 use eventdeck::engine::archive::{files, list};
-use eventdeck::storage::{ArchiveStore, ClusterStore};
 
 /// Waits until no event is pending or processing.
 async fn settled(server: &TestServer) -> Value {

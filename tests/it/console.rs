@@ -428,7 +428,10 @@ fn history_shows_archived_events_in_their_colour_and_a_archives_after_confirming
         event(2, "order.paid", EventSource::Backend, EventStatus::Processed),
         event(1, "order.created", EventSource::Backend, EventStatus::Archived),
     ];
-    respond(&mut app, Response::History { request: *request, result: Ok(eventdeck::domain::EventPage { events, total: 2 }) });
+    respond(
+        &mut app,
+        Response::History { request: *request, result: Ok(eventdeck::domain::EventPage { events, total: 2 }) },
+    );
 
     // The archived event's whole row is in the archived colour; the other's type is not.
     let mut terminal = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();

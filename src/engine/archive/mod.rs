@@ -185,7 +185,8 @@ impl Archiver {
             _ => {
                 let dir = self.dir.clone();
                 let size = blocking(move || list::size(&dir)).await?;
-                *self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((std::time::Instant::now(), size));
+                *self.size.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    Some((std::time::Instant::now(), size));
                 size
             }
         };

@@ -85,9 +85,14 @@ pub(super) async fn deleting_keeps_the_newest_event_stream_heads_unsnapshotted_v
         updated_at: old,
         max_timestamp: old,
     };
-    let snapshot = ProjectionSnapshot { stream_id: "order:1".into(), fold: fold(2), from_version: 0, min_timestamp: old };
-    let cached =
-        CachedProjection { stream_id: "order:1".into(), fold: fold(4), snapshot_version: 2, tail_min_timestamp: Some(old) };
+    let snapshot =
+        ProjectionSnapshot { stream_id: "order:1".into(), fold: fold(2), from_version: 0, min_timestamp: old };
+    let cached = CachedProjection {
+        stream_id: "order:1".into(),
+        fold: fold(4),
+        snapshot_version: 2,
+        tail_min_timestamp: Some(old),
+    };
     store.save_projections(vec![cached], vec![snapshot]).await.unwrap();
     // A delivery of the second loose event still pending.
     let delivery = NewDelivery {

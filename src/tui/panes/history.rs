@@ -129,7 +129,9 @@ impl App {
     /// Asks before archiving, with the count.
     pub(crate) fn archive_counted(&mut self, result: Result<(Timestamp, u64), Error>) -> Vec<Effect> {
         match result {
-            Ok((_, 0)) => self.notify("nothing to archive: no processed or failed event before the end of the filter's range"),
+            Ok((_, 0)) => {
+                self.notify("nothing to archive: no processed or failed event before the end of the filter's range")
+            }
             Ok((before, n)) => {
                 let plural = if n == 1 { "" } else { "s" };
                 self.popup = Some(Popup::Confirm(Confirm {

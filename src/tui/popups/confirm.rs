@@ -13,12 +13,21 @@ use crate::tui::theme;
 /// What happens on yes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PendingOp {
-    RetryDeadLetters { selector: DlqSelector, count: usize },
+    RetryDeadLetters {
+        selector: DlqSelector,
+        count: usize,
+    },
     DiscardDeadLetter(DlqId),
-    DiscardDeadLetters { selector: DlqSelector, count: u64 },
+    DiscardDeadLetters {
+        selector: DlqSelector,
+        count: u64,
+    },
     DeleteSubscription(SubscriptionId),
     /// Archive the events before this time.
-    Archive { before: Timestamp, count: u64 },
+    Archive {
+        before: Timestamp,
+        count: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
