@@ -28,8 +28,9 @@ use crate::domain::{EventStatus, FieldError, Timestamp};
 use crate::service::Error;
 use crate::storage::{ArchiveLine, ArchivePart, Store};
 
-/// Events read, written and marked per batch.
-const BATCH: u32 = 20_000;
+/// Events read, written and marked per batch: the marking is one transaction, which ingest waits
+/// for on SQLite's single writer, so it is kept short.
+const BATCH: u32 = 5_000;
 
 /// Archived events looked at per deleting transaction.
 const DELETE_PAGE: u32 = 5_000;
