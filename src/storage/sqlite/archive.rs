@@ -74,7 +74,7 @@ impl ArchiveStore for SqliteStore {
         let mut marked = 0;
         for chunk in in_chunks(&seqs) {
             let mut count = QueryBuilder::<Sqlite>::new(
-                "SELECT status, count(*) FROM events WHERE status IN ('processed', 'failed') AND ",
+                "SELECT status, count(*) FROM events WHERE +status IN ('processed', 'failed') AND ",
             );
             push_in(&mut count, "seq", chunk.iter().copied());
             count.push(" GROUP BY status");
@@ -85,7 +85,7 @@ impl ArchiveStore for SqliteStore {
                 deltas.push((EventStatus::Archived, n));
             }
             let mut update = QueryBuilder::<Sqlite>::new(
-                "UPDATE events SET status = 'archived', due_at = 0, claimed_by = NULL WHERE status IN ('processed', 'failed') AND ",
+                "UPDATE events SET status = 'archived', due_at = 0, claimed_by = NULL WHERE +status IN ('processed', 'failed') AND ",
             );
             push_in(&mut update, "seq", chunk.iter().copied());
             marked += update.build().execute(&mut *tx).await?.rows_affected();
@@ -170,7 +170,7 @@ async fn save_plan(
 /// Deletes the deletable events among `seqs` (see [`ArchiveStore::delete_archived`]) and what hangs
 /// off them, in the caller's transaction.
 async fn delete_chunk(conn: &mut SqliteConnection, seqs: &[i64]) -> Result<u64, Error> {
-    let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM events WHERE status = 'archived' AND ");
+    let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM events WHERE +status = 'archived' AND ");
     push_in(&mut delete, "seq", seqs.iter().copied());
     // The newest event stays too: the next seq is counted from it.
     delete.push(
