@@ -36,6 +36,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// List, retry or discard dead letters.
     Dlq(DlqArgs),
+    /// Archive old events to time-partitioned JSON Lines files (through a server), or list the archive.
+    Archive(ArchiveArgs),
     /// Print the OpenAPI 3.1 document of the HTTP API (as served at /api/v1/openapi.json).
     Openapi,
 }
@@ -119,6 +121,28 @@ pub struct PublishArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Archive the processed and failed events with a timestamp before this RFC 3339 time
+    /// (e.g. 2026-01-01T00:00:00Z); not in the future.
+    #[arg(long, value_name = "TIME", required_unless_present = "list", conflicts_with = "list")]
+    pub before: Option<String>,
+    /// Then delete the archived events from the store (statistics keep counting them).
+    #[arg(long, requires = "before")]
+    pub delete: bool,
+    /// List the archive's hour partitions (files, events, time range) from its folder; no server needed.
+    #[arg(long)]
+    pub list: bool,
+    /// The archive folder `--list` reads (default: `[archive] dir` of the configuration).
+    #[arg(long, value_name = "DIR", requires = "list")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct TailArgs {
     #[command(flatten)]
     pub server: ServerArgs,
@@ -170,6 +194,9 @@ pub enum Scenario {
     /// restarted every `--kill-every` seconds, then a table of checks (nothing acknowledged lost or
     /// doubled, streams gapless, every delivery made, nothing stuck); exits non-zero when one fails.
     Soak,
+    /// `--events` stored events archived to JSON Lines in this process, alone and then while ingest
+    /// runs; reports events archived per second and the ingest rate against ingest alone.
+    Archive,
 }
 
 #[derive(Debug, Args)]

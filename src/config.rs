@@ -29,6 +29,8 @@ pub struct Config {
     pub processing: ProcessingConfig,
     pub replay: ReplayConfig,
     pub projections: ProjectionsConfig,
+    pub archive: ArchiveConfig,
+    pub retention: RetentionConfig,
     pub console: ConsoleConfig,
     pub nats: NatsConfig,
     pub rudderstack: RudderstackConfig,
@@ -144,6 +146,25 @@ pub struct ReplayConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProjectionsConfig {
     pub snapshot_every: u32,
+}
+
+/// The archive of old events (`[archive]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// The folder under which `events/YYYY/MM/DD/HH/*.jsonl` are written.
+    pub dir: String,
+}
+
+/// Archiving and deleting old events on a timer (`[retention]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// 0: never.
+    pub archive_after_days: u32,
+    /// 0: never.
+    pub delete_after_days: u32,
+    pub interval_secs: u64,
 }
 
 /// The terminal console (`eventdeck`, `console`, `demo`, `attach`).
@@ -354,6 +375,15 @@ impl Config {
             "must not exceed processing.retry_max_delay_ms",
         )?;
         check((1..=4096).contains(&processing.concurrency), "processing.concurrency", "must be between 1 and 4096")?;
+        check(!self.archive.dir.trim().is_empty(), "archive.dir", "must name a folder, e.g. \"data/archive\"")?;
+        check(self.retention.interval_secs >= 1, "retention.interval_secs", "must be at least 1 (seconds)")?;
+        check(
+            self.retention.delete_after_days == 0
+                || self.retention.archive_after_days == 0
+                || self.retention.delete_after_days >= self.retention.archive_after_days,
+            "retention.delete_after_days",
+            "must be 0 (never) or at least archive_after_days: events are archived before they are deleted",
+        )?;
         check(
             (1..=1_000_000).contains(&self.projections.snapshot_every),
             "projections.snapshot_every",
@@ -424,6 +454,12 @@ impl Config {
                 }
             }),
             snapshot_every: self.projections.snapshot_every,
+            archive: crate::engine::ArchiveOptions {
+                dir: self.archive.dir.clone().into(),
+                archive_after_days: self.retention.archive_after_days,
+                delete_after_days: self.retention.delete_after_days,
+                interval: std::time::Duration::from_secs(self.retention.interval_secs),
+            },
         }
     }
 }

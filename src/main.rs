@@ -85,6 +85,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_stderr_logs();
             commands::dlq::run(args).await
         }
+        Command::Archive(args) => {
+            init_stderr_logs();
+            let dir = match (&args.dir, args.list) {
+                (None, true) => Some(Config::load(cli.config.as_deref(), &Overrides::default())?.archive.dir.into()),
+                (dir, _) => dir.clone(),
+            };
+            commands::archive::run(args, dir).await
+        }
     }
 }
 

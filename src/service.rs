@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::Serialize;
 
+pub use crate::domain::archive::{ArchiveReport, ArchiveStats};
 use crate::domain::delivery::{DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
@@ -36,6 +37,9 @@ pub enum Error {
     StorageFull(String),
     #[error("the server is shutting down; retry against another instance or after restart")]
     ShuttingDown,
+    /// What was asked for was archived and deleted from the store: the message says where it is.
+    #[error("{0}")]
+    Archived(String),
 }
 
 impl From<crate::storage::Error> for Error {
@@ -253,6 +257,12 @@ pub trait EventService: Send + Sync + 'static {
     async fn replay(&self, request: ReplayRequest) -> Result<ReplayStarted, Error>;
 
     async fn replay_progress(&self, id: ReplayId) -> Result<ReplayProgress, Error>;
+
+    /// Writes the processed and failed events with a `timestamp` before `before` to the archive
+    /// folder, then marks them `archived` (or, with `delete`, removes the archived ones from the store).
+    /// `Invalid` for a `before` in the future or an archive folder that cannot be written (nothing is
+    /// marked), `Conflict` while another archive run holds the lease.
+    async fn archive(&self, before: Timestamp, delete: bool) -> Result<ArchiveReport, Error>;
 
     /// An entity's state; `NotFound` for an entity with no events (at that point).
     async fn projection(&self, entity_type: &str, entity_id: &str, at: ProjectionAt) -> Result<Projection, Error>;

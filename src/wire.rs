@@ -1430,3 +1430,20 @@ mod round_trip_tests {
         assert_eq!(toggle_enabled([]).unwrap_err().field, "enabled");
     }
 }
+
+/// `POST /api/v1/events/archive`: archive the processed and failed events with a `timestamp` before
+/// `before` (RFC 3339, not in the future); with `delete`, then remove the archived ones from the store.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveCreate {
+    pub before: String,
+    #[serde(default)]
+    pub delete: bool,
+}
+
+impl ArchiveCreate {
+    /// The time `before` names.
+    pub fn before(&self) -> Result<Timestamp, FieldError> {
+        timestamp("before", &self.before)
+    }
+}

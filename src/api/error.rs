@@ -76,6 +76,7 @@ impl From<service::Error> for ApiError {
             E::Unavailable(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message),
             E::StorageFull(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_full", message),
             E::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
+            E::Archived(_) => Self::new(StatusCode::GONE, "archived", message),
         }
     }
 }

@@ -74,6 +74,7 @@ fn routes(state: AppState) -> Router {
         .merge(routes::dlq::router())
         .merge(routes::processors::router())
         .merge(routes::replay::router())
+        .merge(routes::archive::router())
         .merge(routes::projections::router())
         .merge(routes::cluster::router())
         .layer(from_fn_with_state(state.clone(), auth::headers))

@@ -14,6 +14,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+mod archive;
 mod isolation;
 mod overhead;
 mod processing;
@@ -60,6 +61,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Replay => replay::run(&args).await,
         Scenario::Projection => projection::run(&args).await,
         Scenario::Soak => soak::run(&args).await,
+        Scenario::Archive => archive::run(&args).await,
     }
 }
 

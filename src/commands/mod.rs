@@ -1,5 +1,6 @@
 //! The binary's commands; each `run` is the edge where errors become messages.
 
+pub mod archive;
 pub mod bench;
 pub mod client;
 pub mod console;

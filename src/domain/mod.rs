@@ -1,6 +1,7 @@
 //! Plain types and rules of eventdeck, with no I/O: events, filters, statistics, subscriptions,
 //! deliveries and dead letters, processors, replays, projections, validation errors.
 
+pub mod archive;
 pub mod cdc;
 pub mod delivery;
 pub mod error;

@@ -63,6 +63,10 @@ pub struct Statistics {
     /// Percentage of delivery attempts that were retries.
     pub retry_rate: f64,
     pub subscriptions_active: i64,
+    /// The archive's files and size, and the oldest event the store keeps; `null` from a server
+    /// without an archive.
+    #[serde(default)]
+    pub archive: Option<super::archive::ArchiveStats>,
 }
 
 /// Latency percentiles, in milliseconds.
@@ -116,6 +120,7 @@ impl Statistics {
             delivery_success_rate: percent(delivered, delivered + dead),
             retry_rate: percent(delivery("retries"), delivery("attempts")),
             subscriptions_active: counters.subscriptions_active,
+            archive: None,
             top_users: counters.top_users,
             top_event_types,
             ingest_rate_per_s,

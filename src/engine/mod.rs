@@ -1,6 +1,7 @@
 //! The engine: ingest through the group-commit writer, reads from the store, the bus and live feeds,
 //! statistics. `Engine` is cheap to clone and implements [`EventService`].
 
+pub mod archive;
 mod bus;
 mod ingest;
 mod processing;
@@ -88,6 +89,32 @@ pub struct EngineOptions {
     pub lease: Duration,
     /// Where this instance's HTTP API listens, as other instances and operators see it.
     pub addr: String,
+    /// The archive folder and the retention timer (`[archive]`, `[retention]`).
+    pub archive: ArchiveOptions,
+}
+
+/// Where archives go and when the retention worker archives and deletes on its own.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    /// `[archive] dir`: the JSON Lines files go under `<dir>/events/`.
+    pub dir: std::path::PathBuf,
+    /// Events older than this many days are archived by the retention worker; 0: never.
+    pub archive_after_days: u32,
+    /// Events older than this many days are archived (when not yet) and deleted; 0: never.
+    pub delete_after_days: u32,
+    /// How often the retention worker looks.
+    pub interval: Duration,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        Self {
+            dir: "data/archive".into(),
+            archive_after_days: 0,
+            delete_after_days: 0,
+            interval: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// How the processing loop runs (`[processing]`).
@@ -135,6 +162,7 @@ impl Default for EngineOptions {
             replay_confirm_above: 10_000,
             lease: Duration::from_secs(30),
             addr: String::new(),
+            archive: ArchiveOptions::default(),
         }
     }
 }
@@ -167,6 +195,7 @@ struct Inner {
     lease: Duration,
     /// This instance as it records itself in the store.
     instance: InstanceRecord,
+    archiver: Arc<archive::Archiver>,
     started: Instant,
     shutdown: CancellationToken,
     /// Stopped first, before the writer, so nothing is left half-recorded.
@@ -304,6 +333,16 @@ impl Engine {
             started_at: now,
             last_seen: now,
         };
+        let archiver = Arc::new(archive::Archiver::new(store.clone(), options.archive.dir.clone()));
+        if options.archive.archive_after_days > 0 || options.archive.delete_after_days > 0 {
+            let retention = workers::retention::Retention {
+                archiver: archiver.clone(),
+                archive_after_days: options.archive.archive_after_days,
+                delete_after_days: options.archive.delete_after_days,
+                interval: options.archive.interval,
+            };
+            workers.push(tokio::spawn(retention.run(shutdown.child_token())));
+        }
         let engine = Self {
             inner: Arc::new(Inner {
                 store,
@@ -315,7 +354,7 @@ impl Engine {
                 subscriptions,
                 delivery_wake,
                 allow_private_networks: options.allow_private_networks,
-                projections: projection::Projections::new(options.snapshot_every),
+                projections: projection::Projections::with_archive(options.snapshot_every, options.archive.dir.clone()),
                 processors,
                 runner,
                 processing_wake,
@@ -324,6 +363,7 @@ impl Engine {
                 processing_enabled: options.processing.enabled,
                 lease: options.lease,
                 instance,
+                archiver,
                 started: Instant::now(),
                 shutdown,
                 workers: Mutex::new(workers),
@@ -456,6 +496,7 @@ impl EventService for Engine {
         statistics.average_processing_time = if runs == 0 { 0.0 } else { total_ms / runs as f64 };
         statistics.processing_latency_ms = self.inner.latencies.percentiles();
         statistics.processors_enabled = processors.iter().filter(|p| p.enabled).count() as i64;
+        statistics.archive = Some(self.inner.archiver.stats().await?);
         Ok(statistics)
     }
 
@@ -636,6 +677,10 @@ impl EventService for Engine {
 
     async fn replay_progress(&self, id: ReplayId) -> Result<ReplayProgress, Error> {
         self.inner.store.replay(id).await?.ok_or_else(|| Error::NotFound { what: "replay", id: id.to_string() })
+    }
+
+    async fn archive(&self, before: Timestamp, delete: bool) -> Result<archive::ArchiveReport, Error> {
+        self.inner.archiver.run(before, delete).await
     }
 
     async fn projection(&self, entity_type: &str, entity_id: &str, at: ProjectionAt) -> Result<Projection, Error> {

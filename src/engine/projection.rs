@@ -24,14 +24,42 @@ const SAVE_EVERY: usize = 64;
 /// far behind (the processor disabled or catching up), so later reads of that entity stay fast.
 pub(crate) struct Projections {
     snapshot_every: i64,
+    /// Where archived events are, for the answer to a read back before the oldest kept version.
+    archive_dir: std::path::PathBuf,
     /// One catch-up at a time: readers of the same lagging entity wait for it instead of each folding
     /// the whole stream.
     catch_up: Mutex<()>,
 }
 
 impl Projections {
+    #[cfg(test)]
     pub(crate) fn new(snapshot_every: u32) -> Self {
-        Self { snapshot_every: i64::from(snapshot_every.max(1)), catch_up: Mutex::new(()) }
+        Self::with_archive(snapshot_every, std::path::PathBuf::from("data/archive"))
+    }
+
+    pub(crate) fn with_archive(snapshot_every: u32, archive_dir: std::path::PathBuf) -> Self {
+        Self { snapshot_every: i64::from(snapshot_every.max(1)), archive_dir, catch_up: Mutex::new(()) }
+    }
+
+    /// Refuses a read that would fold from `base` over versions deleted after archiving (the store
+    /// keeps a snapshot at or after them, but not one this read can start from): "archived", with
+    /// where the archive is, never a state folded with events missing.
+    async fn check_kept(&self, store: &dyn Store, stream_id: &str, base: i64) -> Result<(), Error> {
+        let first_kept = store.first_kept_version(stream_id).await?;
+        if first_kept <= base + 1 {
+            return Ok(());
+        }
+        let glob = self.archive_dir.join("events/**/*.jsonl");
+        Err(Error::Archived(format!(
+            "versions {}..={} of `{stream_id}` were archived and deleted from the store, and this read goes back \
+             before the oldest state kept (version {}): the events are in the archive {} (e.g. DuckDB: SELECT * FROM \
+             read_json_auto('{}') WHERE stream_id = '{stream_id}' ORDER BY stream_version)",
+            base + 1,
+            first_kept - 1,
+            first_kept - 1,
+            glob.display(),
+            glob.display()
+        )))
     }
 
     /// An entity's state at `at`; `NotFound` when no event of its stream is folded by then.
@@ -65,6 +93,7 @@ impl Projections {
                 };
                 let mut folding = Folding::new(base);
                 if version > folding.version {
+                    self.check_kept(store, &stream_id, folding.version).await?;
                     let rest = VersionRange { after: folding.version, until: Some(version) };
                     fold_range(store, &stream_id, &mut folding, rest, None).await?;
                 }
@@ -78,7 +107,11 @@ impl Projections {
                     _ => store.snapshot_at_time(&stream_id, time).await?.map(|s| s.fold),
                 };
                 let mut folding = Folding::new(base);
-                for range in store.ranges_at_time(&stream_id, folding.version, time).await? {
+                let ranges = store.ranges_at_time(&stream_id, folding.version, time).await?;
+                if !ranges.is_empty() {
+                    self.check_kept(store, &stream_id, folding.version).await?;
+                }
+                for range in ranges {
                     fold_range(store, &stream_id, &mut folding, range, Some(time)).await?;
                 }
                 folding

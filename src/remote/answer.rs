@@ -86,6 +86,7 @@ pub(super) fn from_body(
         }
         ("storage_full", _) => E::StorageFull(body.message),
         ("shutting_down", _) => E::ShuttingDown,
+        ("archived", _) | (_, Some(410)) => E::Archived(body.message),
         ("unauthorized", _) | (_, Some(401 | 403)) => E::Unavailable(if origin.has_key {
             format!(
                 "the server at {} refused the API key: pass the right one with --api-key (or EVENTDECK_API_KEY)",

@@ -19,7 +19,7 @@ use crate::domain::subscription::SubscriptionPatch;
 use crate::domain::{
     DeadLetter, DeliveryAttempt, DlqId, Event, EventFilter, EventId, EventPage, EventQuery, NewEvent, ProcessingResult,
     Processor, ProcessorId, Projection, ProjectionAt, ReplayId, ReplayProgress, ReplayRequest, ReplayStarted,
-    Statistics, Subscription, SubscriptionId,
+    Statistics, Subscription, SubscriptionId, Timestamp,
 };
 use crate::service::{self, Cluster, DlqPage, EventService, Feed, Health, Ingested, StreamEvents, StreamList};
 use crate::wire::{
@@ -376,6 +376,17 @@ impl EventService for RemoteClient {
 
     async fn replay_progress(&self, id: ReplayId) -> Result<ReplayProgress, service::Error> {
         self.json(self.events(Method::GET, &["replay", &id.to_string()]), Some(Subject::new("replay", id))).await
+    }
+
+    async fn archive(
+        &self,
+        before: Timestamp,
+        delete: bool,
+    ) -> Result<crate::domain::archive::ArchiveReport, service::Error> {
+        let body = crate::wire::ArchiveCreate { before: before.to_string(), delete };
+        // A run over months of events takes a while: the request waits for it, not the usual 30 s.
+        let request = self.events(Method::POST, &["archive"]).json(&body).timeout(Duration::from_secs(3600));
+        self.json(request, None).await
     }
 
     async fn projection(

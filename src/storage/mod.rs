@@ -5,6 +5,7 @@
 //! `INDEXED BY`) stays in that backend's module. Every backend passes the same conformance suite
 //! (`storage/conformance/`), which is this module's documentation made exact.
 
+mod archive_line;
 #[cfg(test)]
 mod conformance;
 mod group;
@@ -21,8 +22,8 @@ use async_trait::async_trait;
 use crate::domain::delivery::{DlqGroupQuery, DlqGroups, DlqQuery, DlqSelector};
 use crate::domain::{
     Counters, DeadLetter, DeliveryAttempt, DeliveryId, DlqId, Event, EventFilter, EventId, EventPage, EventQuery,
-    NewEvent, ProcessingResult, Processor, ProcessorId, ReplayId, ReplayProgress, Subscription, SubscriptionId,
-    Timestamp,
+    EventStatus, NewEvent, ProcessingResult, Processor, ProcessorId, ReplayId, ReplayProgress, Subscription,
+    SubscriptionId, Timestamp,
 };
 
 pub use postgres::{PostgresStore, ScratchSchema};
@@ -127,12 +128,26 @@ impl Appended {
 /// exclusively ([`ClusterStore::exclusive`]), every claim found at start was that process's
 /// predecessor's, and releasing "its own" claims releases them all.
 pub trait Store:
-    EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore + PublicationStore
+    EventStore
+    + DeliveryStore
+    + ProcessingStore
+    + ReplayStore
+    + ProjectionStore
+    + ClusterStore
+    + PublicationStore
+    + ArchiveStore
 {
 }
 
-impl<T: EventStore + DeliveryStore + ProcessingStore + ReplayStore + ProjectionStore + ClusterStore + PublicationStore>
-    Store for T
+impl<T> Store for T where
+    T: EventStore
+        + DeliveryStore
+        + ProcessingStore
+        + ReplayStore
+        + ProjectionStore
+        + ClusterStore
+        + PublicationStore
+        + ArchiveStore
 {
 }
 
@@ -679,6 +694,89 @@ pub trait ProjectionStore: Send + Sync + 'static {
         cached: Vec<CachedProjection>,
         snapshots: Vec<ProjectionSnapshot>,
     ) -> Result<(), Error>;
+}
+
+/// One event as the archive writes it: its Event JSON line, built from the text the store holds (its
+/// documents are not parsed and written again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveLine {
+    pub seq: i64,
+    pub timestamp: Timestamp,
+    pub status: EventStatus,
+    /// The Event JSON, without the newline.
+    pub line: String,
+}
+
+/// A file an archive run writes: its path under the archive folder and the seqs of its events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchivePart {
+    pub path: String,
+    pub seqs: Vec<i64>,
+}
+
+/// What [`ArchiveStore::delete_archived`] did with one page of archived events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Events removed, with their deliveries, attempts, results and dead letters.
+    pub deleted: u64,
+    /// Archived events looked at (deleted or kept).
+    pub examined: u64,
+    /// Where the page ended (`timestamp`, seq): the next page starts after it.
+    pub last: Option<(Timestamp, i64)>,
+}
+
+/// Archiving: one run at a time across instances, under a lease on the store, with the plan of the
+/// files in progress kept in the store so that a run that stopped between writing files and marking
+/// their events is finished by the next run with the very same files.
+///
+/// A run: [`claim_archive`](Self::claim_archive) (finish its plan first, if one is left), then per
+/// batch [`archivable`](Self::archivable) → [`plan_archive`](Self::plan_archive) → write and sync the
+/// files → [`mark_archived`](Self::mark_archived); with deletion, then
+/// [`delete_archived`](Self::delete_archived) page by page; [`release_archive`](Self::release_archive)
+/// at the end.
+#[async_trait]
+pub trait ArchiveStore: Send + Sync + 'static {
+    /// Takes the archive lease for this instance until `lease_until` when it is free, this instance's,
+    /// or ran out before `now`; answers the plan a stopped run left (empty when none). `None`: another
+    /// instance is archiving.
+    async fn claim_archive(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<Vec<ArchivePart>>, Error>;
+
+    /// Up to `limit` events with `status` (processed or failed) and a `timestamp` before `before`, in
+    /// (`timestamp`, seq) order, as their archive lines.
+    async fn archivable(&self, status: EventStatus, before: Timestamp, limit: u32) -> Result<Vec<ArchiveLine>, Error>;
+
+    /// The archive lines of these events, in (`timestamp`, seq) order (missing ones left out).
+    async fn archive_lines(&self, seqs: &[i64]) -> Result<Vec<ArchiveLine>, Error>;
+
+    /// Records the files about to be written (an empty plan clears it) and extends the lease, if this
+    /// instance still holds it; false when it does not.
+    async fn plan_archive(&self, plan: &[ArchivePart], lease_until: Timestamp) -> Result<bool, Error>;
+
+    /// Once the plan's files are synced: marks their events `archived` (moving the status counters),
+    /// clears the plan and extends the lease, in one transaction; answers how many changed status.
+    /// `None` when this instance no longer holds the lease (nothing is changed).
+    async fn mark_archived(&self, plan: &[ArchivePart], lease_until: Timestamp) -> Result<Option<u64>, Error>;
+
+    /// Removes up to `limit` archived events with a `timestamp` before `before`, after `after` in
+    /// (`timestamp`, seq) order, with their deliveries, attempts, processing results and dead letters;
+    /// the statistics counters stay. Kept: the newest event (seqs go on from it), the last event of a stream (its version goes on from
+    /// there), a stream's events after its newest projection snapshot (projections fold from a
+    /// snapshot, never from deleted events), and events with a delivery still pending or in flight.
+    async fn delete_archived(
+        &self,
+        before: Timestamp,
+        after: Option<(Timestamp, i64)>,
+        limit: u32,
+    ) -> Result<Deleted, Error>;
+
+    /// Lets go of the lease (a plan left in it stays for the next run).
+    async fn release_archive(&self) -> Result<(), Error>;
+
+    /// The `timestamp` of the oldest event kept, if any.
+    async fn oldest_event(&self) -> Result<Option<Timestamp>, Error>;
+
+    /// The lowest version a stream keeps (archived events before it were deleted); 0 when it has none.
+    async fn first_kept_version(&self, stream_id: &str) -> Result<i64, Error>;
 }
 
 /// Opens the store a URL names, creating it (and its folder) when missing, and brings its schema up to date.

@@ -58,6 +58,8 @@ pub enum Command {
     PrevPage,
     /// History: replay what the filter selects.
     Replay,
+    /// History: archive the events before the end of the filter's time range (asks first with the count).
+    Archive,
     /// DLQ: retry the selected entry.
     Retry,
     /// DLQ: mark or unmark the selected entry.
@@ -161,6 +163,9 @@ pub enum Response {
     Retried(Result<usize, Error>),
     /// A bulk discard (a group) answered how many entries left the queue.
     DiscardedMany(Result<usize, Error>),
+    /// How many events an archive before this time would take (processed and failed ones).
+    ArchiveCount(Result<(Timestamp, u64), Error>),
+    Archived(Result<crate::domain::archive::ArchiveReport, Error>),
     Discarded {
         id: DlqId,
         result: Result<(), Error>,

@@ -353,6 +353,10 @@ impl App {
                 vec![Effect::DiscardDeadLetters(selector)]
             }
             PendingOp::DeleteSubscription(id) => vec![Effect::DeleteSubscription(id)],
+            PendingOp::Archive { before, count } => {
+                self.notify(format!("archiving {} events before {before}…", super::widgets::format::count(count)));
+                vec![Effect::Archive(before)]
+            }
         }
     }
 
@@ -776,6 +780,8 @@ impl App {
                 }
                 Err(error) => self.error("retry", error),
             },
+            Response::ArchiveCount(result) => return self.archive_counted(result),
+            Response::Archived(result) => return self.archived(result),
             Response::DiscardedMany(result) => match result {
                 Ok(n) => {
                     self.notify(format!("{n} dead letter{} discarded", if n == 1 { "" } else { "s" }));

@@ -81,6 +81,9 @@ pub enum Effect {
     SubscriptionDetail(Arc<Subscription>),
     /// Resolves the selection (collecting ids when needed) and runs the dry run.
     PrepareReplay(ReplayPlan),
+    /// Counts what an archive before this time would take.
+    CountArchivable(Timestamp),
+    Archive(Timestamp),
     StartReplay(ReplayRequest),
     ReplayProgress(ReplayId),
     Streams {
@@ -214,6 +217,8 @@ pub async fn call(service: Arc<dyn EventService>, effect: Effect) -> Action {
         Effect::SubscriptionDetail(subscription) => {
             Response::SubscriptionDetail(Box::new(subscription_detail(service.as_ref(), subscription).await))
         }
+        Effect::CountArchivable(before) => Response::ArchiveCount(count_archivable(service.as_ref(), before).await),
+        Effect::Archive(before) => Response::Archived(service.archive(before, false).await),
         Effect::PrepareReplay(plan) => Response::ReplayDryRun(prepare_replay(service.as_ref(), plan).await),
         Effect::StartReplay(request) => Response::ReplayStarted(service.replay(request).await),
         Effect::ReplayProgress(id) => Response::ReplayProgress(service.replay_progress(id).await),
@@ -552,4 +557,15 @@ async fn pump(
             return ended;
         }
     }
+}
+
+/// The processed and failed events with a `timestamp` before `before`: what an archive run takes.
+async fn count_archivable(service: &dyn EventService, before: Timestamp) -> Result<(Timestamp, u64), Error> {
+    let mut total = 0;
+    for status in [crate::domain::EventStatus::Processed, crate::domain::EventStatus::Failed] {
+        let filter = EventFilter { status: Some(status), end_time: Some(before), ..EventFilter::default() };
+        let query = EventQuery { filter, limit: 1, offset: 0, order: Order::Desc };
+        total += service.query(query).await?.total;
+    }
+    Ok((before, total))
 }

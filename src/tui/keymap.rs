@@ -95,6 +95,12 @@ pub const HISTORY: &[Binding] = &[
     bind(&[Char('p'), Code(KeyCode::Left)], "p / ←", Command::PrevPage, "previous page"),
     bind(&[Code(KeyCode::Enter)], "Enter", Command::Open, "the selected event in full (results, delivery attempts)"),
     bind(&[Char('R')], "R", Command::Replay, "replay the events the filter selects (dry run first, then confirm)"),
+    bind(
+        &[Char('A')],
+        "A",
+        Command::Archive,
+        "archive the processed and failed events before the end of the filter's time range (asks first with the count)",
+    ),
     bind(&[Char('g')], "g", Command::Refresh, "run the query again"),
 ];
 

@@ -420,6 +420,56 @@ fn history_pane_pages_with_the_total() {
 }
 
 #[test]
+fn history_shows_archived_events_in_their_colour_and_a_archives_after_confirming_the_count() {
+    let mut app = app();
+    let effects = char(&mut app, '2');
+    let [Effect::Query { request, .. }] = effects.as_slice() else { panic!("a query expected: {effects:?}") };
+    let events = vec![
+        event(2, "order.paid", EventSource::Backend, EventStatus::Processed),
+        event(1, "order.created", EventSource::Backend, EventStatus::Archived),
+    ];
+    respond(
+        &mut app,
+        Response::History { request: *request, result: Ok(eventdeck::domain::EventPage { events, total: 2 }) },
+    );
+
+    // The archived event's whole row is in the archived colour; the other's type is not.
+    let mut terminal = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, &app)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let fg_of = |needle: &str| {
+        let text = screen(&app);
+        let (y, line) = text.lines().enumerate().find(|(_, l)| l.contains(needle)).expect("the row is shown");
+        let x = line[..line.find(needle).unwrap()].chars().count() as u16;
+        buffer[(x, y as u16)].fg
+    };
+    let archived = eventdeck::tui::theme::status(EventStatus::Archived).fg.unwrap();
+    assert_eq!(fg_of("order.created"), archived);
+    assert_ne!(fg_of("order.paid"), archived);
+
+    // A: count first, then ask with the count, then archive.
+    let effects = char(&mut app, 'A');
+    let [Effect::CountArchivable(before)] = effects.as_slice() else { panic!("a count expected: {effects:?}") };
+    let before = *before;
+    assert!(respond(&mut app, Response::ArchiveCount(Ok((before, 1234)))).is_empty());
+    assert_shows(&screen(&app), &["Archive 1,234 events", "1,234 processed or failed events before"]);
+    assert!(press(&mut app, KeyCode::Esc).is_empty(), "no answers no");
+    char(&mut app, 'A');
+    respond(&mut app, Response::ArchiveCount(Ok((before, 1234))));
+    assert_eq!(char(&mut app, 'y'), [Effect::Archive(before)]);
+    let report = eventdeck::domain::archive::ArchiveReport { archived: 1234, files: vec!["f".into(); 3], deleted: 0 };
+    let effects = respond(&mut app, Response::Archived(Ok(report)));
+    assert!(matches!(effects.as_slice(), [Effect::Query { .. }]), "the page is read again: {effects:?}");
+    assert_shows(&screen(&app), &["archived 1,234 events into 3 files"]);
+
+    // Nothing to archive: no question.
+    char(&mut app, 'A');
+    assert!(respond(&mut app, Response::ArchiveCount(Ok((before, 0)))).is_empty());
+    assert!(app.popup.is_none());
+    assert_shows(&screen(&app), &["nothing to archive"]);
+}
+
+#[test]
 fn history_filter_form_takes_status_stream_and_time() {
     let mut app = app();
     char(&mut app, '2');
@@ -602,6 +652,18 @@ fn statistics_pane_shows_rates_bars_latency_and_the_dlq() {
     assert!(line_with(&text, "order.created").contains('█'), "bars are drawn");
     assert!(line_with(&text, "processed ").contains("950"));
     assert_shows(text.lines().last().unwrap(), &["42.5/s in", "DLQ 3"]);
+
+    // The archive's size and the oldest event kept.
+    let mut stats = statistics();
+    stats.archive = Some(eventdeck::domain::archive::ArchiveStats {
+        files: 12,
+        bytes: 3 * 1024 * 1024,
+        oldest_event: Some(Timestamp::parse("2026-01-02T03:04:05Z").unwrap()),
+    });
+    respond(&mut app, Response::Statistics(Ok(stats)));
+    let text = screen(&app);
+    assert_shows(line_with(&text, "archive "), &["3.0 MiB in 12 files"]);
+    assert_shows(line_with(&text, "oldest kept"), &["2026-01-02T03:04:05"]);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod sink;
 mod support;
 
+mod archive;
 mod auth;
 mod cdc;
 mod console;

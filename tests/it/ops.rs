@@ -535,6 +535,7 @@ async fn the_openapi_document_matches_the_committed_copy_and_names_every_route()
         ("/api/v1/events/query", "post"),
         ("/api/v1/events", "get"),
         ("/api/v1/events/statistics", "get"),
+        ("/api/v1/events/archive", "post"),
         ("/api/v1/events/{event_id}/deliveries", "get"),
         ("/api/v1/events/{event_id}/results", "get"),
         ("/api/v1/events/live", "get"),

@@ -119,6 +119,8 @@ impl TestServer {
         // Most tests check what ingest stored, exactly; the processing loop would change the status
         // under them. Tests of processing turn it on.
         config.processing.enabled = false;
+        // Archives go to the test's own folder, never the working directory.
+        config.archive.dir = store._dir.path().join("archive").display().to_string();
         configure(&mut config);
         Self::launch(config, store).await
     }
@@ -170,6 +172,11 @@ impl TestServer {
         self.engine.shutdown().await;
         between(self.config.storage.url.clone()).await;
         Self::launch(self.config.clone(), self.store).await
+    }
+
+    /// The folder this server archives to (`[archive] dir`).
+    pub fn archive_dir(&self) -> std::path::PathBuf {
+        self.config.archive.dir.clone().into()
     }
 
     pub fn url(&self, path: &str) -> String {

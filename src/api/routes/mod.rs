@@ -1,5 +1,6 @@
 //! One resource per file, each with its own `router()`.
 
+pub mod archive;
 pub mod cluster;
 pub mod dlq;
 pub mod events;

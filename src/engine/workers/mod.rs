@@ -7,3 +7,4 @@ pub mod follower;
 pub mod heartbeat;
 pub mod processing;
 pub mod publisher;
+pub mod retention;

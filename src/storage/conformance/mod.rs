@@ -23,6 +23,7 @@ use super::{SqliteStore, Store};
 use crate::domain::{Event, NewEvent, Subscription, SubscriptionId, Timestamp};
 use crate::storage::Appended;
 
+mod archive;
 mod cluster;
 mod delivery;
 mod events;
@@ -104,6 +105,8 @@ macro_rules! conformance {
                 projection::stale_projections_are_the_streams_whose_fold_is_behind,
                 publication::a_publication_cursor_starts_at_the_newest_seq_and_is_held_by_one_owner,
                 publication::dead_letters_of_publications_and_ingest_are_recorded_and_listed,
+                archive::a_plan_outlives_a_stopped_run_until_its_events_are_marked,
+                archive::deleting_keeps_the_newest_event_stream_heads_unsnapshotted_versions_and_pending_deliveries,
             );
         }
     };

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+mod archive;
 mod cluster;
 mod delivery;
 mod events;

@@ -6,14 +6,15 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
-use crate::domain::{Event, EventFilter, EventPage, EventQuery, Order};
+use crate::domain::archive::ArchiveReport;
+use crate::domain::{Event, EventFilter, EventPage, EventQuery, EventStatus, Order, Timestamp};
 use crate::service::Error;
 use crate::tui::action::Command;
 use crate::tui::app::App;
 use crate::tui::effects::Effect;
 use crate::tui::popups::filter::{FilterForm, FilterTarget, FilterValues, HISTORY_FIELDS};
 use crate::tui::popups::replay::{self, ReplayPlan, TargetChoice};
-use crate::tui::popups::{Popup, ReplayDialog};
+use crate::tui::popups::{Confirm, PendingOp, Popup, ReplayDialog};
 use crate::tui::theme;
 use crate::tui::widgets::cursor::ListCursor;
 use crate::tui::widgets::format::count;
@@ -105,6 +106,13 @@ impl App {
                 }
             }
             Command::Replay => return self.open_replay(),
+            Command::Archive => {
+                // The archive takes everything before a time: the end of the filter's range, or now.
+                let now = Timestamp::now();
+                let before = self.history.filter.end_time.map_or(now, |end| end.min(now));
+                self.notify("counting the events to archive…");
+                return vec![Effect::CountArchivable(before)];
+            }
             _ => {}
         }
         Vec::new()
@@ -116,6 +124,47 @@ impl App {
         self.history.offset = 0;
         self.history.cursor = ListCursor::default();
         self.history_query()
+    }
+
+    /// Asks before archiving, with the count.
+    pub(crate) fn archive_counted(&mut self, result: Result<(Timestamp, u64), Error>) -> Vec<Effect> {
+        match result {
+            Ok((_, 0)) => {
+                self.notify("nothing to archive: no processed or failed event before the end of the filter's range")
+            }
+            Ok((before, n)) => {
+                let plural = if n == 1 { "" } else { "s" };
+                self.popup = Some(Popup::Confirm(Confirm {
+                    title: format!("Archive {} event{plural}", count(n)),
+                    message: format!(
+                        "Write the {} processed or failed event{plural} before {before} to the archive (JSON Lines \
+                         under [archive] dir) and mark them archived? They stay in the store.",
+                        count(n)
+                    ),
+                    op: PendingOp::Archive { before, count: n },
+                }));
+            }
+            Err(error) => self.error("archive", error),
+        }
+        Vec::new()
+    }
+
+    pub(crate) fn archived(&mut self, result: Result<ArchiveReport, Error>) -> Vec<Effect> {
+        match result {
+            Ok(report) => {
+                let files = report.files.len();
+                self.notify(format!(
+                    "archived {} events into {files} file{}",
+                    count(report.archived),
+                    if files == 1 { "" } else { "s" }
+                ));
+                self.history_query()
+            }
+            Err(error) => {
+                self.error("archive", error);
+                Vec::new()
+            }
+        }
     }
 
     /// The replay dialog for the current filter, starting with its dry run.
@@ -174,7 +223,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let mut filter_line = vec![
         Span::styled("filter ", theme::header()),
         Span::raw(history.values.summary()),
-        Span::styled("   / edit · n/p page · Enter details · R replay", theme::muted()),
+        Span::styled("   / edit · n/p page · Enter details · R replay · A archive", theme::muted()),
     ];
     if history.loading {
         filter_line.push(Span::styled("   loading…", theme::warning()));
@@ -192,7 +241,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let rows = usize::from(table_area.height.saturating_sub(1));
     let range = history.cursor.window(history.events.len(), rows);
     let start = range.start;
-    let table_rows: Vec<Row> = history.events[range].iter().map(super::live::event_row).collect();
+    // Archived events in their own colour, the whole row: they are the ones already in the archive.
+    let table_rows: Vec<Row> = history.events[range]
+        .iter()
+        .map(|event| match event.status {
+            EventStatus::Archived => super::live::event_row(event).style(theme::status(EventStatus::Archived)),
+            _ => super::live::event_row(event),
+        })
+        .collect();
     let table = Table::new(table_rows, super::live::event_widths())
         .header(super::live::event_header())
         .row_highlight_style(theme::selected())

@@ -1,6 +1,6 @@
 //! The Statistics pane: the ingest rate over the last five minutes (a sparkline of the console's own
 //! samples), bars by type, source and category, the status breakdown, processing and delivery rates,
-//! latency percentiles and the DLQ size.
+//! latency percentiles, the DLQ size, and the archive's size with the oldest event the store keeps.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -143,7 +143,7 @@ fn figure(label: &str, value: String) -> Line<'static> {
 
 fn status_lines(stats: &Statistics) -> Vec<Line<'static>> {
     let total = stats.total_events.max(1) as f64;
-    EventStatus::ALL
+    let mut lines: Vec<Line<'static>> = EventStatus::ALL
         .iter()
         .map(|status| {
             let n = stats.events_by_status.get(status.as_str()).copied().unwrap_or(0);
@@ -152,7 +152,31 @@ fn status_lines(stats: &Statistics) -> Vec<Line<'static>> {
                 Span::raw(format!("{:>12}  {:>6}", signed_count(n), percent(n as f64 * 100.0 / total))),
             ])
         })
-        .collect()
+        .collect();
+    // The archive (read from its folder) and how far back the store still goes.
+    let archived = theme::status(EventStatus::Archived);
+    let (size, oldest) = match &stats.archive {
+        Some(archive) => (
+            format!("{} in {} files", bytes(archive.bytes), count(archive.files)),
+            archive.oldest_event.map_or("—".to_owned(), |t| t.to_string()),
+        ),
+        None => ("—".to_owned(), "—".to_owned()),
+    };
+    lines.push(Line::from(vec![Span::styled(format!("{:<12}", "archive"), archived), Span::raw(size)]));
+    lines.push(Line::from(vec![Span::styled(format!("{:<12}", "oldest kept"), theme::muted()), Span::raw(oldest)]));
+    lines
+}
+
+/// A size in bytes, KiB, MiB or GiB.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 fn processing_lines(stats: &Statistics) -> Vec<Line<'static>> {

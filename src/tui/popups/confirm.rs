@@ -7,16 +7,27 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::domain::delivery::DlqSelector;
-use crate::domain::{DlqId, SubscriptionId};
+use crate::domain::{DlqId, SubscriptionId, Timestamp};
 use crate::tui::theme;
 
 /// What happens on yes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PendingOp {
-    RetryDeadLetters { selector: DlqSelector, count: usize },
+    RetryDeadLetters {
+        selector: DlqSelector,
+        count: usize,
+    },
     DiscardDeadLetter(DlqId),
-    DiscardDeadLetters { selector: DlqSelector, count: u64 },
+    DiscardDeadLetters {
+        selector: DlqSelector,
+        count: u64,
+    },
     DeleteSubscription(SubscriptionId),
+    /// Archive the events before this time.
+    Archive {
+        before: Timestamp,
+        count: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
