@@ -23,7 +23,10 @@ pub async fn run(args: ArchiveArgs, dir: Option<PathBuf>) -> anyhow::Result<()> 
         if args.json {
             println!("{}", serde_json::to_string_pretty(&partitions).context("cannot print the list as JSON")?);
         } else if partitions.is_empty() {
-            println!("no archive under {} yet", shown.display());
+            println!(
+                "no archive under {} yet (the server's folder is its [archive] dir: pass --dir DIR or the same config)",
+                shown.display()
+            );
         } else {
             print!("{}", table(&partitions));
         }
