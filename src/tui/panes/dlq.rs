@@ -254,14 +254,10 @@ impl App {
     fn dlq_group_command(&mut self, command: Command) -> Vec<Effect> {
         let rows = self.list_rows();
         let len = self.dlq.groups.groups().len();
-        let cursor = &mut self.dlq.groups.cursor;
+        if self.dlq.groups.cursor.navigate(command, len, rows) {
+            return Vec::new();
+        }
         match command {
-            Command::Up => cursor.move_by(-1, len, rows),
-            Command::Down => cursor.move_by(1, len, rows),
-            Command::PageUp => cursor.move_by(-(rows as isize), len, rows),
-            Command::PageDown => cursor.move_by(rows as isize, len, rows),
-            Command::Top => cursor.select(0, len, rows),
-            Command::Bottom => cursor.select(len.saturating_sub(1), len, rows),
             Command::Open => {
                 if let Some(group) = self.dlq.groups.selected() {
                     let title = format!("Dead letters · {} · {}", group_target(self, group), cause(group));

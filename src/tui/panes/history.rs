@@ -77,18 +77,14 @@ impl App {
     pub(crate) fn history_command(&mut self, command: Command) -> Vec<Effect> {
         let rows = self.list_rows();
         let len = self.history.events.len();
-        let cursor = &mut self.history.cursor;
+        if self.history.cursor.navigate(command, len, rows) {
+            return Vec::new();
+        }
         match command {
             Command::Filter => {
                 let form = FilterForm::new(FilterTarget::History, HISTORY_FIELDS, &self.history.values);
                 self.popup = Some(Popup::Filter(form));
             }
-            Command::Up => cursor.move_by(-1, len, rows),
-            Command::Down => cursor.move_by(1, len, rows),
-            Command::PageUp => cursor.move_by(-(rows as isize), len, rows),
-            Command::PageDown => cursor.move_by(rows as isize, len, rows),
-            Command::Top => cursor.select(0, len, rows),
-            Command::Bottom => cursor.select(len.saturating_sub(1), len, rows),
             Command::NextPage if self.history.offset + (len as u64) < self.history.total => {
                 self.history.offset += u64::from(PAGE_SIZE);
                 self.history.cursor = ListCursor::default();

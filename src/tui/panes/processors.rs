@@ -63,14 +63,10 @@ impl App {
     pub(crate) fn processors_command(&mut self, command: Command) -> Vec<Effect> {
         let rows = self.list_rows();
         let len = self.processors.items.len();
-        let cursor = &mut self.processors.cursor;
+        if self.processors.cursor.navigate(command, len, rows) {
+            return Vec::new();
+        }
         match command {
-            Command::Up => cursor.move_by(-1, len, rows),
-            Command::Down => cursor.move_by(1, len, rows),
-            Command::PageUp => cursor.move_by(-(rows as isize), len, rows),
-            Command::PageDown => cursor.move_by(rows as isize, len, rows),
-            Command::Top => cursor.select(0, len, rows),
-            Command::Bottom => cursor.select(len.saturating_sub(1), len, rows),
             Command::Refresh => return self.poll_processors(),
             Command::Toggle => {
                 if let Some(processor) = self.processors.items.get(self.processors.cursor.selected) {

@@ -360,14 +360,10 @@ impl App {
             return self.stream_show();
         }
         let len = self.streams.list.len();
-        let cursor = &mut self.streams.cursor;
+        if self.streams.cursor.navigate(command, len, rows) {
+            return Vec::new();
+        }
         match command {
-            Command::Up => cursor.move_by(-1, len, rows),
-            Command::Down => cursor.move_by(1, len, rows),
-            Command::PageUp => cursor.move_by(-(rows as isize), len, rows),
-            Command::PageDown => cursor.move_by(rows as isize, len, rows),
-            Command::Top => cursor.select(0, len, rows),
-            Command::Bottom => cursor.select(len.saturating_sub(1), len, rows),
             Command::Refresh => return self.streams_reload(),
             Command::Filter => {
                 let mut line = CommandLine::default();

@@ -84,14 +84,10 @@ impl App {
     pub(crate) fn subscriptions_command(&mut self, command: Command) -> Vec<Effect> {
         let rows = self.list_rows();
         let len = self.subscriptions.items.len();
-        let cursor = &mut self.subscriptions.cursor;
+        if self.subscriptions.cursor.navigate(command, len, rows) {
+            return Vec::new();
+        }
         match command {
-            Command::Up => cursor.move_by(-1, len, rows),
-            Command::Down => cursor.move_by(1, len, rows),
-            Command::PageUp => cursor.move_by(-(rows as isize), len, rows),
-            Command::PageDown => cursor.move_by(rows as isize, len, rows),
-            Command::Top => cursor.select(0, len, rows),
-            Command::Bottom => cursor.select(len.saturating_sub(1), len, rows),
             Command::Refresh => return self.poll_subscriptions(),
             Command::Toggle => {
                 if let Some(s) = self.subscriptions.items.get(self.subscriptions.cursor.selected) {

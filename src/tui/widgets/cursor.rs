@@ -2,6 +2,8 @@
 
 use std::ops::Range;
 
+use crate::tui::action::Command;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ListCursor {
     pub selected: usize,
@@ -14,6 +16,21 @@ impl ListCursor {
     pub fn move_by(&mut self, delta: isize, len: usize, rows: usize) {
         let target = self.selected.saturating_add_signed(delta);
         self.select(target, len, rows);
+    }
+
+    /// Moves the selection for a list movement key (up, down, page up and down, top, bottom) in a list
+    /// of `len` shown `rows` at a time; false for any other command, which the pane handles itself.
+    pub fn navigate(&mut self, command: Command, len: usize, rows: usize) -> bool {
+        match command {
+            Command::Up => self.move_by(-1, len, rows),
+            Command::Down => self.move_by(1, len, rows),
+            Command::PageUp => self.move_by(-(rows as isize), len, rows),
+            Command::PageDown => self.move_by(rows as isize, len, rows),
+            Command::Top => self.select(0, len, rows),
+            Command::Bottom => self.select(len.saturating_sub(1), len, rows),
+            _ => return false,
+        }
+        true
     }
 
     pub fn select(&mut self, index: usize, len: usize, rows: usize) {
