@@ -643,21 +643,7 @@ pub fn dlq_group_query<'a>(
     let mut query = DlqGroupQuery::new(now);
     for (key, value) in pairs {
         match key {
-            "kind" => {
-                query.kind = Some(match value {
-                    "delivery" => DeadLetterKind::Delivery,
-                    "processing" => DeadLetterKind::Processing,
-                    "publication" => DeadLetterKind::Publication,
-                    "ingest" => DeadLetterKind::Ingest,
-                    _ => {
-                        return Err(FieldError::one_of(
-                            key,
-                            value,
-                            &["delivery", "processing", "publication", "ingest"],
-                        ));
-                    }
-                });
-            }
+            "kind" => query.kind = Some(DeadLetterKind::parse(key, value)?),
             "buckets" => {
                 let max = DlqGroupQuery::MAX_BUCKETS;
                 query.buckets = value
@@ -693,21 +679,7 @@ pub fn dlq_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
         let uuid =
             || uuid::Uuid::parse_str(value).map_err(|_| FieldError::new(key, format!("`{value}` is not a UUID")));
         match key {
-            "kind" => {
-                query.kind = Some(match value {
-                    "delivery" => DeadLetterKind::Delivery,
-                    "processing" => DeadLetterKind::Processing,
-                    "publication" => DeadLetterKind::Publication,
-                    "ingest" => DeadLetterKind::Ingest,
-                    _ => {
-                        return Err(FieldError::one_of(
-                            key,
-                            value,
-                            &["delivery", "processing", "publication", "ingest"],
-                        ));
-                    }
-                });
-            }
+            "kind" => query.kind = Some(DeadLetterKind::parse(key, value)?),
             "subscription_id" => query.subscription_id = Some(SubscriptionId(uuid()?)),
             "processor_id" => query.processor_id = Some(ProcessorId(uuid()?)),
             "limit" => query.limit = limit(key, value)?,

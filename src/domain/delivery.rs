@@ -48,6 +48,17 @@ pub enum DeadLetterKind {
 }
 
 impl DeadLetterKind {
+    pub const ALL: [DeadLetterKind; 4] =
+        [DeadLetterKind::Delivery, DeadLetterKind::Processing, DeadLetterKind::Publication, DeadLetterKind::Ingest];
+
+    /// The kind `text` names (as [`Self::as_str`] writes it); the error names `field` and the accepted values.
+    pub fn parse(field: &str, text: &str) -> Result<Self, super::FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| super::FieldError::one_of(field, text, &Self::ALL.map(DeadLetterKind::as_str)))
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             DeadLetterKind::Delivery => "delivery",

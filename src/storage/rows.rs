@@ -176,13 +176,7 @@ pub(super) fn processing_result(row: &impl Columns) -> Result<ProcessingResult, 
 }
 
 fn dead_letter_kind(row: &impl Columns) -> Result<DeadLetterKind, Error> {
-    match row.text("kind")?.as_str() {
-        "delivery" => Ok(DeadLetterKind::Delivery),
-        "processing" => Ok(DeadLetterKind::Processing),
-        "publication" => Ok(DeadLetterKind::Publication),
-        "ingest" => Ok(DeadLetterKind::Ingest),
-        other => Err(corrupt("kind", format!("unknown dead-letter kind `{other}`"))),
-    }
+    DeadLetterKind::parse("kind", &row.text("kind")?).map_err(|e| corrupt("kind", e))
 }
 
 /// The key of a group of dead letters, from a row with the dead-letter columns it names and
