@@ -303,6 +303,7 @@ impl Engine {
             concurrency: options.processing.concurrency.max(1),
             snapshot_every: i64::from(options.snapshot_every.max(1)),
             metrics: metrics.clone(),
+            bus: bus.clone(),
         });
         let processing_wake = Arc::new(Notify::new());
         let latencies = Arc::new(Latencies::default());
@@ -343,6 +344,8 @@ impl Engine {
             };
             workers.push(tokio::spawn(retention.run(shutdown.child_token())));
         }
+        let projections =
+            projection::Projections::with_archive(options.snapshot_every, options.archive.dir.clone(), bus.clone());
         let engine = Self {
             inner: Arc::new(Inner {
                 store,
@@ -354,7 +357,7 @@ impl Engine {
                 subscriptions,
                 delivery_wake,
                 allow_private_networks: options.allow_private_networks,
-                projections: projection::Projections::with_archive(options.snapshot_every, options.archive.dir.clone()),
+                projections,
                 processors,
                 runner,
                 processing_wake,

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tracing::Instrument;
 
+use super::bus::Bus;
 use super::projection;
 use crate::cluster::nats::Nats;
 use crate::delivery::{WebhookClient, WebhookRequest};
@@ -31,6 +32,8 @@ pub struct Runner {
     pub concurrency: usize,
     pub snapshot_every: i64,
     pub metrics: Arc<Metrics>,
+    /// Where projections created by the projection step are announced.
+    pub bus: Bus,
 }
 
 /// An event's results so far, and which of them is its projection step (filled in per batch).
@@ -180,6 +183,7 @@ impl Runner {
         let started = Instant::now();
         let outcome = projection::advance(self.store.as_ref(), &streams, self.snapshot_every).await;
         let each_ms = started.elapsed().as_secs_f64() * 1000.0 / streams.len() as f64;
+        let outcome = outcome.map(|advanced| advanced.announce(&self.bus));
         for ran in ran.iter_mut() {
             let Some(step) = ran.projection_step else { continue };
             let result = &mut ran.results[step];

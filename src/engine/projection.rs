@@ -1,5 +1,6 @@
 //! Projections: an entity's state read from its cached fold or a snapshot plus the stream's events after
 //! it, and [`advance`], which the projection processor calls to keep cached folds and snapshots current.
+//! A stream folded for the first time is announced to the NATS publisher (`projection.created`).
 //!
 //! A read is correct whatever the cache holds: the cache and snapshots only decide where folding starts.
 //! `updated_at` is the `timestamp` of the last event folded (the event `last_event_id` names), so it
@@ -11,6 +12,8 @@ use tokio::sync::Mutex;
 use crate::domain::event::validate_stream_id;
 use crate::domain::projection::{apply_change, stream_id};
 use crate::domain::{EventId, FieldError, Projection, ProjectionAt, Timestamp};
+use crate::engine::bus::Bus;
+use crate::engine::workers::publisher::Notice;
 use crate::service::Error;
 use crate::storage::{self, CachedProjection, Fold, ProjectionSnapshot, Store, StreamChange, VersionRange};
 
@@ -26,6 +29,8 @@ pub(crate) struct Projections {
     snapshot_every: i64,
     /// Where archived events are, for the answer to a read back before the oldest kept version.
     archive_dir: std::path::PathBuf,
+    /// Where a projection this read side creates is announced.
+    bus: Bus,
     /// One catch-up at a time: readers of the same lagging entity wait for it instead of each folding
     /// the whole stream.
     catch_up: Mutex<()>,
@@ -34,11 +39,12 @@ pub(crate) struct Projections {
 impl Projections {
     #[cfg(test)]
     pub(crate) fn new(snapshot_every: u32) -> Self {
-        Self::with_archive(snapshot_every, std::path::PathBuf::from("data/archive"))
+        let (bus, _) = Bus::new(16, false, None);
+        Self::with_archive(snapshot_every, std::path::PathBuf::from("data/archive"), bus)
     }
 
-    pub(crate) fn with_archive(snapshot_every: u32, archive_dir: std::path::PathBuf) -> Self {
-        Self { snapshot_every: i64::from(snapshot_every.max(1)), archive_dir, catch_up: Mutex::new(()) }
+    pub(crate) fn with_archive(snapshot_every: u32, archive_dir: std::path::PathBuf, bus: Bus) -> Self {
+        Self { snapshot_every: i64::from(snapshot_every.max(1)), archive_dir, bus, catch_up: Mutex::new(()) }
     }
 
     /// Refuses a read that would fold from `base` over versions deleted after archiving (the store
@@ -142,7 +148,10 @@ impl Projections {
         }
         let _one_at_a_time = self.catch_up.lock().await;
         match advance(store, &[stream_id.to_owned()], self.snapshot_every).await {
-            Ok(_) => Ok(store.cached_projection(stream_id).await?),
+            Ok(advanced) => {
+                advanced.announce(&self.bus);
+                Ok(store.cached_projection(stream_id).await?)
+            }
             Err(error) => {
                 tracing::warn!(%error, stream_id, "could not bring the projection cache up to date; folding from the log");
                 Ok(cached)
@@ -151,8 +160,28 @@ impl Projections {
     }
 }
 
+/// What one [`advance`] did.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Advanced {
+    /// Events folded.
+    pub folded: u64,
+    /// Streams that had no cached fold before, with the version they were folded to.
+    pub created: Vec<(String, i64)>,
+}
+
+impl Advanced {
+    /// Hands the projections created to the NATS publisher (nothing when publications are off). Two
+    /// instances folding the same new stream at once both announce it; the message id (the stream id)
+    /// makes JetStream keep one.
+    pub(crate) fn announce(self, bus: &Bus) {
+        for (stream_id, version) in self.created {
+            bus.notify_publisher(Notice::ProjectionCreated { stream_id, version });
+        }
+    }
+}
+
 /// Brings the cached fold of each of these streams up to date, saving a snapshot at every version that
-/// is a multiple of `snapshot_every`. Returns how many events it folded.
+/// is a multiple of `snapshot_every`.
 ///
 /// Idempotent and safe to run concurrently with itself: a stream whose cache is current costs nothing
 /// past one query for the whole list, saved folds only move forward, and snapshots are kept once
@@ -162,9 +191,9 @@ pub(crate) async fn advance(
     store: &dyn Store,
     stream_ids: &[String],
     snapshot_every: i64,
-) -> Result<u64, storage::Error> {
+) -> Result<Advanced, storage::Error> {
     let every = snapshot_every.max(1);
-    let mut folded = 0;
+    let mut advanced = Advanced::default();
     let mut cached: Vec<CachedProjection> = Vec::new();
     let mut snapshots: Vec<ProjectionSnapshot> = Vec::new();
     for stream_id in store.stale_projections(stream_ids).await? {
@@ -172,13 +201,14 @@ pub(crate) async fn advance(
             Some(c) => (Some(c.fold), c.snapshot_version, c.tail_min_timestamp),
             None => (None, 0, None),
         };
+        let new = base.is_none();
         let mut folding = Folding::new(base);
         loop {
             let rest = VersionRange { after: folding.version, until: None };
             let changes = store.stream_changes(&stream_id, rest, None, PAGE).await?;
             for change in &changes {
                 folding.apply(change);
-                folded += 1;
+                advanced.folded += 1;
                 let min = tail_min.map_or(change.timestamp, |t: Timestamp| t.min(change.timestamp));
                 tail_min = Some(min);
                 if change.version % every == 0
@@ -210,12 +240,15 @@ pub(crate) async fn advance(
                 }
             }
             if done {
+                if new && folding.version > 0 {
+                    advanced.created.push((stream_id.clone(), folding.version));
+                }
                 break;
             }
         }
     }
     store.save_projections(cached, snapshots).await?;
-    Ok(folded)
+    Ok(advanced)
 }
 
 /// The entity parts of a stream id: the type is what comes before the first `:`, so it cannot hold one.
@@ -391,7 +424,8 @@ mod tests {
         let ids = [STREAM.to_owned()];
         assert_eq!(store.stale_projections(&ids).await.unwrap(), ids);
 
-        assert_eq!(advance(&store, &ids, 3).await.unwrap(), 10);
+        let first = advance(&store, &ids, 3).await.unwrap();
+        assert_eq!(first, Advanced { folded: 10, created: vec![(STREAM.to_owned(), 10)] }, "a new stream is created");
         for (version, from) in [(3, 0), (6, 3), (9, 6)] {
             let snapshot = store.snapshot_at_version(STREAM, version).await.unwrap().unwrap();
             let fold = expected(&events, |e| e.stream_version <= Some(version)).unwrap();
@@ -410,11 +444,11 @@ mod tests {
         assert_eq!(cached.fold.state, expected(&events, |_| true).unwrap().state);
 
         assert!(store.stale_projections(&ids).await.unwrap().is_empty());
-        assert_eq!(advance(&store, &ids, 3).await.unwrap(), 0, "nothing new: nothing folded");
+        assert_eq!(advance(&store, &ids, 3).await.unwrap().folded, 0, "nothing new: nothing folded");
         assert_eq!(store.cached_projection(STREAM).await.unwrap().unwrap(), cached);
 
         append(&store, &[patch(json!({"n": 10})), patch(json!({"n": 11}))]).await;
-        assert_eq!(advance(&store, &ids, 3).await.unwrap(), 2);
+        assert_eq!(advance(&store, &ids, 3).await.unwrap(), Advanced { folded: 2, created: vec![] });
         let snapshot = store.snapshot_at_version(STREAM, 12).await.unwrap().unwrap();
         assert_eq!((snapshot.fold.version, snapshot.from_version), (12, 9));
         assert_eq!(snapshot.min_timestamp, at(0), "the span 10..=12 includes event 10, before the restart");
@@ -426,7 +460,7 @@ mod tests {
         let steps: Vec<Step> = (0..2_500).map(|i| Step { second: i, ..patch(json!({ "n": i })) }).collect();
         let events = append(&store, &steps).await;
         let ids = [STREAM.to_owned(), "user:nobody".to_owned()];
-        assert_eq!(advance(&store, &ids, 7).await.unwrap(), 2_500);
+        assert_eq!(advance(&store, &ids, 7).await.unwrap().folded, 2_500);
         let cached = store.cached_projection(STREAM).await.unwrap().unwrap();
         assert_eq!((cached.fold.version, cached.snapshot_version), (2_500, 2_499));
         assert_eq!(store.cached_projection("user:nobody").await.unwrap(), None);

@@ -123,6 +123,7 @@ async fn stored_events_outcomes_and_subscriptions_are_published_with_their_subje
     tokio::time::sleep(Duration::from_millis(100)).await;
     let first = server.create(json!({"event_type": "order.created", "data": {"n": 1}})).await;
     let second = server.create(json!({"event_type": "user.signed-up:v2", "data": {"n": 2}})).await;
+    let cart = server.create(json!({"event_type": "cart.changed", "stream_id": "cart:42", "data": {"n": 3}})).await;
     let (status, subscription) = server
         .post(
             "/api/v1/events/subscriptions",
@@ -131,11 +132,16 @@ async fn stored_events_outcomes_and_subscriptions_are_published_with_their_subje
         .await;
     assert_eq!(status, StatusCode::CREATED, "{subscription}");
 
-    // Two stored events, one outcome (only `order.*` goes through a processor), one subscription.
-    let messages = stream.messages(4).await;
-    let find = |subject: &str| {
-        messages.iter().find(|m| m.subject == subject).unwrap_or_else(|| panic!("no {subject} in {messages:?}"))
+    // Three stored events; two outcomes (`order.*` goes through `audit`, the cart's stream through the
+    // built-in projection processor); one projection created; one subscription.
+    let messages = stream.messages(7).await;
+    let find_by = |subject: &str, keep: &dyn Fn(&Stored) -> bool| {
+        messages
+            .iter()
+            .find(|m| m.subject == subject && keep(m))
+            .unwrap_or_else(|| panic!("no {subject} in {messages:?}"))
     };
+    let find = |subject: &str| find_by(subject, &|_| true);
     let prefix = &stream.prefix;
     let stored = find(&format!("{prefix}.event.stored.order.created"));
     assert_eq!(stored.msg_id, first["event_id"].as_str().unwrap());
@@ -146,11 +152,18 @@ async fn stored_events_outcomes_and_subscriptions_are_published_with_their_subje
     assert_eq!(other.msg_id, second["event_id"].as_str().unwrap());
     assert_eq!(other.payload["event_type"], "user.signed-up:v2");
 
-    let processed = find(&format!("{prefix}.event.processed.success"));
+    let processed =
+        find_by(&format!("{prefix}.event.processed.success"), &|m| m.payload["event_id"] == first["event_id"]);
     assert_eq!(processed.msg_id, format!("{}.processed.0", first["event_id"].as_str().unwrap()));
     assert_eq!(processed.payload["event_id"], first["event_id"]);
     assert_eq!(processed.payload["status"], "processed");
     assert_eq!(processed.payload["results"][0]["success"], true, "{}", processed.payload);
+
+    let folded = find_by(&format!("{prefix}.event.processed.success"), &|m| m.payload["event_id"] == cart["event_id"]);
+    assert_eq!(folded.payload["results"][0]["processor_name"], "projections", "{}", folded.payload);
+    let projection = find(&format!("{prefix}.event.projection.created"));
+    assert_eq!(projection.msg_id, "cart:42");
+    assert_eq!(projection.payload, json!({"entity_type": "cart", "entity_id": "42", "version": 1}));
 
     let created = find(&format!("{prefix}.event.subscription.created"));
     assert_eq!(created.msg_id, subscription["subscription_id"].as_str().unwrap());

@@ -9,7 +9,7 @@
 //! across instances (API.md).
 //!
 //! What this instance did besides storing (processing outcomes, dead letters, replays started,
-//! subscriptions created) is published by this instance from a bounded in-memory queue, with the same
+//! subscriptions and projections created) is published by this instance from a bounded in-memory queue, with the same
 //! ack and message ids; those survive a NATS outage while the process runs, not a crash.
 //!
 //! A message the server refuses for its size is recorded as a dead letter of kind `publication` and
@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::nats::{Nats, PublishError, subject_token};
+use crate::domain::projection::entity_of;
 use crate::domain::{
     DeadLetter, DeadLetterKind, DlqId, Event, EventFilter, EventId, EventStatus, Subscription, Timestamp,
 };
@@ -56,6 +57,11 @@ const SETUP_RETRY: Duration = Duration::from_secs(2);
 pub enum Notice {
     Change(EngineEvent),
     SubscriptionCreated(Arc<Subscription>),
+    /// A stream was folded into a projection for the first time, up to `version`.
+    ProjectionCreated {
+        stream_id: String,
+        version: i64,
+    },
 }
 
 pub struct Publisher {
@@ -330,6 +336,20 @@ impl Publisher {
                 payload: to_bytes(subscription.as_ref()),
                 event: None,
             },
+            Notice::ProjectionCreated { stream_id, version } => {
+                // The projection API reads `type:id` streams; another stream has no entity to name.
+                let Some((entity_type, entity_id)) = entity_of(stream_id) else { return Ok(None) };
+                Message {
+                    subject: format!("{prefix}.event.projection.created"),
+                    msg_id: stream_id.clone(),
+                    payload: to_bytes(&json!({
+                        "entity_type": entity_type,
+                        "entity_id": entity_id,
+                        "version": version,
+                    })),
+                    event: None,
+                }
+            }
             Notice::Change(EngineEvent::Status(change)) => {
                 let outcome = match change.status {
                     EventStatus::Processed => "success",
