@@ -197,6 +197,10 @@ pub enum Scenario {
     /// `--events` stored events archived to JSON Lines in this process, alone and then while ingest
     /// runs; reports events archived per second and the ingest rate against ingest alone.
     Archive,
+    /// Single-event POSTs to /api/v1/events/frontend on an in-process server with
+    /// `frontend_via_nats` (NATS at `--nats-url`), then the same against one storing directly;
+    /// reports POST latency and rate, and the rate at which the consumer stores the events.
+    Frontend,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +250,9 @@ pub struct BenchArgs {
     /// Servers the soak runs at once (default: 1 on SQLite, 3 on PostgreSQL).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8))]
     pub servers: Option<u64>,
+    /// The NATS server of the frontend scenario, e.g. nats://127.0.0.1:4222.
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -104,6 +104,9 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     pub queue: usize,
     pub max_group: usize,
+    /// The frontend routes publish to JetStream and answer after its ack; a consumer stores the
+    /// events (needs `[nats] url`).
+    pub frontend_via_nats: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -361,6 +364,11 @@ impl Config {
             "nats.subject_prefix",
             "must be one or more subject tokens separated by dots, without spaces, * or >, e.g. eventdeck",
         )?;
+        check(
+            !self.ingest.frontend_via_nats || !nats.is_empty(),
+            "ingest.frontend_via_nats",
+            "needs [nats] url (e.g. nats://127.0.0.1:4222): set it, or set frontend_via_nats = false",
+        )?;
         let processing = &self.processing;
         check((1..=10_000).contains(&processing.batch_size), "processing.batch_size", "must be between 1 and 10000")?;
         check(
@@ -453,6 +461,7 @@ impl Config {
                     publish: self.nats.publish,
                 }
             }),
+            frontend_via_nats: self.ingest.frontend_via_nats,
             snapshot_every: self.projections.snapshot_every,
             archive: crate::engine::ArchiveOptions {
                 dir: self.archive.dir.clone().into(),
@@ -566,6 +575,17 @@ mod tests {
         }
         let config = load_with(None, &[("EVENTDECK_STORAGE__MAX_CONNECTIONS", "1000")]).unwrap();
         assert_eq!(config.store_options().max_connections, 1000);
+        let err = load_with(None, &[("EVENTDECK_INGEST__FRONTEND_VIA_NATS", "true")]).unwrap_err();
+        assert!(
+            err.to_string().contains("ingest.frontend_via_nats") && err.to_string().contains("[nats] url"),
+            "{err}"
+        );
+        let config = load_with(
+            None,
+            &[("EVENTDECK_INGEST__FRONTEND_VIA_NATS", "true"), ("EVENTDECK_NATS__URL", "nats://127.0.0.1:4222")],
+        )
+        .unwrap();
+        assert!(config.engine_options().frontend_via_nats);
     }
 
     #[test]

@@ -68,6 +68,28 @@ impl EncodeLabelValue for DeliveryOutcome {
     }
 }
 
+/// What became of one frontend event taken from JetStream, for
+/// `eventdeck_frontend_consumed_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsumedOutcome {
+    Stored,
+    /// Its id was stored already (a redelivered message): stored once, acknowledged again.
+    Duplicate,
+    DeadLettered,
+}
+
+impl ConsumedOutcome {
+    const ALL: [Self; 3] = [Self::Stored, Self::Duplicate, Self::DeadLettered];
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Duplicate => "duplicate",
+            Self::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
 /// A subscription id as a label value, written out only when scraped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct SubscriptionLabel(SubscriptionId);
@@ -108,6 +130,16 @@ struct ProcessingLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PathLabels {
+    path: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -135,6 +167,10 @@ pub struct Metrics {
     dlq_entries: Family<KindLabels, Gauge>,
     live_clients: Gauge,
     nats_connected: Gauge,
+    /// `eventdeck_frontend_events_total{path}`: [jetstream, direct].
+    frontend_events: [Counter; 2],
+    /// `eventdeck_frontend_consumed_total{outcome}`, in `ConsumedOutcome::ALL` order.
+    frontend_consumed: Vec<Counter>,
     /// Instances heartbeating in the shared store (this one alone on SQLite).
     instances: Gauge,
 }
@@ -216,6 +252,24 @@ impl Metrics {
         registry.register("live_clients", "Live streams open on this instance", live_clients.clone());
         let nats_connected = Gauge::default();
         registry.register("nats_connected", "1 when NATS is configured and connected, else 0", nats_connected.clone());
+        let frontend_family = Family::<PathLabels, Counter>::default();
+        registry.register(
+            "frontend_events",
+            "Frontend events accepted, by path: handed to JetStream (frontend_via_nats) or stored directly",
+            frontend_family.clone(),
+        );
+        let frontend_events =
+            ["jetstream", "direct"].map(|path| frontend_family.get_or_create(&PathLabels { path }).clone());
+        let consumed_family = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "frontend_consumed",
+            "Frontend events taken from JetStream by this instance's consumer, by outcome",
+            consumed_family.clone(),
+        );
+        let frontend_consumed = ConsumedOutcome::ALL
+            .iter()
+            .map(|outcome| consumed_family.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).clone())
+            .collect();
         let instances = Gauge::default();
         registry.register("instances", "Instances seen in the last 15 s sharing this one's store", instances.clone());
         Self {
@@ -235,7 +289,21 @@ impl Metrics {
             dlq_entries,
             live_clients,
             nats_connected,
+            frontend_events,
+            frontend_consumed,
             instances,
+        }
+    }
+
+    /// Frontend events a route accepted: `count` handed to JetStream, or stored directly.
+    pub fn frontend_events(&self, via_jetstream: bool, count: usize) {
+        self.frontend_events[usize::from(!via_jetstream)].inc_by(count as u64);
+    }
+
+    /// One frontend event the consumer took from JetStream.
+    pub fn frontend_consumed(&self, outcome: ConsumedOutcome) {
+        if let Some(position) = ConsumedOutcome::ALL.iter().position(|o| *o == outcome) {
+            self.frontend_consumed[position].inc();
         }
     }
 

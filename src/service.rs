@@ -177,6 +177,19 @@ pub trait EventService: Send + Sync + 'static {
     /// The outer error means nothing was stored.
     async fn ingest(&self, events: Vec<NewEvent>) -> Result<Vec<Result<Ingested, Error>>, Error>;
 
+    /// Frontend events (`POST /api/v1/events/frontend*`), answering their ids in order. Stored like
+    /// [`Self::ingest`]; an engine with `[ingest] frontend_via_nats` instead hands them to JetStream and
+    /// answers after its ack, and a consumer stores them shortly after.
+    async fn ingest_frontend(&self, events: Vec<NewEvent>) -> Result<Vec<EventId>, Error> {
+        self.ingest(events).await?.into_iter().map(|result| result.map(|ingested| ingested.event.event_id)).collect()
+    }
+
+    /// Whether frontend events go through JetStream now (configured, NATS connected, the stream and
+    /// its consumer in place); false: they are stored directly.
+    fn frontend_via_nats(&self) -> bool {
+        false
+    }
+
     async fn event(&self, id: EventId) -> Result<Arc<Event>, Error>;
 
     async fn query(&self, query: EventQuery) -> Result<EventPage, Error>;

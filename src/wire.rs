@@ -19,6 +19,7 @@ use crate::domain::{
 };
 use crate::service::DlqAction;
 
+pub mod frontend_message;
 pub mod rudderstack;
 
 /// `POST /api/v1/events/create`, an item of `/batch`, and the seed-compatible `POST /events`. Unknown
@@ -827,6 +828,10 @@ pub struct FrontendBatchAccepted {
 pub struct FrontendHealth {
     pub status: String,
     pub nats: String,
+    /// Whether events posted now go through JetStream (`[ingest] frontend_via_nats`, NATS connected,
+    /// the stream and its consumer in place); false: they are stored directly.
+    #[serde(default)]
+    pub via_nats: bool,
 }
 
 /// Seed-compatible `GET /webhooks`.

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 mod archive;
+mod frontend;
 mod isolation;
 mod overhead;
 mod processing;
@@ -62,6 +63,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Projection => projection::run(&args).await,
         Scenario::Soak => soak::run(&args).await,
         Scenario::Archive => archive::run(&args).await,
+        Scenario::Frontend => frontend::run(&args).await,
     }
 }
 
@@ -158,6 +160,14 @@ struct Report {
 impl Report {
     fn rate(&self) -> f64 {
         self.items as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `p` quantile (0 to 1) of the request latencies, in milliseconds.
+    fn percentile(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+        sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     }
 
     fn print(mut self, what: &str, unit: &str) {

@@ -127,6 +127,10 @@ pub struct Event {
 /// `created_at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
+    /// The id to store it under, when it was given one before the commit (a frontend event that went
+    /// through JetStream answers with its id at once); `None`: the store mints one. An event whose id
+    /// is stored already is a duplicate of the stored one, so a redelivered message is stored once.
+    pub event_id: Option<EventId>,
     pub event_type: String,
     pub event_source: EventSource,
     pub event_category: EventCategory,
@@ -150,6 +154,7 @@ impl NewEvent {
     /// A minimal event of `event_type` from the backend, stamped now; the rest empty.
     pub fn new(event_type: impl Into<String>) -> Self {
         Self {
+            event_id: None,
             event_type: event_type.into(),
             event_source: EventSource::Backend,
             event_category: EventCategory::System,

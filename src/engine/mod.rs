@@ -82,6 +82,8 @@ pub struct EngineOptions {
     pub processing: ProcessingOptions,
     /// NATS (`[nats]`): for `nats` processors and lifecycle publications; `None`: no NATS.
     pub nats: Option<NatsOptions>,
+    /// `[ingest] frontend_via_nats`: frontend events go through JetStream (with `nats` set).
+    pub frontend_via_nats: bool,
     /// A replay selecting more events than this needs `confirm`.
     pub replay_confirm_above: u64,
     /// How long a claim (a delivery in flight, an event in processing, a running replay) outlives its
@@ -159,6 +161,7 @@ impl Default for EngineOptions {
             snapshot_every: 100,
             processing: ProcessingOptions::default(),
             nats: None,
+            frontend_via_nats: false,
             replay_confirm_above: 10_000,
             lease: Duration::from_secs(30),
             addr: String::new(),
@@ -196,6 +199,8 @@ struct Inner {
     /// This instance as it records itself in the store.
     instance: InstanceRecord,
     archiver: Arc<archive::Archiver>,
+    /// With `[ingest] frontend_via_nats` and NATS: what the frontend routes publish through.
+    frontend: Option<Arc<workers::frontend::Frontend>>,
     started: Instant,
     shutdown: CancellationToken,
     /// Stopped first, before the writer, so nothing is left half-recorded.
@@ -296,6 +301,14 @@ impl Engine {
             };
             workers.push(tokio::spawn(publisher.run(shutdown.child_token())));
         }
+        let frontend = match &options.nats {
+            Some(nats_options) if options.frontend_via_nats => Some(Arc::new(workers::frontend::Frontend::new(
+                nats.clone(),
+                &nats_options.stream,
+                &nats_options.subject_prefix,
+            ))),
+            _ => None,
+        };
         let runner = Arc::new(Runner {
             store: store.clone(),
             client,
@@ -367,6 +380,7 @@ impl Engine {
                 lease: options.lease,
                 instance,
                 archiver,
+                frontend: frontend.clone(),
                 started: Instant::now(),
                 shutdown,
                 workers: Mutex::new(workers),
@@ -377,6 +391,11 @@ impl Engine {
         };
         let heartbeat = tokio::spawn(workers::heartbeat::run(engine.clone(), engine.inner.shutdown.child_token()));
         engine.inner.workers.lock().await.push(heartbeat);
+        if let Some(frontend) = frontend {
+            let consumer =
+                tokio::spawn(workers::frontend::run(engine.clone(), frontend, engine.inner.shutdown.child_token()));
+            engine.inner.workers.lock().await.push(consumer);
+        }
         Ok(engine)
     }
 
@@ -453,6 +472,39 @@ impl EventService for Engine {
         }
         .instrument(span)
         .await
+    }
+
+    async fn ingest_frontend(&self, mut events: Vec<NewEvent>) -> Result<Vec<EventId>, Error> {
+        let Some(frontend) = self.inner.frontend.as_ref() else {
+            self.inner.metrics.frontend_events(false, events.len());
+            return self.ingest(events).await?.into_iter().map(|r| r.map(|i| i.event.event_id)).collect();
+        };
+        // Ids first: the answer carries them before anything is stored, and a consumer that gets the
+        // same event twice (or after it was stored directly below) stores it once.
+        for event in &mut events {
+            event.event_id.get_or_insert_with(EventId::new_v7);
+        }
+        if frontend.active() {
+            // Redacted before it leaves the process, so JetStream never holds what the store must not;
+            // the consumer's ingest applies the redactors of its time again.
+            self.fresh_processors().await?;
+            self.redact(&mut events);
+            match frontend.publish(&events).await {
+                Ok(()) => {
+                    self.inner.metrics.frontend_events(true, events.len());
+                    return Ok(events.iter().filter_map(|event| event.event_id).collect());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "frontend events could not go through NATS; storing them directly")
+                }
+            }
+        }
+        self.inner.metrics.frontend_events(false, events.len());
+        self.ingest(events).await?.into_iter().map(|r| r.map(|i| i.event.event_id)).collect()
+    }
+
+    fn frontend_via_nats(&self) -> bool {
+        self.inner.frontend.as_ref().is_some_and(|frontend| frontend.active())
     }
 
     async fn event(&self, id: EventId) -> Result<Arc<Event>, Error> {

@@ -1,5 +1,5 @@
 //! How a group of new events becomes stored events, the same on every backend: the backend looks up
-//! what the group's idempotency keys and streams already hold ([`Lookups`], [`Known`]), then
+//! what the group's given ids, idempotency keys and streams already hold ([`Lookups`], [`Known`]), then
 //! [`assign`] decides each event's fate in order (duplicate, version conflict, or created with the
 //! next seq and stream version), seeing the events before it in the group as the database will.
 
@@ -14,6 +14,8 @@ pub(super) type Key = (String, String);
 /// What a backend must look up before assigning a group.
 #[derive(Debug, Default)]
 pub(super) struct Lookups {
+    /// Every distinct id the group's events were given before the commit.
+    pub ids: Vec<EventId>,
     /// Every distinct idempotency key of the group.
     pub keys: Vec<Key>,
     /// Every distinct stream of the group.
@@ -22,19 +24,24 @@ pub(super) struct Lookups {
 
 impl Lookups {
     pub fn of(events: &[NewEvent]) -> Self {
+        let mut ids: Vec<EventId> = events.iter().filter_map(|e| e.event_id).collect();
+        ids.sort();
+        ids.dedup();
         let mut keys: Vec<Key> = events.iter().filter_map(key_of).collect();
         keys.sort();
         keys.dedup();
         let mut streams: Vec<String> = events.iter().filter_map(|e| e.stream_id.clone()).collect();
         streams.sort();
         streams.dedup();
-        Self { keys, streams }
+        Self { ids, keys, streams }
     }
 }
 
 /// What the store holds for a group's lookups.
 #[derive(Debug, Default)]
 pub(super) struct Known {
+    /// The stored event of each given id already taken.
+    pub events_by_id: HashMap<EventId, Event>,
     /// The stored event of each key already taken.
     pub events_by_key: HashMap<Key, Event>,
     /// Each stream's current version; a stream missing here has none yet (0).
@@ -50,6 +57,11 @@ pub(super) fn assign(events: Vec<NewEvent>, mut known: Known, next_seq: i64, cre
     let mut seq = next_seq;
     let mut out: Vec<Appended> = Vec::with_capacity(events.len());
     for new in events {
+        // An id that is stored already: the same event again (a JetStream message delivered twice).
+        if let Some(stored) = new.event_id.and_then(|id| known.events_by_id.get(&id)) {
+            out.push(Appended::Duplicate(stored.clone()));
+            continue;
+        }
         let key = key_of(&new);
         if let Some(stored) = key.as_ref().and_then(|key| known.events_by_key.get(key)) {
             out.push(Appended::Duplicate(stored.clone()));
@@ -72,7 +84,7 @@ pub(super) fn assign(events: Vec<NewEvent>, mut known: Known, next_seq: i64, cre
             false => (EventStatus::Pending, None),
         };
         let event = Event {
-            event_id: EventId::new_v7(),
+            event_id: new.event_id.unwrap_or_else(EventId::new_v7),
             seq,
             event_type: new.event_type,
             event_source: new.event_source,
@@ -93,7 +105,10 @@ pub(super) fn assign(events: Vec<NewEvent>, mut known: Known, next_seq: i64, cre
             created_at,
             processed_at,
         };
-        // Later events of the group with this key are duplicates of this one.
+        // Later events of the group with this id or key are duplicates of this one.
+        if new.event_id.is_some() {
+            known.events_by_id.insert(event.event_id, event.clone());
+        }
         if let Some(key) = key {
             known.events_by_key.insert(key, event.clone());
         }

@@ -103,7 +103,7 @@ impl Error {
 pub enum Appended {
     /// Stored now.
     Created(Event),
-    /// Its idempotency key was seen before: the event stored then.
+    /// Its given id or its idempotency key was seen before: the event stored then.
     Duplicate(Event),
     /// `expected_version` did not match the stream's version; nothing was stored.
     VersionConflict { stream_id: String, expected: i64, actual: i64 },
@@ -191,8 +191,9 @@ pub trait EventStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Stores a group of events in one transaction, answering one [`Appended`] per event in order.
-    /// The store assigns id, seq, stream version and `created_at`; idempotency keys and expected
-    /// versions are checked inside the transaction, also between events of the same group.
+    /// The store assigns id (unless the event was given one), seq, stream version and `created_at`;
+    /// given ids, idempotency keys and expected versions are checked inside the transaction, also
+    /// between events of the same group.
     ///
     /// Seqs are assigned in commit order, across every instance sharing the store: once any reader has
     /// seen seq N, no event with a smaller seq appears later. Everything that reads "after seq N" (live

@@ -96,7 +96,7 @@ async fn open_endpoints_need_no_key() {
 
     let (status, health) = send(server.client.get(server.url("/api/v1/events/frontend/health"))).await;
     assert_eq!(status, StatusCode::OK, "{health}");
-    assert_eq!(health, json!({"status": "ok", "nats": "disabled"}));
+    assert_eq!(health, json!({"status": "ok", "nats": "disabled", "via_nats": false}));
 
     let (status, answer) =
         send(server.client.post(server.url("/api/v1/events/frontend")).json(&json!({"event_type": "page.view"}))).await;

@@ -11,6 +11,7 @@ mod console;
 mod cross_site;
 mod delivery;
 mod faults;
+mod frontend_nats;
 mod ingest;
 mod instances;
 mod limits;

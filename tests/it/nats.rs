@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use crate::support::TestServer;
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-fn nats_url(test: &str) -> Option<String> {
+pub(crate) fn nats_url(test: &str) -> Option<String> {
     match std::env::var("EVENTDECK_TEST_NATS_URL") {
         Ok(url) => Some(url),
         Err(_) => {
@@ -24,23 +24,23 @@ fn nats_url(test: &str) -> Option<String> {
 }
 
 /// A test's own stream and subject prefix, and a client to read them.
-struct Stream {
-    url: String,
-    name: String,
-    prefix: String,
-    context: jetstream::Context,
+pub(crate) struct Stream {
+    pub url: String,
+    pub name: String,
+    pub prefix: String,
+    pub context: jetstream::Context,
 }
 
 /// One message as the stream holds it.
 #[derive(Debug)]
-struct Stored {
-    subject: String,
-    msg_id: String,
-    payload: Value,
+pub(crate) struct Stored {
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: Value,
 }
 
 impl Stream {
-    async fn new(url: &str) -> Self {
+    pub async fn new(url: &str) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let client = async_nats::connect(url).await.expect("connect to the test NATS server");
         Self {
@@ -51,13 +51,13 @@ impl Stream {
         }
     }
 
-    fn configure(&self, config: &mut eventdeck::config::Config) {
+    pub fn configure(&self, config: &mut eventdeck::config::Config) {
         config.nats.url = self.url.clone();
         config.nats.stream = self.name.clone();
         config.nats.subject_prefix = self.prefix.clone();
     }
 
-    async fn count(&self) -> u64 {
+    pub async fn count(&self) -> u64 {
         match self.context.get_stream(&self.name).await {
             Ok(mut stream) => stream.info().await.map(|info| info.state.messages).unwrap_or(0),
             Err(_) => 0,
@@ -65,7 +65,7 @@ impl Stream {
     }
 
     /// Waits until the stream holds at least `n` messages, then returns them all, oldest first.
-    async fn messages(&self, n: u64) -> Vec<Stored> {
+    pub async fn messages(&self, n: u64) -> Vec<Stored> {
         let deadline = tokio::time::Instant::now() + WAIT;
         while self.count().await < n {
             assert!(tokio::time::Instant::now() < deadline, "the stream never held {n} messages");
@@ -86,12 +86,12 @@ impl Stream {
         all
     }
 
-    async fn delete(self) {
+    pub async fn delete(self) {
         let _ = self.context.delete_stream(&self.name).await;
     }
 }
 
-async fn connected(server: &TestServer) {
+pub(crate) async fn connected(server: &TestServer) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while server.get("/health").await.1["nats"] != "connected" {
         assert!(tokio::time::Instant::now() < deadline, "never connected to NATS");

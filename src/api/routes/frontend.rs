@@ -1,5 +1,6 @@
 //! Browser and frontend ingest: open endpoints that add the client's IP, User-Agent and Referer to
-//! each event's context.
+//! each event's context. The service stores the events, or with `[ingest] frontend_via_nats` hands
+//! them to JetStream; the answer is the same 202 either way.
 
 use std::net::SocketAddr;
 
@@ -9,11 +10,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value};
 
-use super::events::{IngestHeaders, check_batch_size, ingest_one};
+use super::events::{IngestHeaders, check_batch_size};
 use crate::api::error::ApiError;
 use crate::api::extract::{AnyJsonBody, from_value};
 use crate::api::state::AppState;
 use crate::domain::{FieldError, NewEvent};
+use crate::service;
 use crate::wire::{FrontendAccepted, FrontendBatch, FrontendBatchAccepted, FrontendEvent, FrontendHealth};
 
 pub fn router() -> Router<AppState> {
@@ -34,8 +36,9 @@ pub(crate) async fn single(
 ) -> Result<(StatusCode, Json<FrontendAccepted>), ApiError> {
     let mut event = body.into_new_event(&client_context(peer, &headers))?;
     ingest.apply(&mut event);
-    let stored = ingest_one(state.service.as_ref(), event).await?;
-    Ok((StatusCode::ACCEPTED, Json(FrontendAccepted { accepted: true, event_id: stored.event.event_id })))
+    let event_id = state.service.ingest_frontend(vec![event]).await?.into_iter().next();
+    let event_id = event_id.ok_or_else(|| service::Error::Unavailable("the store answered nothing".into()))?;
+    Ok((StatusCode::ACCEPTED, Json(FrontendAccepted { accepted: true, event_id })))
 }
 
 #[utoipa::path(post, path = "/api/v1/events/frontend/batch", tag = "ingest", request_body = FrontendBatch,
@@ -52,8 +55,7 @@ pub(crate) async fn batch(
     for event in &mut events {
         ingest.apply(event);
     }
-    let stored = state.service.ingest(events).await?;
-    let event_ids = stored.into_iter().map(|r| r.map(|i| i.event.event_id)).collect::<Result<Vec<_>, _>>()?;
+    let event_ids = state.service.ingest_frontend(events).await?;
     Ok((StatusCode::ACCEPTED, Json(FrontendBatchAccepted { accepted: event_ids.len(), event_ids })))
 }
 
@@ -61,7 +63,11 @@ pub(crate) async fn batch(
     responses((status = 200, body = crate::wire::FrontendHealth)))]
 pub(crate) async fn health(State(state): State<AppState>) -> Json<FrontendHealth> {
     let health = state.service.health().await;
-    Json(FrontendHealth { status: health.status.to_owned(), nats: health.nats.to_owned() })
+    Json(FrontendHealth {
+        status: health.status.to_owned(),
+        nats: health.nats.to_owned(),
+        via_nats: state.service.frontend_via_nats(),
+    })
 }
 
 /// The events of a frontend batch, each with the client's context (and `client_info` when sent); the

@@ -4,6 +4,7 @@
 pub mod announcer;
 pub mod delivery;
 pub mod follower;
+pub mod frontend;
 pub mod heartbeat;
 pub mod processing;
 pub mod publisher;

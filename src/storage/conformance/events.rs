@@ -49,6 +49,7 @@ pub(super) async fn a_new_store_is_empty_and_answers(store: Arc<dyn Store>) {
 pub(super) async fn append_keeps_every_field_and_assigns_seq_id_and_created_at(store: Arc<dyn Store>) {
     assert!(store.append(Vec::new()).await.unwrap().is_empty(), "an empty group stores nothing");
     let full = NewEvent {
+        event_id: None,
         event_type: "order.paid".into(),
         event_source: EventSource::IotDevice,
         event_category: EventCategory::Payment,
@@ -128,6 +129,31 @@ pub(super) async fn idempotency_keys_are_per_tenant_and_checked_within_a_group(s
     assert_eq!(store.query(&EventQuery::default()).await.unwrap().total, 3);
     assert_eq!(store.counters().await.unwrap().by_type["k"], 3, "duplicates are not counted");
     assert_eq!(store.last_seq().await.unwrap(), first[3].event().unwrap().seq);
+}
+
+pub(super) async fn a_given_id_is_kept_and_a_repeat_of_it_is_a_duplicate(store: Arc<dyn Store>) {
+    let given = |id: EventId, n: i64| NewEvent {
+        event_id: Some(id),
+        data: json!({"n": n}).as_object().cloned().unwrap(),
+        ..NewEvent::new("page.viewed")
+    };
+    let (a, b) = (EventId::new_v7(), EventId::new_v7());
+    let first = store.append(vec![given(a, 1), NewEvent::new("minted"), given(a, 2)]).await.unwrap();
+    let original = first[0].event().unwrap().clone();
+    assert_eq!(original.event_id, a, "stored under the id it was given");
+    assert_ne!(first[1].event().unwrap().event_id, a, "an event without one gets a new id");
+    assert_eq!(first[2], Appended::Duplicate(original.clone()), "a repeat in the same group answers the first");
+
+    // Delivered again later (a message redelivered after a crash between commit and ack): the stored
+    // event comes back, nothing is stored, seqs and counters do not move; a new id beside it is stored.
+    let again = store.append(vec![given(a, 3), given(b, 4)]).await.unwrap();
+    assert_eq!(again[0], Appended::Duplicate(original.clone()));
+    let other = again[1].event().unwrap().clone();
+    assert_eq!(other.event_id, b);
+    assert_eq!(other.seq, first[1].event().unwrap().seq + 1, "no seq is spent on a duplicate");
+    assert_eq!(store.event(a).await.unwrap(), Some(original));
+    assert_eq!(store.query(&EventQuery::default()).await.unwrap().total, 3);
+    assert_eq!(store.counters().await.unwrap().by_type["page.viewed"], 2, "duplicates are not counted");
 }
 
 pub(super) async fn expected_versions_are_checked_within_and_across_groups(store: Arc<dyn Store>) {

@@ -59,6 +59,7 @@ macro_rules! conformance {
                 events::a_new_store_is_empty_and_answers,
                 events::append_keeps_every_field_and_assigns_seq_id_and_created_at,
                 events::idempotency_keys_are_per_tenant_and_checked_within_a_group,
+                events::a_given_id_is_kept_and_a_repeat_of_it_is_a_duplicate,
                 events::expected_versions_are_checked_within_and_across_groups,
                 events::stream_reads_start_at_a_version_inclusive_in_version_order_with_a_limit,
                 events::streams_are_listed_by_prefix_in_id_order_with_version_and_last_event,

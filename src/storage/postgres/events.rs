@@ -139,9 +139,17 @@ impl EventStore for PostgresStore {
     }
 }
 
-/// What the store already holds for a group's keys and streams, read under the append lock.
+/// What the store already holds for a group's given ids, keys and streams, read under the append lock.
 async fn known(conn: &mut PgConnection, lookups: &Lookups) -> Result<Known, Error> {
     let mut known = Known::default();
+    if !lookups.ids.is_empty() {
+        let ids: Vec<uuid::Uuid> = lookups.ids.iter().map(|id| id.0).collect();
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[])");
+        for row in sqlx::query(&sql).bind(ids).fetch_all(&mut *conn).await? {
+            let event = rows::event(&row)?;
+            known.events_by_id.insert(event.event_id, event);
+        }
+    }
     if !lookups.keys.is_empty() {
         let (tenants, keys): (Vec<&str>, Vec<&str>) =
             lookups.keys.iter().map(|(tenant, key)| (tenant.as_str(), key.as_str())).unzip();

@@ -177,9 +177,18 @@ fn count_rows(events: &[&Event]) -> QueryBuilder<'static, Sqlite> {
     upsert
 }
 
-/// What the store already holds for a group's keys and streams: a lookup each, cheap in process.
+/// What the store already holds for a group's given ids, keys and streams: a lookup each, cheap in
+/// process.
 async fn known(conn: &mut SqliteConnection, lookups: &Lookups) -> Result<Known, Error> {
     let mut known = Known::default();
+    if !lookups.ids.is_empty() {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?");
+        for id in &lookups.ids {
+            if let Some(row) = sqlx::query(&sql).bind(id.0).fetch_optional(&mut *conn).await? {
+                known.events_by_id.insert(*id, rows::event(&row)?);
+            }
+        }
+    }
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE coalesce(tenant_id, '') = ? AND idempotency_key = ?");
     for key in &lookups.keys {
         if let Some(row) = sqlx::query(&sql).bind(&key.0).bind(&key.1).fetch_optional(&mut *conn).await? {
