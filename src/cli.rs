@@ -197,6 +197,10 @@ pub enum Scenario {
     /// `--events` stored events archived to JSON Lines in this process, alone and then while ingest
     /// runs; reports events archived per second and the ingest rate against ingest alone.
     Archive,
+    /// Two `eventdeck serve` processes on a scratch schema of `--storage-url` (PostgreSQL): single
+    /// events POSTed to one at `--rate` (default 1,000/s) for `--duration` seconds; reports commit →
+    /// live frame on the other, p50/p95/p99, with the store poll alone and (with `--nats-url`) over NATS.
+    LiveLatency,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +250,10 @@ pub struct BenchArgs {
     /// Servers the soak runs at once (default: 1 on SQLite, 3 on PostgreSQL).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8))]
     pub servers: Option<u64>,
+    /// NATS for the live-latency scenario's second run (e.g. nats://127.0.0.1:4222); without it, only
+    /// the run with the store poll alone.
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

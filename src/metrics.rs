@@ -68,6 +68,32 @@ impl EncodeLabelValue for DeliveryOutcome {
     }
 }
 
+/// What became of a live-feed message between instances, for `eventdeck_live_feed_messages_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LiveFeed {
+    /// Published to NATS for the other instances.
+    Sent,
+    /// Taken from NATS, from another instance of this store.
+    Received,
+    /// Not sent or not relayed (a queue full, NATS down): the store's poll delivers it instead.
+    Dropped,
+}
+
+impl EncodeLabelValue for LiveFeed {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(match self {
+            Self::Sent => "sent",
+            Self::Received => "received",
+            Self::Dropped => "dropped",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LiveFeedLabels {
+    outcome: LiveFeed,
+}
+
 /// A subscription id as a label value, written out only when scraped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct SubscriptionLabel(SubscriptionId);
@@ -135,6 +161,7 @@ pub struct Metrics {
     dlq_entries: Family<KindLabels, Gauge>,
     live_clients: Gauge,
     nats_connected: Gauge,
+    live_feed: Family<LiveFeedLabels, Counter>,
     /// Instances heartbeating in the shared store (this one alone on SQLite).
     instances: Gauge,
 }
@@ -216,6 +243,12 @@ impl Metrics {
         registry.register("live_clients", "Live streams open on this instance", live_clients.clone());
         let nats_connected = Gauge::default();
         registry.register("nats_connected", "1 when NATS is configured and connected, else 0", nats_connected.clone());
+        let live_feed = Family::<LiveFeedLabels, Counter>::default();
+        registry.register(
+            "live_feed_messages",
+            "Live-feed messages between instances over NATS, by outcome (sent, received, dropped)",
+            live_feed.clone(),
+        );
         let instances = Gauge::default();
         registry.register("instances", "Instances seen in the last 15 s sharing this one's store", instances.clone());
         Self {
@@ -235,6 +268,7 @@ impl Metrics {
             dlq_entries,
             live_clients,
             nats_connected,
+            live_feed,
             instances,
         }
     }
@@ -303,6 +337,11 @@ impl Metrics {
         let labels =
             ProcessingLabels { processor: processor.to_owned(), outcome: if success { "success" } else { "failure" } };
         self.processing_runs.get_or_create(&labels).inc_by(count);
+    }
+
+    /// One live-feed message between instances.
+    pub fn live_feed(&self, outcome: LiveFeed) {
+        self.live_feed.get_or_create(&LiveFeedLabels { outcome }).inc();
     }
 
     /// Counts an open live stream until the returned guard is dropped.

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 mod archive;
 mod isolation;
+mod live_latency;
 mod overhead;
 mod processing;
 mod projection;
@@ -62,6 +63,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Projection => projection::run(&args).await,
         Scenario::Soak => soak::run(&args).await,
         Scenario::Archive => archive::run(&args).await,
+        Scenario::LiveLatency => live_latency::run(&args).await,
     }
 }
 

@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use bus::EngineEvent;
+/// How often, by default, a shared store is read for what other instances did.
+pub use workers::follower::POLL as DEFAULT_FOLLOW_POLL;
 
 use crate::cluster::nats::{Nats, NatsOptions};
 use crate::delivery::WebhookClient;
@@ -51,6 +53,7 @@ use stats::Latencies;
 use subscriptions::Subscriptions;
 use workers::delivery::DeliveryWorker;
 use workers::follower::LogFollower;
+use workers::live_link::LiveLink;
 use workers::processing::ProcessingWorker;
 
 /// Commits waiting for the log follower; the writer waits when it is full.
@@ -91,6 +94,8 @@ pub struct EngineOptions {
     pub addr: String,
     /// The archive folder and the retention timer (`[archive]`, `[retention]`).
     pub archive: ArchiveOptions,
+    /// How often, with a shared store, it is read for what other instances did (`[cluster] poll_ms`).
+    pub follow_poll: Duration,
 }
 
 /// Where archives go and when the retention worker archives and deletes on its own.
@@ -163,6 +168,7 @@ impl Default for EngineOptions {
             lease: Duration::from_secs(30),
             addr: String::new(),
             archive: ArchiveOptions::default(),
+            follow_poll: workers::follower::POLL,
         }
     }
 }
@@ -228,6 +234,24 @@ impl Engine {
         let (committed, to_follow) = mpsc::channel(COMMITTED_QUEUE);
         let rate = Arc::new(IngestRate::default());
         let metrics = Arc::new(Metrics::new());
+        // The live link between instances: only when others share the store and NATS is configured.
+        let mut last = Vec::new();
+        let (live, remote) = match (&options.nats, store.exclusive()) {
+            (Some(nats_options), false) => {
+                let (outbox, outgoing) = LiveLink::outbox(metrics.clone());
+                let (incoming, remote) = mpsc::channel(workers::live_link::QUEUE);
+                let link = LiveLink {
+                    nats: nats.clone(),
+                    store: store.clone(),
+                    prefix: nats_options.subject_prefix.clone(),
+                    metrics: metrics.clone(),
+                    incoming,
+                };
+                last.push(tokio::spawn(link.run(outgoing)));
+                (Some(outbox), Some(remote))
+            }
+            _ => (None, None),
+        };
         let shutdown = CancellationToken::new();
         let writer = Writer {
             store: store.clone(),
@@ -248,11 +272,15 @@ impl Engine {
             subscriptions: subscriptions.clone(),
             processors: processors.clone(),
             delivery_wake: delivery_wake.clone(),
+            poll: options.follow_poll,
+            live: live.clone(),
         };
-        let mut last = vec![tokio::spawn(follower.run(to_follow))];
+        // The link ends after the follower and the announcer (it stops once their outboxes are
+        // dropped), so it is awaited last.
+        last.insert(0, tokio::spawn(follower.run(to_follow, remote)));
         let announcer_stop = CancellationToken::new();
         if let Some(changes) = changes {
-            last.push(tokio::spawn(workers::announcer::run(store.clone(), changes, announcer_stop.clone())));
+            last.insert(1, tokio::spawn(workers::announcer::run(store.clone(), changes, live, announcer_stop.clone())));
         }
         let client = WebhookClient::new(options.allow_private_networks)
             .map_err(|e| Error::Unavailable(format!("cannot build the webhook HTTP client: {e}")))?;

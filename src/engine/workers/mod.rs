@@ -5,6 +5,7 @@ pub mod announcer;
 pub mod delivery;
 pub mod follower;
 pub mod heartbeat;
+pub mod live_link;
 pub mod processing;
 pub mod publisher;
 pub mod retention;
