@@ -235,8 +235,7 @@ impl Engine {
         let rate = Arc::new(IngestRate::default());
         let metrics = Arc::new(Metrics::new());
         // The live link between instances: only when others share the store and NATS is configured.
-        let mut last = Vec::new();
-        let (live, remote) = match (&options.nats, store.exclusive()) {
+        let (live, remote, link) = match (&options.nats, store.exclusive()) {
             (Some(nats_options), false) => {
                 let (outbox, outgoing) = LiveLink::outbox(metrics.clone());
                 let (incoming, remote) = mpsc::channel(workers::live_link::QUEUE);
@@ -247,10 +246,9 @@ impl Engine {
                     metrics: metrics.clone(),
                     incoming,
                 };
-                last.push(tokio::spawn(link.run(outgoing)));
-                (Some(outbox), Some(remote))
+                (Some(outbox), Some(remote), Some((link, outgoing)))
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         let shutdown = CancellationToken::new();
         let writer = Writer {
@@ -275,12 +273,15 @@ impl Engine {
             poll: options.follow_poll,
             live: live.clone(),
         };
-        // The link ends after the follower and the announcer (it stops once their outboxes are
-        // dropped), so it is awaited last.
-        last.insert(0, tokio::spawn(follower.run(to_follow, remote)));
+        let mut last = vec![tokio::spawn(follower.run(to_follow, remote))];
         let announcer_stop = CancellationToken::new();
         if let Some(changes) = changes {
-            last.insert(1, tokio::spawn(workers::announcer::run(store.clone(), changes, live, announcer_stop.clone())));
+            last.push(tokio::spawn(workers::announcer::run(store.clone(), changes, live, announcer_stop.clone())));
+        }
+        // Awaited last: the link ends once the follower and the announcer have dropped their outboxes,
+        // so their last commits and changes still go out.
+        if let Some((link, outgoing)) = link {
+            last.push(tokio::spawn(link.run(outgoing)));
         }
         let client = WebhookClient::new(options.allow_private_networks)
             .map_err(|e| Error::Unavailable(format!("cannot build the webhook HTTP client: {e}")))?;
