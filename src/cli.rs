@@ -201,6 +201,10 @@ pub enum Scenario {
     /// `frontend_via_nats` (NATS at `--nats-url`), then the same against one storing directly;
     /// reports POST latency and rate, and the rate at which the consumer stores the events.
     Frontend,
+    /// Two `eventdeck serve` processes on a scratch schema of `--storage-url` (PostgreSQL): single
+    /// events POSTed to one at `--rate` (default 1,000/s) for `--duration` seconds; reports commit →
+    /// live frame on the other, p50/p95/p99, with the store poll alone and (with `--nats-url`) over NATS.
+    LiveLatency,
 }
 
 #[derive(Debug, Args)]
@@ -250,7 +254,8 @@ pub struct BenchArgs {
     /// Servers the soak runs at once (default: 1 on SQLite, 3 on PostgreSQL).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8))]
     pub servers: Option<u64>,
-    /// The NATS server of the frontend scenario, e.g. nats://127.0.0.1:4222.
+    /// A NATS server, e.g. nats://127.0.0.1:4222: the frontend scenario's (required), and the
+    /// live-latency scenario's second run (without it, only the run with the store poll alone).
     #[arg(long, value_name = "URL")]
     pub nats_url: Option<String>,
 }

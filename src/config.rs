@@ -69,6 +69,15 @@ pub struct ClusterConfig {
     /// How long a claim (a delivery in flight, an event in processing, a running replay) outlives its
     /// work's own timeout before another instance may take it over.
     pub lease_secs: u64,
+    /// How often the shared store is read for other instances' events and changes, in milliseconds.
+    /// Not in the example file: the default suits every deployment; tests slow it down to show that
+    /// the live feed over NATS does not wait for it.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_poll_ms() -> u64 {
+    crate::engine::DEFAULT_FOLLOW_POLL.as_millis() as u64
 }
 
 impl ClusterConfig {
@@ -319,6 +328,7 @@ impl Config {
             "must be at most 128 visible ASCII characters (no spaces), or empty for <hostname>-<random>",
         )?;
         check((5..=3600).contains(&self.cluster.lease_secs), "cluster.lease_secs", "must be between 5 and 3600")?;
+        check((10..=60_000).contains(&self.cluster.poll_ms), "cluster.poll_ms", "must be between 10 and 60000")?;
         let url = &self.storage.url;
         check(
             url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"),
@@ -448,6 +458,7 @@ impl Config {
             },
             replay_confirm_above: self.replay.confirm_above,
             lease: self.cluster.lease(),
+            follow_poll: std::time::Duration::from_millis(self.cluster.poll_ms),
             addr: self.server.addr.to_string(),
             nats: Some(self.nats.url.trim()).filter(|url| !url.is_empty()).map(|url| {
                 crate::cluster::nats::NatsOptions {

@@ -90,6 +90,32 @@ impl ConsumedOutcome {
     }
 }
 
+/// What became of a live-feed message between instances, for `eventdeck_live_feed_messages_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LiveFeed {
+    /// Published to NATS for the other instances.
+    Sent,
+    /// Taken from NATS, from another instance of this store.
+    Received,
+    /// Not sent or not relayed (a queue full, NATS down): the store's poll delivers it instead.
+    Dropped,
+}
+
+impl EncodeLabelValue for LiveFeed {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(match self {
+            Self::Sent => "sent",
+            Self::Received => "received",
+            Self::Dropped => "dropped",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LiveFeedLabels {
+    outcome: LiveFeed,
+}
+
 /// A subscription id as a label value, written out only when scraped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct SubscriptionLabel(SubscriptionId);
@@ -171,6 +197,7 @@ pub struct Metrics {
     frontend_events: [Counter; 2],
     /// `eventdeck_frontend_consumed_total{outcome}`, in `ConsumedOutcome::ALL` order.
     frontend_consumed: Vec<Counter>,
+    live_feed: Family<LiveFeedLabels, Counter>,
     /// Instances heartbeating in the shared store (this one alone on SQLite).
     instances: Gauge,
 }
@@ -270,6 +297,12 @@ impl Metrics {
             .iter()
             .map(|outcome| consumed_family.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).clone())
             .collect();
+        let live_feed = Family::<LiveFeedLabels, Counter>::default();
+        registry.register(
+            "live_feed_messages",
+            "Live-feed messages between instances over NATS, by outcome (sent, received, dropped)",
+            live_feed.clone(),
+        );
         let instances = Gauge::default();
         registry.register("instances", "Instances seen in the last 15 s sharing this one's store", instances.clone());
         Self {
@@ -291,6 +324,7 @@ impl Metrics {
             nats_connected,
             frontend_events,
             frontend_consumed,
+            live_feed,
             instances,
         }
     }
@@ -371,6 +405,11 @@ impl Metrics {
         let labels =
             ProcessingLabels { processor: processor.to_owned(), outcome: if success { "success" } else { "failure" } };
         self.processing_runs.get_or_create(&labels).inc_by(count);
+    }
+
+    /// One live-feed message between instances.
+    pub fn live_feed(&self, outcome: LiveFeed) {
+        self.live_feed.get_or_create(&LiveFeedLabels { outcome }).inc();
     }
 
     /// Counts an open live stream until the returned guard is dropped.

@@ -1,7 +1,8 @@
 //! The NATS connection: one per process, made at start when `[nats] url` is set and kept up by
-//! async-nats (which reconnects on its own). It serves `nats` processors (plain publishes) and the
-//! lifecycle publisher (JetStream publishes that wait for the server's ack), and reports its state to
-//! `/health`, `/metrics` and the console.
+//! async-nats (which reconnects on its own). It serves `nats` processors (plain publishes), the
+//! lifecycle publisher (JetStream publishes that wait for the server's ack) and the live feed between
+//! instances (plain publishes and a subscription), and reports its state to `/health`, `/metrics` and
+//! the console.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -168,6 +169,27 @@ impl Nats {
         }
         client.publish(subject.to_owned(), payload).await.map_err(|e| format!("NATS publish failed: {e}"))?;
         client.flush().await.map_err(|e| format!("NATS flush failed: {e}"))
+    }
+
+    /// Publishes `payload` to `subject` with core NATS: no flush, no ack, nothing kept when NATS is down
+    /// (it fails at once instead), for messages that only make something faster (the live feed between
+    /// instances). async-nats writes it out on its own within moments.
+    pub async fn publish_unacked(&self, subject: &str, payload: Bytes) -> Result<(), String> {
+        let Some(client) = &self.client else { return Err("NATS is not configured".to_owned()) };
+        if client.connection_state() != async_nats::connection::State::Connected {
+            return Err("NATS is disconnected".to_owned());
+        }
+        client.publish(subject.to_owned(), payload).await.map_err(|e| format!("NATS publish failed: {e}"))
+    }
+
+    /// Subscribes to `subject` (wildcards allowed) with core NATS. The subscription is made again by
+    /// async-nats after a reconnection; messages sent while this process was away are not kept.
+    pub async fn subscribe(&self, subject: &str) -> Result<async_nats::Subscriber, String> {
+        let Some(client) = &self.client else { return Err("NATS is not configured".to_owned()) };
+        client
+            .subscribe(subject.to_owned())
+            .await
+            .map_err(|e| format!("cannot subscribe to NATS subject {subject}: {e}"))
     }
 
     /// Makes sure stream `name` exists on `<prefix>.>` with a duplicate window of at least

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 mod archive;
 mod frontend;
 mod isolation;
+mod live_latency;
 mod overhead;
 mod processing;
 mod projection;
@@ -64,6 +65,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Soak => soak::run(&args).await,
         Scenario::Archive => archive::run(&args).await,
         Scenario::Frontend => frontend::run(&args).await,
+        Scenario::LiveLatency => live_latency::run(&args).await,
     }
 }
 

@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use bus::EngineEvent;
+/// How often, by default, a shared store is read for what other instances did.
+pub use workers::follower::POLL as DEFAULT_FOLLOW_POLL;
 
 use crate::cluster::nats::{Nats, NatsOptions};
 use crate::delivery::WebhookClient;
@@ -51,6 +53,7 @@ use stats::Latencies;
 use subscriptions::Subscriptions;
 use workers::delivery::DeliveryWorker;
 use workers::follower::LogFollower;
+use workers::live_link::LiveLink;
 use workers::processing::ProcessingWorker;
 
 /// Commits waiting for the log follower; the writer waits when it is full.
@@ -93,6 +96,8 @@ pub struct EngineOptions {
     pub addr: String,
     /// The archive folder and the retention timer (`[archive]`, `[retention]`).
     pub archive: ArchiveOptions,
+    /// How often, with a shared store, it is read for what other instances did (`[cluster] poll_ms`).
+    pub follow_poll: Duration,
 }
 
 /// Where archives go and when the retention worker archives and deletes on its own.
@@ -166,6 +171,7 @@ impl Default for EngineOptions {
             lease: Duration::from_secs(30),
             addr: String::new(),
             archive: ArchiveOptions::default(),
+            follow_poll: workers::follower::POLL,
         }
     }
 }
@@ -233,6 +239,22 @@ impl Engine {
         let (committed, to_follow) = mpsc::channel(COMMITTED_QUEUE);
         let rate = Arc::new(IngestRate::default());
         let metrics = Arc::new(Metrics::new());
+        // The live link between instances: only when others share the store and NATS is configured.
+        let (live, remote, link) = match (&options.nats, store.exclusive()) {
+            (Some(nats_options), false) => {
+                let (outbox, outgoing) = LiveLink::outbox(metrics.clone());
+                let (incoming, remote) = mpsc::channel(workers::live_link::QUEUE);
+                let link = LiveLink {
+                    nats: nats.clone(),
+                    store: store.clone(),
+                    prefix: nats_options.subject_prefix.clone(),
+                    metrics: metrics.clone(),
+                    incoming,
+                };
+                (Some(outbox), Some(remote), Some((link, outgoing)))
+            }
+            _ => (None, None, None),
+        };
         let shutdown = CancellationToken::new();
         let writer = Writer {
             store: store.clone(),
@@ -253,11 +275,18 @@ impl Engine {
             subscriptions: subscriptions.clone(),
             processors: processors.clone(),
             delivery_wake: delivery_wake.clone(),
+            poll: options.follow_poll,
+            live: live.clone(),
         };
-        let mut last = vec![tokio::spawn(follower.run(to_follow))];
+        let mut last = vec![tokio::spawn(follower.run(to_follow, remote))];
         let announcer_stop = CancellationToken::new();
         if let Some(changes) = changes {
-            last.push(tokio::spawn(workers::announcer::run(store.clone(), changes, announcer_stop.clone())));
+            last.push(tokio::spawn(workers::announcer::run(store.clone(), changes, live, announcer_stop.clone())));
+        }
+        // Awaited last: the link ends once the follower and the announcer have dropped their outboxes,
+        // so their last commits and changes still go out.
+        if let Some((link, outgoing)) = link {
+            last.push(tokio::spawn(link.run(outgoing)));
         }
         let client = WebhookClient::new(options.allow_private_networks)
             .map_err(|e| Error::Unavailable(format!("cannot build the webhook HTTP client: {e}")))?;

@@ -576,9 +576,10 @@ pub trait ClusterStore: Send + Sync + 'static {
     /// The instances last seen at or after `since`, with the claims each holds, in order of their start.
     async fn instances(&self, since: Timestamp) -> Result<Vec<(InstanceRecord, InstanceClaims)>, Error>;
 
-    /// Appends changes this instance made, in order. Change ids follow commit order across instances,
-    /// like seqs: once a reader has seen id N, no change with a smaller id appears later.
-    async fn record_changes(&self, bodies: &[String]) -> Result<(), Error>;
+    /// Appends changes this instance made, in order, and returns their ids (one per body, in the same
+    /// order). Change ids follow commit order across instances, like seqs: once a reader has seen id N,
+    /// no change with a smaller id appears later.
+    async fn record_changes(&self, bodies: &[String]) -> Result<Vec<i64>, Error>;
 
     /// The changes after `id`, every instance's, in id order, at most `limit`.
     async fn changes_after(&self, id: i64, limit: u32) -> Result<Vec<Change>, Error>;

@@ -16,6 +16,7 @@ mod ingest;
 mod instances;
 mod limits;
 mod live;
+mod live_link;
 mod nats;
 mod ops;
 mod process;

@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod follower;
 pub mod frontend;
 pub mod heartbeat;
+pub mod live_link;
 pub mod processing;
 pub mod publisher;
 pub mod retention;

@@ -60,10 +60,12 @@ pub(super) async fn an_instance_is_listed_with_its_claims_while_it_beats(store: 
 pub(super) async fn changes_are_read_back_in_order_and_forgotten_when_old(store: Arc<dyn Store>) {
     assert_eq!(store.last_change().await.unwrap(), 0);
     assert!(store.changes_after(0, 10).await.unwrap().is_empty());
-    store.record_changes(&[]).await.unwrap();
-    store.record_changes(&["a".into(), "b".into()]).await.unwrap();
-    store.record_changes(&["c".into()]).await.unwrap();
+    assert!(store.record_changes(&[]).await.unwrap().is_empty());
+    let first = store.record_changes(&["a".into(), "b".into()]).await.unwrap();
+    let second = store.record_changes(&["c".into()]).await.unwrap();
     let all = store.changes_after(0, 10).await.unwrap();
+    let ids: Vec<i64> = all.iter().map(|c| c.id).collect();
+    assert_eq!([first, second].concat(), ids, "the ids recorded are those read back, body for body");
     let bodies: Vec<&str> = all.iter().map(|c| c.body.as_str()).collect();
     assert_eq!(bodies, ["a", "b", "c"], "in the order recorded");
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));

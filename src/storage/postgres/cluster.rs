@@ -56,25 +56,27 @@ impl ClusterStore for PostgresStore {
         rows.iter().map(rows::instance).collect()
     }
 
-    async fn record_changes(&self, bodies: &[String]) -> Result<(), Error> {
+    async fn record_changes(&self, bodies: &[String]) -> Result<Vec<i64>, Error> {
         if bodies.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let now = Timestamp::now().as_micros();
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         self.serialise(&mut tx, Serial::Change).await?;
-        sqlx::query(
+        let mut ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO changes (origin, body, created_at) \
-             SELECT $1, b.body, $2 FROM unnest($3::text[]) WITH ORDINALITY AS b(body, n) ORDER BY b.n",
+             SELECT $1, b.body, $2 FROM unnest($3::text[]) WITH ORDINALITY AS b(body, n) ORDER BY b.n RETURNING id",
         )
         .bind(&self.instance_id)
         .bind(now)
         .bind(bodies)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        // Ids are drawn in the order the rows are inserted (ORDER BY b.n); RETURNING promises no order.
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     async fn changes_after(&self, id: i64, limit: u32) -> Result<Vec<Change>, Error> {

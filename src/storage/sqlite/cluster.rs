@@ -57,9 +57,9 @@ impl ClusterStore for SqliteStore {
         rows.iter().map(rows::instance).collect()
     }
 
-    async fn record_changes(&self, bodies: &[String]) -> Result<(), Error> {
+    async fn record_changes(&self, bodies: &[String]) -> Result<Vec<i64>, Error> {
         if bodies.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let now = Timestamp::now().as_micros();
         let mut conn = self.writer.write().await?;
@@ -67,8 +67,11 @@ impl ClusterStore for SqliteStore {
         insert.push_values(bodies, |mut row, body| {
             row.push_bind(&self.instance_id).push_bind(body).push_bind(now);
         });
-        insert.build().execute(&mut *conn).await?;
-        Ok(())
+        insert.push(" RETURNING id");
+        let mut ids: Vec<i64> = insert.build_query_scalar().fetch_all(&mut *conn).await?;
+        // Ids are drawn in the order of the VALUES rows; RETURNING promises no order.
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     async fn changes_after(&self, id: i64, limit: u32) -> Result<Vec<Change>, Error> {
