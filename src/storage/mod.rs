@@ -731,11 +731,9 @@ pub struct Deleted {
 /// files in progress kept in the store so that a run that stopped between writing files and marking
 /// their events is finished by the next run with the very same files.
 ///
-/// A run: [`claim_archive`](Self::claim_archive) (finish its plan first, if one is left), then
-/// [`archivable`](Self::archivable) → [`plan_archive`](Self::plan_archive) for the first batch, and
-/// per batch: write and sync its files (while the next batch is read after it) →
-/// [`mark_archived`](Self::mark_archived), which records the next batch's plan as it marks this one;
-/// with deletion, then
+/// A run: [`claim_archive`](Self::claim_archive) (finish its plan first, if one is left), then per
+/// batch [`archivable`](Self::archivable) → [`plan_archive`](Self::plan_archive) → write and sync the
+/// files → [`mark_archived`](Self::mark_archived); with deletion, then
 /// [`delete_archived`](Self::delete_archived) page by page; [`release_archive`](Self::release_archive)
 /// at the end.
 #[async_trait]
@@ -746,14 +744,8 @@ pub trait ArchiveStore: Send + Sync + 'static {
     async fn claim_archive(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<Vec<ArchivePart>>, Error>;
 
     /// Up to `limit` events with `status` (processed or failed) and a `timestamp` before `before`, in
-    /// (`timestamp`, seq) order after `after` (from the start when `None`), as their archive lines.
-    async fn archivable(
-        &self,
-        status: EventStatus,
-        before: Timestamp,
-        after: Option<(Timestamp, i64)>,
-        limit: u32,
-    ) -> Result<Vec<ArchiveLine>, Error>;
+    /// (`timestamp`, seq) order, as their archive lines.
+    async fn archivable(&self, status: EventStatus, before: Timestamp, limit: u32) -> Result<Vec<ArchiveLine>, Error>;
 
     /// The archive lines of these events, in (`timestamp`, seq) order (missing ones left out).
     async fn archive_lines(&self, seqs: &[i64]) -> Result<Vec<ArchiveLine>, Error>;
@@ -762,16 +754,10 @@ pub trait ArchiveStore: Send + Sync + 'static {
     /// instance still holds it; false when it does not.
     async fn plan_archive(&self, plan: &[ArchivePart], lease_until: Timestamp) -> Result<bool, Error>;
 
-    /// Once the files of `done` are synced: marks their events `archived` (moving the status counters),
-    /// records `next` as the plan (the next batch's files; empty clears it) and extends the lease, in
-    /// one transaction; answers how many changed status. `None` when this instance no longer holds the
-    /// lease (nothing is changed).
-    async fn mark_archived(
-        &self,
-        done: &[ArchivePart],
-        next: &[ArchivePart],
-        lease_until: Timestamp,
-    ) -> Result<Option<u64>, Error>;
+    /// Once the plan's files are synced: marks their events `archived` (moving the status counters),
+    /// clears the plan and extends the lease, in one transaction; answers how many changed status.
+    /// `None` when this instance no longer holds the lease (nothing is changed).
+    async fn mark_archived(&self, plan: &[ArchivePart], lease_until: Timestamp) -> Result<Option<u64>, Error>;
 
     /// Removes up to `limit` archived events with a `timestamp` before `before`, after `after` in
     /// (`timestamp`, seq) order, with their deliveries, attempts, processing results and dead letters;

@@ -4,20 +4,14 @@
 //! The order that makes a run safe to stop at any point:
 //! 1. take the store's archive lease (one run at a time across instances) and finish the plan a
 //!    stopped run left, writing the very same files again;
-//! 2. record the first batch's plan (file paths and the seqs in each) in the store;
-//! 3. per batch: write each file of the plan under a temporary name, sync it, rename it, sync its
-//!    folder, while the next batch is read (after this one, in (`timestamp`, seq) order);
-//! 4. mark the batch's events `archived` and record the next batch's plan in one transaction; go on
-//!    with 3 for the next batch.
+//! 2. per batch: record the plan (file paths and the seqs in each) in the store, write each file
+//!    under a temporary name, sync it, rename it, sync its folder;
+//! 3. mark the batch's events `archived` and clear the plan in one transaction.
 //!
-//! The store's plan is always the batch whose files may be half written: a crash before 4 leaves it,
-//! and the next run writes the same files with the same lines (overwriting, never adding); a crash
-//! after 4 leaves the next batch's, whose files the next run writes. A failed write (a full disk)
+//! A crash before 3 leaves the plan, and the next run writes the same files with the same lines
+//! (overwriting, never adding); a crash after 3 leaves nothing to redo. A failed write (a full disk)
 //! removes its temporary file and clears the plan: the store is as before. Deleting comes after,
 //! and only ever removes events already `archived`.
-//!
-//! Reading the next batch while one is written and marking it with the next plan keep both the
-//! reader and the writer busy, and cost one write transaction per batch.
 
 pub mod files;
 pub mod list;
@@ -115,24 +109,19 @@ impl Archiver {
                 events = lines.len(),
                 "finishing the archive run that stopped before marking"
             );
-            let written = self.write(left, lines).await?;
-            self.mark(&written, &[], &mut report).await?;
+            self.write_and_mark(left, lines, &mut report).await?;
         }
         for status in [EventStatus::Processed, EventStatus::Failed] {
-            let mut lines = self.store.archivable(status, before, None, BATCH).await?;
-            let mut plan = files::plan(&lines, self.store.instance_id());
-            // The plan is empty here (finished above, or cleared by the last marking).
-            if !plan.is_empty() && !self.store.plan_archive(&plan, Timestamp::now().plus(LEASE)).await? {
-                return Err(lease_lost());
-            }
-            while !lines.is_empty() {
-                let after = lines.last().map(|line| (line.timestamp, line.seq));
-                let (written, next) =
-                    tokio::join!(self.write(plan, lines), self.store.archivable(status, before, after, BATCH));
-                let written = written?;
-                lines = next?;
-                plan = files::plan(&lines, self.store.instance_id());
-                self.mark(&written, &plan, &mut report).await?;
+            loop {
+                let lines = self.store.archivable(status, before, BATCH).await?;
+                if lines.is_empty() {
+                    break;
+                }
+                let plan = files::plan(&lines, self.store.instance_id());
+                if !self.store.plan_archive(&plan, Timestamp::now().plus(LEASE)).await? {
+                    return Err(lease_lost());
+                }
+                self.write_and_mark(plan, lines, &mut report).await?;
             }
         }
         if delete {
@@ -149,9 +138,13 @@ impl Archiver {
         Ok(report)
     }
 
-    /// Writes the plan's files from `lines` (in order) and answers the plan. When a file cannot be
-    /// written, clears the plan: nothing of this batch is marked, and the store stays as it was.
-    async fn write(&self, plan: Vec<ArchivePart>, lines: Vec<ArchiveLine>) -> Result<Vec<ArchivePart>, Error> {
+    /// Writes the plan's files from `lines` (in order), then marks their events.
+    async fn write_and_mark(
+        &self,
+        plan: Vec<ArchivePart>,
+        lines: Vec<ArchiveLine>,
+        report: &mut ArchiveReport,
+    ) -> Result<(), Error> {
         let dir = self.dir.clone();
         let written = blocking(move || {
             let by_seq: HashMap<i64, usize> = lines.iter().enumerate().map(|(i, l)| (l.seq, i)).collect();
@@ -164,27 +157,24 @@ impl Archiver {
             Ok::<_, (String, std::io::Error)>(plan)
         })
         .await?;
-        match written {
-            Ok(plan) => Ok(plan),
+        let plan = match written {
+            Ok(plan) => plan,
             Err((path, error)) => {
+                // Nothing is marked: the store stays as it was, and the plan goes with the files.
                 if let Err(clear) = self.store.plan_archive(&[], Timestamp::now().plus(LEASE)).await {
                     tracing::warn!(error = %clear, "could not clear the archive plan; the next run writes it again");
                 }
-                Err(Error::Unavailable(format!(
+                return Err(Error::Unavailable(format!(
                     "writing the archive file {} failed: {error}; nothing was marked archived (free disk space and run again)",
                     self.dir.join(path).display()
-                )))
+                )));
             }
-        }
-    }
-
-    /// Marks the events of the files written (`done`) and records `next` as the plan.
-    async fn mark(&self, done: &[ArchivePart], next: &[ArchivePart], report: &mut ArchiveReport) -> Result<(), Error> {
-        let Some(marked) = self.store.mark_archived(done, next, Timestamp::now().plus(LEASE)).await? else {
+        };
+        let Some(marked) = self.store.mark_archived(&plan, Timestamp::now().plus(LEASE)).await? else {
             return Err(lease_lost());
         };
         report.archived += marked;
-        report.files.extend(done.iter().map(|part| part.path.clone()));
+        report.files.extend(plan.into_iter().map(|part| part.path));
         Ok(())
     }
 

@@ -34,15 +34,10 @@ pub(super) async fn a_plan_outlives_a_stopped_run_until_its_events_are_marked(st
     assert_eq!(store.claim_archive(now, lease).await.unwrap(), Some(vec![]), "a free lease, no plan");
 
     let before = shifted(now, -60 * SECOND);
-    let lines = store.archivable(EventStatus::Processed, before, None, 10).await.unwrap();
+    let lines = store.archivable(EventStatus::Processed, before, 10).await.unwrap();
     assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [events[1].seq, events[0].seq]);
-    assert_eq!(store.archivable(EventStatus::Processed, before, None, 1).await.unwrap().len(), 1, "a limit");
-    let first = (lines[0].timestamp, lines[0].seq);
-    let rest = store.archivable(EventStatus::Processed, before, Some(first), 10).await.unwrap();
-    assert_eq!(rest.iter().map(|l| l.seq).collect::<Vec<_>>(), [events[0].seq], "after a line, in order");
-    let last = (lines[1].timestamp, lines[1].seq);
-    assert!(store.archivable(EventStatus::Processed, before, Some(last), 10).await.unwrap().is_empty());
-    assert!(store.archivable(EventStatus::Failed, before, None, 10).await.unwrap().is_empty());
+    assert_eq!(store.archivable(EventStatus::Processed, before, 1).await.unwrap().len(), 1, "a limit");
+    assert!(store.archivable(EventStatus::Failed, before, 10).await.unwrap().is_empty());
     let read: crate::domain::Event = serde_json::from_str(&lines[0].line).unwrap();
     assert_eq!(read, events[1], "a line is the event");
 
@@ -55,23 +50,19 @@ pub(super) async fn a_plan_outlives_a_stopped_run_until_its_events_are_marked(st
     assert_eq!(again, lines, "the same lines, in the same order, missing ones left out");
 
     let counters = store.counters().await.unwrap();
-    // Marking records the next batch's plan in the same transaction.
-    let next = vec![ArchivePart { path: "events/x/i_9.jsonl".into(), seqs: vec![events[3].seq] }];
-    assert_eq!(store.mark_archived(&plan, &next, lease).await.unwrap(), Some(2));
-    assert_eq!(store.claim_archive(now, lease).await.unwrap(), Some(next.clone()), "the next batch's plan is left");
-    assert_eq!(store.mark_archived(&[], &[], lease).await.unwrap(), Some(0), "an empty batch clears the plan");
+    assert_eq!(store.mark_archived(&plan, lease).await.unwrap(), Some(2));
     let after = store.counters().await.unwrap();
     assert_eq!(status_count(&after, EventStatus::Processed), status_count(&counters, EventStatus::Processed) - 2);
     assert_eq!(status_count(&after, EventStatus::Archived), 2);
     assert_eq!(after.by_type, counters.by_type);
     assert_eq!(store.event(events[1].event_id).await.unwrap().unwrap().status, EventStatus::Archived);
     assert_eq!(store.claim_archive(now, lease).await.unwrap(), Some(vec![]), "the plan went with the marking");
-    assert_eq!(store.mark_archived(&plan, &[], lease).await.unwrap(), Some(0), "marking twice changes nothing");
-    assert!(store.archivable(EventStatus::Processed, before, None, 10).await.unwrap().is_empty());
+    assert_eq!(store.mark_archived(&plan, lease).await.unwrap(), Some(0), "marking twice changes nothing");
+    assert!(store.archivable(EventStatus::Processed, before, 10).await.unwrap().is_empty());
 
     store.release_archive().await.unwrap();
     assert!(!store.plan_archive(&plan, lease).await.unwrap(), "a plan needs the lease");
-    assert_eq!(store.mark_archived(&plan, &[], lease).await.unwrap(), None, "so does marking");
+    assert_eq!(store.mark_archived(&plan, lease).await.unwrap(), None, "so does marking");
     assert_eq!(store.oldest_event().await.unwrap(), Some(events[1].timestamp));
 }
 
@@ -117,7 +108,7 @@ pub(super) async fn deleting_keeps_the_newest_event_stream_heads_unsnapshotted_v
     let lease = shifted(now, 60 * SECOND);
     store.claim_archive(now, lease).await.unwrap().expect("the lease");
     let plan = vec![ArchivePart { path: "p".into(), seqs: events.iter().map(|e| e.seq).collect() }];
-    assert_eq!(store.mark_archived(&plan, &[], lease).await.unwrap(), Some(8));
+    assert_eq!(store.mark_archived(&plan, lease).await.unwrap(), Some(8));
     let counters = store.counters().await.unwrap();
 
     let before = shifted(now, -60 * SECOND);

@@ -25,23 +25,14 @@ impl ArchiveStore for PostgresStore {
         plan.map(|plan| parse_plan(plan.as_deref())).transpose()
     }
 
-    async fn archivable(
-        &self,
-        status: EventStatus,
-        before: Timestamp,
-        after: Option<(Timestamp, i64)>,
-        limit: u32,
-    ) -> Result<Vec<ArchiveLine>, Error> {
-        let (after_time, after_seq) = after.map_or((i64::MIN, i64::MIN), |(t, s)| (t.as_micros(), s));
+    async fn archivable(&self, status: EventStatus, before: Timestamp, limit: u32) -> Result<Vec<ArchiveLine>, Error> {
         let sql = format!(
             "SELECT {ARCHIVE_COLUMNS} FROM events WHERE status = $1 AND timestamp < $2 \
-             AND (timestamp, seq) > ($3, $4) ORDER BY timestamp, seq LIMIT $5"
+             ORDER BY timestamp, seq LIMIT $3"
         );
         let rows = sqlx::query(&sql)
             .bind(status.as_str())
             .bind(before.as_micros())
-            .bind(after_time)
-            .bind(after_seq)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
@@ -59,22 +50,16 @@ impl ArchiveStore for PostgresStore {
         save_plan(&mut conn, &self.instance_id, plan, lease_until).await
     }
 
-    async fn mark_archived(
-        &self,
-        done: &[ArchivePart],
-        next: &[ArchivePart],
-        lease_until: Timestamp,
-    ) -> Result<Option<u64>, Error> {
+    async fn mark_archived(&self, plan: &[ArchivePart], lease_until: Timestamp) -> Result<Option<u64>, Error> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
-        // The plan moves to the next batch in the transaction that marks this one: a run that stops
-        // before the commit leaves this batch's plan for the next run, one that stops after leaves
-        // the next batch's (its files are not written yet; the next run writes them). The lease row
-        // stays locked until the commit, so no other instance takes over in between.
-        if !save_plan(&mut tx, &self.instance_id, next, lease_until).await? {
+        // The plan is cleared in the transaction that marks its events: a run that stops before the
+        // commit leaves both for the next run, one that stops after leaves neither. The lease row stays
+        // locked until the commit, so no other instance takes over in between.
+        if !save_plan(&mut tx, &self.instance_id, &[], lease_until).await? {
             return Ok(None);
         }
-        let seqs: Vec<i64> = done.iter().flat_map(|part| part.seqs.iter().copied()).collect();
+        let seqs: Vec<i64> = plan.iter().flat_map(|part| part.seqs.iter().copied()).collect();
         let counts: Vec<(String, i64)> = sqlx::query_as(
             "WITH marked AS (\
                UPDATE events e SET status = 'archived', due_at = 0, claimed_by = NULL \

@@ -28,26 +28,15 @@ impl ArchiveStore for SqliteStore {
         plan.map(|plan| parse_plan(plan.as_deref())).transpose()
     }
 
-    async fn archivable(
-        &self,
-        status: EventStatus,
-        before: Timestamp,
-        after: Option<(Timestamp, i64)>,
-        limit: u32,
-    ) -> Result<Vec<ArchiveLine>, Error> {
+    async fn archivable(&self, status: EventStatus, before: Timestamp, limit: u32) -> Result<Vec<ArchiveLine>, Error> {
         // The (status, timestamp) index holds the seq too (the rowid): its order is (timestamp, seq).
-        let (after_time, after_seq) = after.map_or((i64::MIN, i64::MIN), |(t, s)| (t.as_micros(), s));
         let sql = format!(
             "SELECT {ARCHIVE_COLUMNS} FROM events INDEXED BY events_status_timestamp \
-             WHERE status = ? AND timestamp < ? AND timestamp >= ? AND (timestamp > ? OR seq > ?) \
-             ORDER BY timestamp, seq LIMIT ?"
+             WHERE status = ? AND timestamp < ? ORDER BY timestamp, seq LIMIT ?"
         );
         let rows = sqlx::query(&sql)
             .bind(status.as_str())
             .bind(before.as_micros())
-            .bind(after_time)
-            .bind(after_time)
-            .bind(after_seq)
             .bind(i64::from(limit))
             .fetch_all(&self.readers)
             .await?;
@@ -72,21 +61,15 @@ impl ArchiveStore for SqliteStore {
         save_plan(&mut conn, &self.instance_id, plan, lease_until).await
     }
 
-    async fn mark_archived(
-        &self,
-        done: &[ArchivePart],
-        next: &[ArchivePart],
-        lease_until: Timestamp,
-    ) -> Result<Option<u64>, Error> {
+    async fn mark_archived(&self, plan: &[ArchivePart], lease_until: Timestamp) -> Result<Option<u64>, Error> {
         let mut conn = self.writer.write_with(Patience::Batch).await?;
         let mut tx = conn.begin().await?;
-        // The plan moves to the next batch in the transaction that marks this one: a run that stops
-        // before the commit leaves this batch's plan for the next run, one that stops after leaves
-        // the next batch's (its files are not written yet; the next run writes them).
-        if !save_plan(&mut tx, &self.instance_id, next, lease_until).await? {
+        // The plan is cleared in the transaction that marks its events: a run that stops before the
+        // commit leaves both for the next run, one that stops after leaves neither.
+        if !save_plan(&mut tx, &self.instance_id, &[], lease_until).await? {
             return Ok(None);
         }
-        let seqs: Vec<i64> = done.iter().flat_map(|part| part.seqs.iter().copied()).collect();
+        let seqs: Vec<i64> = plan.iter().flat_map(|part| part.seqs.iter().copied()).collect();
         let mut deltas: Vec<(EventStatus, i64)> = Vec::new();
         let mut marked = 0;
         for chunk in in_chunks(&seqs) {
