@@ -85,6 +85,20 @@ impl Rng {
 }
 
 /// A synthetic event as JSON; with `spread`, its timestamp falls somewhere in the last 30 days.
+/// NATS options with a stream and subject prefix of their own (random), so a benchmark never mixes its
+/// messages with another's or with a server's on the same NATS.
+fn scratch_nats(url: String, publish: bool) -> eventdeck::cluster::nats::NatsOptions {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    eventdeck::cluster::nats::NatsOptions {
+        url,
+        credentials_file: None,
+        token: None,
+        stream: format!("EVENTDECK_BENCH_{tag}"),
+        subject_prefix: format!("edbench{tag}"),
+        publish,
+    }
+}
+
 fn synthetic(rng: &mut Rng, spread: bool) -> Value {
     let (event_type, category) = TYPES[rng.below(TYPES.len() as u64) as usize];
     let source = EventSource::ALL[rng.below(EventSource::ALL.len() as u64) as usize];

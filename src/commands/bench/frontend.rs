@@ -32,15 +32,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let Some(url) = args.nats_url.clone() else {
         bail!("--scenario frontend needs --nats-url, e.g. --nats-url nats://127.0.0.1:4222");
     };
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let nats = NatsOptions {
-        url: url.clone(),
-        credentials_file: None,
-        token: None,
-        stream: format!("EVENTDECK_BENCH_{tag}"),
-        subject_prefix: format!("edbench{tag}"),
-        publish: false,
-    };
+    let nats = super::scratch_nats(url.clone(), false);
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let shutdown = CancellationToken::new();
     let result = measure(args, &nats, dir.path(), &shutdown).await;

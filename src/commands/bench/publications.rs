@@ -26,15 +26,7 @@ const ROUNDS: u64 = 6;
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let url = std::env::var("EVENTDECK_NATS__URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let nats = NatsOptions {
-        url: url.clone(),
-        credentials_file: None,
-        token: None,
-        stream: format!("EVENTDECK_BENCH_{tag}"),
-        subject_prefix: format!("edbench{tag}"),
-        publish: true,
-    };
+    let nats = super::scratch_nats(url.clone(), true);
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let shutdown = CancellationToken::new();
     let (with_engine, with) = start(dir.path().join("with.db"), Some(nats.clone()), &shutdown).await?;
