@@ -85,6 +85,22 @@ impl Rng {
 }
 
 /// A synthetic event as JSON; with `spread`, its timestamp falls somewhere in the last 30 days.
+/// Serves `engine`'s API on a free local port until `shutdown`, and answers a client of it.
+async fn serve_in_process(engine: &Engine, shutdown: &tokio_util::sync::CancellationToken) -> anyhow::Result<Api> {
+    let state = eventdeck::api::AppState {
+        service: Arc::new(engine.clone()),
+        limits: Arc::new(eventdeck::api::Limits::from_config(&eventdeck::config::Config::default())),
+        shutdown: shutdown.clone(),
+        metrics: engine.metrics().clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a bench server")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let service = eventdeck::api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let stop = shutdown.clone();
+    tokio::spawn(async move { axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned()).await });
+    Api::new(&crate::cli::ServerArgs { url, api_key: None })
+}
+
 /// NATS options with a stream and subject prefix of their own (random), so a benchmark never mixes its
 /// messages with another's or with a server's on the same NATS.
 fn scratch_nats(url: String, publish: bool) -> eventdeck::cluster::nats::NatsOptions {

@@ -5,20 +5,16 @@
 //! in history (the rate at which it stores them while the POSTs go on, and its lag after the last one).
 //! SQLite in a temporary folder, or a scratch schema of the `--storage-url` PostgreSQL.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::super::client::Api;
 use super::{Report, Rng, TYPES, USERS, drive};
-use crate::cli::{BenchArgs, ServerArgs};
-use eventdeck::api::{self, AppState, Limits};
+use crate::cli::BenchArgs;
 use eventdeck::cluster::nats::NatsOptions;
-use eventdeck::config::Config;
 use eventdeck::engine::{Engine, EngineOptions};
 use eventdeck::service::EventService;
 use eventdeck::storage::{self, ScratchSchema, StoreOptions};
@@ -118,18 +114,8 @@ async fn start(
     let store = storage::connect(&url, &options).await?;
     let frontend_via_nats = nats.is_some();
     let engine = Engine::start(store, EngineOptions { nats, frontend_via_nats, ..EngineOptions::default() }).await?;
-    let state = AppState {
-        service: Arc::new(engine.clone()),
-        limits: Arc::new(Limits::from_config(&Config::default())),
-        shutdown: shutdown.clone(),
-        metrics: engine.metrics().clone(),
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a bench server")?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let service = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let stop = shutdown.clone();
-    tokio::spawn(async move { axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned()).await });
-    Ok((engine, Api::new(&ServerArgs { url: base, api_key: None })?, schema))
+    let api = super::serve_in_process(&engine, shutdown).await?;
+    Ok((engine, api, schema))
 }
 
 /// `total` single-event POSTs, `--concurrency` at once, paced by `--rate` when set.

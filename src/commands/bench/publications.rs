@@ -4,19 +4,15 @@
 //! one without NATS, in alternating rounds of the same size, so both see the same machine and warm-up.
 //! Reports both ingest rates, their ratio, and how far publication lagged behind at the end.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::super::client::Api;
 use super::post_events;
-use crate::cli::{BenchArgs, ServerArgs};
-use eventdeck::api::{self, AppState, Limits};
+use crate::cli::BenchArgs;
 use eventdeck::cluster::nats::NatsOptions;
-use eventdeck::config::Config;
 use eventdeck::engine::{Engine, EngineOptions};
 use eventdeck::service::EventService;
 use eventdeck::storage::{self, EVENTS_PUBLICATION, StoreOptions};
@@ -95,16 +91,6 @@ async fn start(
 ) -> anyhow::Result<(Engine, Api)> {
     let store = storage::connect(&format!("sqlite://{}", path.display()), &StoreOptions::default()).await?;
     let engine = Engine::start(store, EngineOptions { nats, ..EngineOptions::default() }).await?;
-    let state = AppState {
-        service: Arc::new(engine.clone()),
-        limits: Arc::new(Limits::from_config(&Config::default())),
-        shutdown: shutdown.clone(),
-        metrics: engine.metrics().clone(),
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a bench server")?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let service = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let stop = shutdown.clone();
-    tokio::spawn(async move { axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned()).await });
-    Ok((engine, Api::new(&ServerArgs { url, api_key: None })?))
+    let api = super::serve_in_process(&engine, shutdown).await?;
+    Ok((engine, api))
 }
