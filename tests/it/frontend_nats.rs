@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::nats::{Stream, WAIT, connected, nats_url};
 use crate::on_every_backend;
-use crate::support::TestServer;
+use crate::support::{BACKEND, Backend, TestServer};
 
 /// The durable consumer every instance shares.
 const CONSUMER: &str = "eventdeck-frontend";
@@ -21,12 +21,17 @@ const CONSUMER: &str = "eventdeck-frontend";
 /// A server on `stream` with frontend events through JetStream and no lifecycle publications, so
 /// the stream holds only what the routes (and the test) publish; answers once the routes use NATS.
 async fn via_nats(stream: &Stream) -> TestServer {
-    let server = TestServer::with_config(|config| {
-        stream.configure(config);
-        config.nats.publish = false;
-        config.ingest.frontend_via_nats = true;
-    })
-    .await;
+    routed(TestServer::with_config(|config| frontend_through(stream, config)).await).await
+}
+
+fn frontend_through(stream: &Stream, config: &mut eventdeck::config::Config) {
+    stream.configure(config);
+    config.nats.publish = false;
+    config.ingest.frontend_via_nats = true;
+}
+
+/// `server`, once it is connected and its frontend routes publish to NATS.
+async fn routed(server: TestServer) -> TestServer {
     connected(&server).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -60,7 +65,15 @@ async fn stored(server: &TestServer, ids: &[String]) -> HashMap<String, (usize, 
         if ids.iter().all(|id| found.contains_key(id)) {
             return found;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not all of {ids:?} reached history: {found:?}");
+        if tokio::time::Instant::now() >= deadline {
+            let missing: Vec<&String> = ids.iter().filter(|id| !found.contains_key(*id)).collect();
+            panic!(
+                "{} of {} events never reached history (of {} there): {missing:?}",
+                missing.len(),
+                ids.len(),
+                found.len()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -277,4 +290,49 @@ async fn with_nats_unreachable_the_frontend_routes_store_directly() {
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("eventdeck_frontend_events_total{path=\"direct\"} 3"), "{metrics}");
     server.stop().await;
+}
+
+/// Two instances on one PostgreSQL schema share the durable consumer: events POSTed to either are
+/// stored once each, also those published while one of them stops (what it had fetched and not yet
+/// acknowledged goes to the other, and storing by `event_id` makes a second delivery harmless).
+#[tokio::test]
+async fn two_instances_share_the_consumer_and_store_each_event_once_while_one_stops() {
+    let Some(url) = nats_url("two_instances_share_the_consumer") else { return };
+    if std::env::var(eventdeck::storage::ScratchSchema::VARIABLE).is_err() {
+        println!("SKIPPED: {} is not set", eventdeck::storage::ScratchSchema::VARIABLE);
+        return;
+    }
+    let stream = Stream::new(&url).await;
+    let first = BACKEND.scope(Backend::Postgres, TestServer::with_config(|c| frontend_through(&stream, c))).await;
+    let first = routed(first).await;
+    let second = routed(first.beside(|c| frontend_through(&stream, c)).await).await;
+
+    let post_to = |server: &TestServer, n: usize| {
+        let (client, url) = (server.client.clone(), server.url("/api/v1/events/frontend"));
+        async move {
+            let mut ids = Vec::with_capacity(n);
+            for i in 0..n {
+                let body = json!({"event_type": "page.viewed", "category": "page_view", "page_url": format!("/p/{i}")});
+                let answer = client.post(&url).json(&body).send().await.expect("POST");
+                assert_eq!(answer.status(), StatusCode::ACCEPTED);
+                let answer: Value = answer.json().await.expect("JSON");
+                ids.push(answer["event_id"].as_str().unwrap().to_owned());
+            }
+            ids
+        }
+    };
+    let (mut ids, more) = tokio::join!(post_to(&first, 100), post_to(&second, 100));
+    ids.extend(more);
+    // The first instance stops while the second takes 100 more.
+    let (more, ()) = tokio::join!(post_to(&second, 100), first.stop());
+    ids.extend(more);
+
+    let found = stored(&second, &ids).await;
+    assert_eq!(found.len(), 300, "only what was POSTed is stored");
+    let twice: Vec<_> = found.iter().filter(|(_, (count, _))| *count != 1).collect();
+    assert!(twice.is_empty(), "stored more than once: {twice:?}");
+    drained(&stream).await;
+    assert_eq!(stream.count().await, 300, "one message a POST");
+    second.stop().await;
+    stream.delete().await;
 }

@@ -45,6 +45,9 @@ const ACK_WAIT: Duration = Duration::from_secs(30);
 pub const MAX_DELIVER: i64 = 10;
 /// Most messages stored in one ingest call; the writer groups concurrent calls further.
 const BATCH: usize = 500;
+/// How long one pull request waits for messages: also how long a stopping instance may take to hand
+/// back what its last request brings.
+const PULL_EXPIRES: Duration = Duration::from_millis(500);
 /// Publications awaiting their JetStream ack at once, for one request.
 const IN_FLIGHT: usize = 256;
 /// Wait before setting up the stream and the consumer again after a failure.
@@ -132,7 +135,7 @@ impl Frontend {
 }
 
 /// Consumes frontend events until `shutdown`; a batch being stored is finished first (the writer
-/// stops after the workers), and what was fetched but not stored is delivered again later.
+/// stops after the workers), and what was fetched but not stored is handed back to JetStream.
 pub async fn run(engine: Engine, frontend: Arc<Frontend>, shutdown: CancellationToken) {
     let consumer = Consumer { engine, frontend };
     loop {
@@ -160,47 +163,60 @@ pub async fn run(engine: Engine, frontend: Arc<Frontend>, shutdown: Cancellation
     consumer.frontend.ready.store(false, Ordering::Relaxed);
 }
 
+/// Gives `messages` back to JetStream unstored, for another instance (or this one after a restart)
+/// at once, and flushes the naks before the connection may close; a lost nak only delays a message
+/// until [`ACK_WAIT`].
+async fn hand_back(messages: &[Message]) {
+    for message in messages {
+        // Delayed past the open pull request, which would otherwise get them straight back.
+        let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
+    }
+    if let Some(message) = messages.first() {
+        let _ = message.context.client().flush().await;
+    }
+}
+
 struct Consumer {
     engine: Engine,
     frontend: Arc<Frontend>,
 }
 
 impl Consumer {
-    /// Stores batches of what is ready until shutdown or an error of the pull (then set up again).
+    /// Stores what each pull request brings until shutdown or an error of the pull (then set up
+    /// again). One request at a time, each for up to a batch and at most [`PULL_EXPIRES`]: at a stop
+    /// the open request runs out and what it still brings is handed back, so no message waits out
+    /// [`ACK_WAIT`] in an instance that has stopped while another could store it.
     async fn consume(&self, pull: &PullConsumer, shutdown: &CancellationToken) {
-        let messages = match pull.stream().max_messages_per_batch(BATCH).messages().await {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(%error, "cannot pull frontend events from JetStream; trying again");
-                return;
-            }
-        };
-        // Whatever has arrived, up to a batch: one ingest call serves a burst, a lone event goes at once.
-        let mut batches = messages.ready_chunks(BATCH);
-        loop {
-            let batch = tokio::select! {
-                () = shutdown.cancelled() => return,
-                batch = batches.next() => batch,
+        while !shutdown.is_cancelled() {
+            let messages = match pull.batch().max_messages(BATCH).expires(PULL_EXPIRES).messages().await {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot pull frontend events from JetStream; trying again");
+                    return;
+                }
             };
-            let Some(batch) = batch else { return };
-            let mut taken = Vec::with_capacity(batch.len());
-            let mut broken = false;
-            for item in batch {
-                match item {
-                    Ok(message) => taken.push(message),
-                    // Missed heartbeats come while NATS is away; the pull carries on after it is back.
-                    Err(error) if error.kind() == pull::MessagesErrorKind::MissingHeartbeat => {
-                        tracing::debug!(%error, "no heartbeat from the frontend consumer");
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "pulling frontend events from JetStream failed; setting up again");
-                        broken = true;
+            // Whatever has arrived, up to a batch: one ingest call serves a burst, a lone event goes at once.
+            let mut chunks = messages.ready_chunks(BATCH);
+            while let Some(chunk) = chunks.next().await {
+                let mut taken = Vec::with_capacity(chunk.len());
+                let mut broken = false;
+                for item in chunk {
+                    match item {
+                        Ok(message) => taken.push(message),
+                        Err(error) => {
+                            tracing::warn!(%error, "pulling frontend events from JetStream failed; setting up again");
+                            broken = true;
+                        }
                     }
                 }
-            }
-            self.store(taken, shutdown).await;
-            if broken {
-                return;
+                if shutdown.is_cancelled() {
+                    hand_back(&taken).await;
+                } else {
+                    self.store(taken, shutdown).await;
+                }
+                if broken {
+                    return;
+                }
             }
         }
     }
@@ -221,7 +237,10 @@ impl Consumer {
         if taken.is_empty() {
             return;
         }
-        let Some(results) = self.ingest(&taken, events, shutdown).await else { return };
+        let Some(results) = self.ingest(&taken, events, shutdown).await else {
+            hand_back(&taken).await;
+            return;
+        };
         let metrics = self.engine.metrics();
         for (message, result) in taken.iter().zip(results) {
             match result {
@@ -239,7 +258,7 @@ impl Consumer {
     }
 
     /// Ingests `events` (decoded from `messages`), trying again while the store is down. `None` at
-    /// shutdown: the messages stay unacknowledged and are delivered again.
+    /// shutdown, when the messages are to be handed back.
     async fn ingest(
         &self,
         messages: &[Message],
