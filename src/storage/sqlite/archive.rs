@@ -71,7 +71,7 @@ impl ArchiveStore for SqliteStore {
     }
 
     async fn mark_archived(&self, plan: &[ArchivePart], lease_until: Timestamp) -> Result<Option<u64>, Error> {
-        let mut conn = self.writer.write_with(Patience::Batch).await?;
+        let mut conn = self.writer.write_with(Patience::Maintenance).await?;
         let mut tx = conn.begin().await?;
         // The plan is cleared in the transaction that marks its events: a run that stops before the
         // commit leaves both for the next run, one that stops after leaves neither.
@@ -126,7 +126,7 @@ impl ArchiveStore for SqliteStore {
         let Some(&(last_time, last_seq)) = page.last() else { return Ok(Deleted::default()) };
         let seqs: Vec<i64> = page.iter().map(|(_, seq)| *seq).collect();
 
-        let mut conn = self.writer.write_with(Patience::Batch).await?;
+        let mut conn = self.writer.write_with(Patience::Maintenance).await?;
         let mut tx = conn.begin().await?;
         let mut deleted = 0;
         for chunk in in_chunks(&seqs) {

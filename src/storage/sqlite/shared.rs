@@ -70,6 +70,9 @@ pub(super) enum Patience {
     /// replay's results): while ingest is busy, it keeps most of the writer, and the batches still
     /// get through.
     Batch,
+    /// 250 ms: maintenance that nobody waits on (an archive run's marking and deleting): while ingest
+    /// is busy, it gets a turn about four times a second, so archiving slows down rather than ingest.
+    Maintenance,
 }
 
 impl Patience {
@@ -77,6 +80,7 @@ impl Patience {
         match self {
             Patience::Short => Duration::from_millis(20),
             Patience::Batch => Duration::from_millis(50),
+            Patience::Maintenance => Duration::from_millis(250),
         }
     }
 }
