@@ -692,6 +692,23 @@ async fn settled(cluster: &Cluster, sink: &Sink, replay: Option<&str>) -> anyhow
     Ok(Progress { done, left: (pending + processing, claims, replay_left, undelivered) })
 }
 
+/// The claims held across the instances once none is let go of for [`CLAIMS_LET_GO`]: 0 as soon as
+/// one reading finds none. A claim is work in hand, and after settling some still moves (a retry to
+/// the flaky sink comes due, is claimed and sent), so one reading may catch it; a stuck claim stays.
+async fn lasting_claims(cluster: &Cluster) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + CLAIMS_LET_GO;
+    loop {
+        let claims = claims_held(&cluster.get("/api/v1/cluster").await?);
+        if claims == 0 || Instant::now() >= deadline {
+            return Ok(claims);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How long claims found after settling may take to be let go of: above a delivery's timeout.
+const CLAIMS_LET_GO: Duration = Duration::from_secs(15);
+
 fn claims_held(cluster: &Value) -> u64 {
     cluster["instances"]
         .as_array()
@@ -844,8 +861,7 @@ async fn check(
 
     // 4. Nothing stuck.
     let stats = cluster.get("/api/v1/events/statistics").await?;
-    let instances = cluster.get("/api/v1/cluster").await?;
-    let claims = claims_held(&instances);
+    let claims = lasting_claims(cluster).await?;
     let pending = stats["pending_events"].as_u64().unwrap_or(u64::MAX);
     let processing = stats["processing_events"].as_u64().unwrap_or(u64::MAX);
     let stuck_rows = events.iter().filter(|e| e["status"] == "pending" || e["status"] == "processing").count();
