@@ -90,6 +90,36 @@ pub struct DeadLetter {
     pub attempt_history: Option<AttemptHistory>,
 }
 
+impl DeadLetter {
+    /// A new entry for an event that failed outside any subscription or processor (an ingest or a
+    /// publication), first and last failing now.
+    pub fn of_event(
+        kind: DeadLetterKind,
+        event_id: EventId,
+        event_type: String,
+        attempts: u32,
+        last_error: String,
+    ) -> Self {
+        let now = Timestamp::now();
+        Self {
+            dlq_id: DlqId::new_v7(),
+            kind,
+            event_id,
+            event_type,
+            subscription_id: None,
+            processor_id: None,
+            delivery_id: None,
+            attempts,
+            last_status_code: None,
+            last_error: Some(last_error),
+            first_failed_at: now,
+            last_failed_at: now,
+            created_at: now,
+            attempt_history: None,
+        }
+    }
+}
+
 /// What was tried before an entry was dead-lettered: the HTTP attempts of a delivery, or the runs of
 /// the processors on an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

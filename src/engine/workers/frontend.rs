@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::nats::{Nats, PublishError, subject_token};
 use crate::domain::event::MAX_NAME_LEN;
-use crate::domain::{DeadLetter, DeadLetterKind, DlqId, EventId, NewEvent, Timestamp};
+use crate::domain::{DeadLetter, DeadLetterKind, EventId, NewEvent};
 use crate::engine::Engine;
 use crate::engine::bus::{DlqAction, EngineEvent};
 use crate::metrics::ConsumedOutcome;
@@ -304,25 +304,13 @@ impl Consumer {
             excerpt.push('…');
         }
         tracing::error!(subject, %event_id, "a frontend event from JetStream is not stored: {reason}");
-        let now = Timestamp::now();
-        let entry = DeadLetter {
-            dlq_id: DlqId::new_v7(),
-            kind: DeadLetterKind::Ingest,
+        let entry = DeadLetter::of_event(
+            DeadLetterKind::Ingest,
             event_id,
             event_type,
-            subscription_id: None,
-            processor_id: None,
-            delivery_id: None,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            last_status_code: None,
-            last_error: Some(format!(
-                "not stored from JetStream subject {subject}: {reason}; the message was: {excerpt}"
-            )),
-            first_failed_at: now,
-            last_failed_at: now,
-            created_at: now,
-            attempt_history: None,
-        };
+            u32::try_from(attempts).unwrap_or(u32::MAX),
+            format!("not stored from JetStream subject {subject}: {reason}; the message was: {excerpt}"),
+        );
         let inner = &self.engine.inner;
         if let Err(error) = inner.store.add_dead_letter(&entry).await {
             tracing::warn!(%error, "cannot record the refused frontend event; it is delivered again later");

@@ -30,9 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::nats::{Nats, PublishError, subject_token};
 use crate::domain::projection::entity_of;
-use crate::domain::{
-    DeadLetter, DeadLetterKind, DlqId, Event, EventFilter, EventId, EventStatus, Subscription, Timestamp,
-};
+use crate::domain::{DeadLetter, DeadLetterKind, Event, EventFilter, EventId, EventStatus, Subscription, Timestamp};
 use crate::engine::bus::{DlqAction, EngineEvent};
 use crate::storage::{EVENTS_PUBLICATION, Store};
 
@@ -263,23 +261,13 @@ impl Publisher {
     async fn refused(&self, event: Option<(EventId, String)>, reason: &str) -> bool {
         tracing::error!("a publication was refused and is skipped: {reason}");
         let Some((event_id, event_type)) = event else { return true };
-        let now = Timestamp::now();
-        let entry = DeadLetter {
-            dlq_id: DlqId::new_v7(),
-            kind: DeadLetterKind::Publication,
+        let entry = DeadLetter::of_event(
+            DeadLetterKind::Publication,
             event_id,
             event_type,
-            subscription_id: None,
-            processor_id: None,
-            delivery_id: None,
-            attempts: 1,
-            last_status_code: None,
-            last_error: Some(format!("not published to NATS: {reason}")),
-            first_failed_at: now,
-            last_failed_at: now,
-            created_at: now,
-            attempt_history: None,
-        };
+            1,
+            format!("not published to NATS: {reason}"),
+        );
         match self.store.add_dead_letter(&entry).await {
             Ok(()) => true,
             Err(error) => {
