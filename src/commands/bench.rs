@@ -381,6 +381,9 @@ struct SinkLog {
     last: Option<Instant>,
 }
 
+/// How long the delivery bench waits for the next delivery before it reports what arrived.
+const STALL: Duration = Duration::from_secs(10);
+
 async fn deliveries(args: &BenchArgs) -> anyhow::Result<()> {
     use axum::routing::post;
 
@@ -426,14 +429,16 @@ async fn deliveries(args: &BenchArgs) -> anyhow::Result<()> {
     ingest.print(&format!("ingest with {} subscriptions (batch {})", args.subscriptions, args.batch), "events");
 
     // Wait for the deliveries, as long as they keep coming.
-    let mut seen = 0;
+    let (mut seen, mut last_progress) = (0, Instant::now());
     loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let received = log.lock().unwrap_or_else(|p| p.into_inner()).received;
-        if received >= expected || received == seen {
+        if received >= expected || last_progress.elapsed() > STALL {
             break;
         }
-        seen = received;
+        if received > seen {
+            (seen, last_progress) = (received, Instant::now());
+        }
     }
     for id in created {
         // Cleaning up is best effort; the numbers are already in.

@@ -90,6 +90,14 @@ impl DeliveryWorker {
         loop {
             // Finished requests free their slots; then waiting deliveries take them.
             lanes.reap().await;
+            // A claim that has finished is taken here too: while the log keeps the fan-out busy, the
+            // loop does not get to wait on it below, and its deliveries would sit unsent.
+            if let Some(done) = claiming.take_if(|claiming| claiming.task.is_finished()) {
+                let found = done.task.await.ok();
+                if !self.take_claim(&done.wants, found, &mut lanes, &mut events).await {
+                    claim_after = Instant::now() + ERROR_PAUSE;
+                }
+            }
             lanes.start(&self.client, &self.subscriptions).await;
 
             let mut pause = IDLE_POLL.saturating_sub(polled.elapsed());
@@ -132,22 +140,8 @@ impl DeliveryWorker {
                 () = shutdown.cancelled() => break,
                 done = async { (&mut claiming.as_mut()?.task).await.ok() }, if claiming.is_some() => {
                     let Some(Claiming { wants, .. }) = claiming.take() else { continue };
-                    let found = match done {
-                        Some((cache, found)) => {
-                            events = Some(cache);
-                            found.map_err(|error| error.to_string())
-                        }
-                        None => Err("the claim task ended abnormally".to_owned()),
-                    };
-                    match found {
-                        Ok(found) => {
-                            lanes.claimed(&wants, &found.0);
-                            self.take_claimed(found, &mut lanes).await;
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "claiming deliveries failed; retrying");
-                            claim_after = Instant::now() + ERROR_PAUSE;
-                        }
+                    if !self.take_claim(&wants, done, &mut lanes, &mut events).await {
+                        claim_after = Instant::now() + ERROR_PAUSE;
                     }
                 }
                 () = lanes.wait_finished(), if lanes.is_sending() => {}
@@ -336,6 +330,36 @@ impl DeliveryWorker {
             (cache, found)
         });
         Claiming { wants, task }
+    }
+
+    /// Takes a finished claim's result (None when its task ended abnormally): its deliveries go into the
+    /// lanes and the event cache that travelled with it comes back. False when the claim failed, and the
+    /// next should wait.
+    async fn take_claim(
+        &self,
+        wants: &[(SubscriptionId, u32)],
+        done: Option<(EventCache, Result<Claimed, crate::storage::Error>)>,
+        lanes: &mut Lanes,
+        events: &mut Option<EventCache>,
+    ) -> bool {
+        let found = match done {
+            Some((cache, found)) => {
+                *events = Some(cache);
+                found.map_err(|error| error.to_string())
+            }
+            None => Err("the claim task ended abnormally".to_owned()),
+        };
+        match found {
+            Ok(found) => {
+                lanes.claimed(wants, &found.0);
+                self.take_claimed(found, lanes).await;
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "claiming deliveries failed; retrying");
+                false
+            }
+        }
     }
 
     /// Puts what a claim found into the lanes; deliveries whose subscription is gone or disabled, or whose
