@@ -538,3 +538,35 @@ crate::on_every_backend! {
         server.stop().await;
     }
 }
+
+/// A backlog of many fan-out pages: deliveries start while the fan-out is still working through it,
+/// not after (the dispatcher once took no claim until the log was all fanned out, so under steady
+/// ingest new subscriptions got nothing).
+#[tokio::test]
+async fn deliveries_start_while_a_long_backlog_is_still_being_fanned_out() {
+    let (server, sink) = (TestServer::start().await, Sink::start().await);
+    let subscription =
+        subscribe(&server, json!({"subscriber_name": "late", "callback_url": sink.url("late"), "enabled": false}))
+            .await;
+    // Twenty fan-out pages (500 events each), all after the subscription's start.
+    let total = 10_000;
+    for first in (0..total).step_by(1000) {
+        let batch: Vec<Value> =
+            (first..first + 1000).map(|i| json!({"event_type": "tick", "data": {"i": i}})).collect();
+        let (status, answer) = server.post("/api/v1/events/batch", &json!(batch)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let store = server.engine.store().clone();
+    let last = store.last_seq().await.unwrap();
+
+    set_enabled(&server, std::slice::from_ref(&subscription), true).await;
+    sink.wait_for("late", 1, WAIT).await;
+    let cursor = store.cursor(eventdeck::storage::DELIVERY_CURSOR).await.unwrap();
+    assert!(
+        cursor.seq < last,
+        "the first delivery came only after the whole backlog was fanned out ({} of {last})",
+        cursor.seq
+    );
+    sink.wait_for("late", total, Duration::from_secs(60)).await;
+    server.stop().await;
+}

@@ -2,6 +2,8 @@
 //! and the dispatch cursor. Instances claim deliveries with `FOR UPDATE SKIP LOCKED`, so they never
 //! take the same one and never wait for each other's claims.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use sqlx::{Acquire, PgConnection, Postgres, QueryBuilder};
 
@@ -213,29 +215,44 @@ impl DeliveryStore for PostgresStore {
             insert.build().execute(&mut *tx).await?;
         }
 
+        // Every row in one statement, a column an array (a statement each cost a round trip apiece):
+        // the rows whose claim is still this instance's are settled and returned. Rows are locked in
+        // delivery_id order, the same in every instance.
+        let settled: Vec<_> = results.iter().map(|result| result.settle(now)).collect();
+        let mut order: Vec<usize> = (0..results.len()).collect();
+        order.sort_by_key(|&i| results[i].claimed.delivery_id.0);
+        fn column<T>(order: &[usize], f: impl Fn(usize) -> T) -> Vec<T> {
+            order.iter().map(|&i| f(i)).collect()
+        }
+        let still_ours: HashSet<uuid::Uuid> = sqlx::query_scalar(
+            "UPDATE deliveries d SET state = s.state, attempts = d.attempts + s.sent, \
+             round_attempts = d.round_attempts + s.sent, next_attempt_at = s.next_attempt_at, claimed_until = NULL, \
+             claimed_by = NULL, last_status_code = s.last_status_code, last_error = s.last_error, \
+             first_failed_at = s.first_failed_at, updated_at = $8 \
+             FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[]) \
+             AS s (delivery_id, state, sent, next_attempt_at, last_status_code, last_error, first_failed_at) \
+             WHERE d.delivery_id = s.delivery_id AND d.state = 'in_flight' AND d.claimed_by = $9 \
+             RETURNING d.delivery_id",
+        )
+        .bind(column(&order, |i| results[i].claimed.delivery_id.0))
+        .bind(column(&order, |i| settled[i].state))
+        .bind(column(&order, |i| settled[i].sent))
+        .bind(column(&order, |i| settled[i].next_attempt_at.as_micros()))
+        .bind(column(&order, |i| settled[i].last_status))
+        .bind(column(&order, |i| settled[i].last_error.as_deref()))
+        .bind(column(&order, |i| settled[i].first_failed_at.map(Timestamp::as_micros)))
+        .bind(now.as_micros())
+        .bind(&self.instance_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+
         let mut dead_letters = Vec::new();
         let (mut delivered, mut dead) = (0i64, 0i64);
-        for result in &results {
+        for (result, settled) in results.iter().zip(&settled) {
             let claimed = &result.claimed;
-            let settled = result.settle(now);
-            let still_ours = sqlx::query(
-                "UPDATE deliveries SET state = $1, attempts = attempts + $2, round_attempts = round_attempts + $2, \
-                 next_attempt_at = $3, claimed_until = NULL, claimed_by = NULL, last_status_code = $4, \
-                 last_error = $5, first_failed_at = $6, updated_at = $7 \
-                 WHERE delivery_id = $8 AND state = 'in_flight' AND claimed_by = $9",
-            )
-            .bind(settled.state)
-            .bind(settled.sent)
-            .bind(settled.next_attempt_at.as_micros())
-            .bind(settled.last_status)
-            .bind(&settled.last_error)
-            .bind(settled.first_failed_at.map(Timestamp::as_micros))
-            .bind(now.as_micros())
-            .bind(claimed.delivery_id.0)
-            .bind(&self.instance_id)
-            .execute(&mut *tx)
-            .await?;
-            if still_ours.rows_affected() == 0 {
+            if !still_ours.contains(&claimed.delivery_id.0) {
                 // Its lease ran out and another instance holds it now: the attempt stays in the history,
                 // what comes next is the new holder's to decide.
                 continue;

@@ -1,6 +1,8 @@
 //! The SQLite delivery tables: subscriptions, the delivery outbox and its attempts, dead letters, and
 //! the dispatch cursor. Writes go through the store's one writer connection.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 
@@ -201,29 +203,43 @@ impl DeliveryStore for SqliteStore {
             insert.build().execute(&mut *tx).await?;
         }
 
+        // Every row in one statement a chunk (a statement each cost a round trip to SQLite's thread, most
+        // of a batch's time): the rows whose claim is still this instance's are settled and returned.
+        let settled: Vec<_> = results.iter().map(|result| result.settle(now)).collect();
+        let mut still_ours = HashSet::new();
+        for (results, settled) in results.chunks(ROWS_PER_INSERT).zip(settled.chunks(ROWS_PER_INSERT)) {
+            let mut update = QueryBuilder::<Sqlite>::new(
+                "WITH settled (delivery_id, state, sent, next_attempt_at, last_status_code, last_error, first_failed_at) AS (",
+            );
+            update.push_values(results.iter().zip(settled), |mut row, (r, s)| {
+                row.push_bind(r.claimed.delivery_id.0)
+                    .push_bind(s.state)
+                    .push_bind(s.sent)
+                    .push_bind(s.next_attempt_at.as_micros())
+                    .push_bind(s.last_status)
+                    .push_bind(s.last_error.as_deref())
+                    .push_bind(s.first_failed_at.map(Timestamp::as_micros));
+            });
+            update
+                .push(
+                    ") UPDATE deliveries SET state = settled.state, attempts = attempts + settled.sent, \
+                     round_attempts = round_attempts + settled.sent, next_attempt_at = settled.next_attempt_at, \
+                     claimed_until = NULL, claimed_by = NULL, last_status_code = settled.last_status_code, \
+                     last_error = settled.last_error, first_failed_at = settled.first_failed_at, updated_at = ",
+                )
+                .push_bind(now.as_micros())
+                .push(" FROM settled WHERE deliveries.delivery_id = settled.delivery_id AND deliveries.state = 'in_flight' AND claimed_by = ")
+                .push_bind(&self.instance_id)
+                .push(" RETURNING deliveries.delivery_id");
+            let rows: Vec<(uuid::Uuid,)> = update.build_query_as().fetch_all(&mut *tx).await?;
+            still_ours.extend(rows.into_iter().map(|(id,)| id));
+        }
+
         let mut dead_letters = Vec::new();
         let (mut delivered, mut dead) = (0i64, 0i64);
-        for result in &results {
+        for (result, settled) in results.iter().zip(&settled) {
             let claimed = &result.claimed;
-            let settled = result.settle(now);
-            let still_ours = sqlx::query(
-                "UPDATE deliveries SET state = ?, attempts = attempts + ?, round_attempts = round_attempts + ?, \
-                 next_attempt_at = ?, claimed_until = NULL, claimed_by = NULL, last_status_code = ?, last_error = ?, \
-                 first_failed_at = ?, updated_at = ? WHERE delivery_id = ? AND state = 'in_flight' AND claimed_by = ?",
-            )
-            .bind(settled.state)
-            .bind(settled.sent)
-            .bind(settled.sent)
-            .bind(settled.next_attempt_at.as_micros())
-            .bind(settled.last_status)
-            .bind(&settled.last_error)
-            .bind(settled.first_failed_at.map(Timestamp::as_micros))
-            .bind(now.as_micros())
-            .bind(claimed.delivery_id.0)
-            .bind(&self.instance_id)
-            .execute(&mut *tx)
-            .await?;
-            if still_ours.rows_affected() == 0 {
+            if !still_ours.contains(&claimed.delivery_id.0) {
                 // Its lease ran out and another instance holds it now: the attempt stays in the history,
                 // what comes next is the new holder's to decide.
                 continue;
