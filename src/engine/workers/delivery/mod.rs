@@ -280,24 +280,10 @@ impl DeliveryWorker {
         lanes: &mut Lanes,
         events: &mut Option<EventCache>,
     ) -> bool {
-        let found = match done {
-            Some((cache, found)) => {
-                *events = Some(cache);
-                found.map_err(|error| error.to_string())
-            }
-            None => Err("the claim task ended abnormally".to_owned()),
-        };
-        match found {
-            Ok(found) => {
-                lanes.claimed(wants, &found.0);
-                self.take_claimed(found, lanes).await;
-                true
-            }
-            Err(error) => {
-                tracing::error!(%error, "claiming deliveries failed; retrying");
-                false
-            }
-        }
+        let Some(found) = step_result(done, events, "claiming deliveries") else { return false };
+        lanes.claimed(wants, &found.0);
+        self.take_claimed(found, lanes).await;
+        true
     }
 
     /// Puts what a claim found into the lanes; deliveries whose subscription is gone or disabled, or whose
@@ -415,29 +401,34 @@ fn take_fan_out(
     lanes: &mut Lanes,
     events: &mut Option<EventCache>,
 ) -> bool {
-    let fanned = match done {
-        Some((cache, fanned)) => {
-            *events = Some(cache);
-            fanned.map_err(|error| error.to_string())
-        }
-        None => Err("the fan-out task ended abnormally".to_owned()),
+    let Some(FannedOut { cursor: next, more, queued, jobs }) = step_result(done, events, "queueing deliveries") else {
+        return false;
     };
-    match fanned {
-        Ok(FannedOut { cursor: next, more, queued, jobs }) => {
-            *cursor = next;
-            for id in queued {
-                lanes.lane(id).wake();
-            }
-            for job in jobs {
-                lanes.push(job);
-            }
-            more
-        }
-        Err(error) => {
-            tracing::error!(%error, "queueing deliveries failed; retrying");
-            false
-        }
+    *cursor = next;
+    for id in queued {
+        lanes.lane(id).wake();
     }
+    for job in jobs {
+        lanes.push(job);
+    }
+    more
+}
+
+/// The result of a store step that ran beside the loop (`done` is None when its task ended abnormally):
+/// the event cache that travelled with it comes back, and a failure is logged as `what` and gives None.
+fn step_result<T>(
+    done: Option<(EventCache, Result<T, crate::storage::Error>)>,
+    events: &mut Option<EventCache>,
+    what: &str,
+) -> Option<T> {
+    let result = match done {
+        Some((cache, result)) => {
+            *events = Some(cache);
+            result.map_err(|error| error.to_string())
+        }
+        None => Err("its task ended abnormally".to_owned()),
+    };
+    result.map_err(|error| tracing::error!(%error, "{what} failed; retrying")).ok()
 }
 
 /// What a fan-out step did: where the cursor is now, whether more log follows, the subscriptions with
