@@ -215,7 +215,7 @@ impl DeliveryStore for PostgresStore {
             insert.build().execute(&mut *tx).await?;
         }
 
-        // Every row in one statement, a column an array (a statement each cost a round trip apiece):
+        // Every row in one statement, a column an array, not a statement (and a round trip) each:
         // the rows whose claim is still this instance's are settled and returned. Rows are locked in
         // delivery_id order, the same in every instance.
         let settled: Vec<_> = results.iter().map(|result| result.settle(now)).collect();
@@ -224,7 +224,7 @@ impl DeliveryStore for PostgresStore {
         fn column<T>(order: &[usize], f: impl Fn(usize) -> T) -> Vec<T> {
             order.iter().map(|&i| f(i)).collect()
         }
-        let still_ours: HashSet<uuid::Uuid> = sqlx::query_scalar(
+        let mut still_ours: HashSet<uuid::Uuid> = sqlx::query_scalar(
             "UPDATE deliveries d SET state = s.state, attempts = d.attempts + s.sent, \
              round_attempts = d.round_attempts + s.sent, next_attempt_at = s.next_attempt_at, claimed_until = NULL, \
              claimed_by = NULL, last_status_code = s.last_status_code, last_error = s.last_error, \
@@ -252,9 +252,9 @@ impl DeliveryStore for PostgresStore {
         let (mut delivered, mut dead) = (0i64, 0i64);
         for (result, settled) in results.iter().zip(&settled) {
             let claimed = &result.claimed;
-            if !still_ours.contains(&claimed.delivery_id.0) {
-                // Its lease ran out and another instance holds it now: the attempt stays in the history,
-                // what comes next is the new holder's to decide.
+            if !still_ours.remove(&claimed.delivery_id.0) {
+                // Its lease ran out and another instance holds it now (or an earlier result in this batch
+                // settled it): the attempt stays in the history, what comes next is not this one's to decide.
                 continue;
             }
 

@@ -203,8 +203,8 @@ impl DeliveryStore for SqliteStore {
             insert.build().execute(&mut *tx).await?;
         }
 
-        // Every row in one statement a chunk (a statement each cost a round trip to SQLite's thread, most
-        // of a batch's time): the rows whose claim is still this instance's are settled and returned.
+        // Every row in one statement a chunk, not a statement (and a round trip to SQLite's thread) each:
+        // the rows whose claim is still this instance's are settled and returned.
         let settled: Vec<_> = results.iter().map(|result| result.settle(now)).collect();
         let mut still_ours = HashSet::new();
         for (results, settled) in results.chunks(ROWS_PER_INSERT).zip(settled.chunks(ROWS_PER_INSERT)) {
@@ -239,9 +239,9 @@ impl DeliveryStore for SqliteStore {
         let (mut delivered, mut dead) = (0i64, 0i64);
         for (result, settled) in results.iter().zip(&settled) {
             let claimed = &result.claimed;
-            if !still_ours.contains(&claimed.delivery_id.0) {
-                // Its lease ran out and another instance holds it now: the attempt stays in the history,
-                // what comes next is the new holder's to decide.
+            if !still_ours.remove(&claimed.delivery_id.0) {
+                // Its lease ran out and another instance holds it now (or an earlier result in this batch
+                // settled it): the attempt stays in the history, what comes next is not this one's to decide.
                 continue;
             }
 
