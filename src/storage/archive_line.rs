@@ -61,17 +61,28 @@ pub(super) fn line(row: &impl Columns) -> Result<ArchiveLine, Error> {
     let _ = write!(out, ",\"retry_count\":{}", row.int("retry_count")?);
     out.push_str(",\"error_message\":");
     optional(&mut out, row.text_opt("error_message")?.as_deref());
-    let _ = write!(out, ",\"timestamp\":\"{timestamp}\"");
-    let _ = write!(out, ",\"created_at\":\"{}\"", Timestamp::from_micros(row.int("created_at")?));
-    out.push_str(",\"processed_at\":");
-    match row.int_opt("processed_at")? {
+    let created_at = Timestamp::from_micros(row.int("created_at")?);
+    let processed_at = row.int_opt("processed_at")?.map(Timestamp::from_micros);
+    end_with_times(&mut out, timestamp, created_at, processed_at);
+    Ok(ArchiveLine { seq, timestamp, status, line: out })
+}
+
+/// Ends a line with its three times, the last fields of an Event: SQLite builds the rest of a line
+/// itself, and leaves these to this (formatting times was a third of its work).
+pub(super) fn end_with_times(
+    out: &mut String,
+    timestamp: Timestamp,
+    created_at: Timestamp,
+    processed_at: Option<Timestamp>,
+) {
+    let _ = write!(out, ",\"timestamp\":\"{timestamp}\",\"created_at\":\"{created_at}\",\"processed_at\":");
+    match processed_at {
         Some(at) => {
-            let _ = write!(out, "\"{}\"", Timestamp::from_micros(at));
+            let _ = write!(out, "\"{at}\"");
         }
         None => out.push_str("null"),
     }
     out.push('}');
-    Ok(ArchiveLine { seq, timestamp, status, line: out })
 }
 
 /// A JSON string.

@@ -743,9 +743,19 @@ pub trait ArchiveStore: Send + Sync + 'static {
     /// instance is archiving.
     async fn claim_archive(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<Vec<ArchivePart>>, Error>;
 
-    /// Up to `limit` events with `status` (processed or failed) and a `timestamp` before `before`, in
-    /// (`timestamp`, seq) order, as their archive lines.
-    async fn archivable(&self, status: EventStatus, before: Timestamp, limit: u32) -> Result<Vec<ArchiveLine>, Error>;
+    /// Up to `limit` events with `status` (processed or failed) and a `timestamp` before `before`, after
+    /// `after` in (`timestamp`, seq) order, as their archive lines in that order. A run reads its next
+    /// batch from where the last one ended while that one is still being written and marked.
+    ///
+    /// Archiving is maintenance: a store whose reads compete with ingest (SQLite, on the machine that
+    /// also ingests) may first wait a while for ingest to pause.
+    async fn archivable(
+        &self,
+        status: EventStatus,
+        before: Timestamp,
+        after: Option<(Timestamp, i64)>,
+        limit: u32,
+    ) -> Result<Vec<ArchiveLine>, Error>;
 
     /// The archive lines of these events, in (`timestamp`, seq) order (missing ones left out).
     async fn archive_lines(&self, seqs: &[i64]) -> Result<Vec<ArchiveLine>, Error>;

@@ -159,7 +159,7 @@ crate::on_every_backend! {
         let now = Timestamp::now();
         assert_eq!(store.claim_archive(now, now.plus(Duration::from_secs(60))).await.unwrap(), Some(vec![]));
         let before = Timestamp::parse("2026-01-11T00:00:00Z").unwrap();
-        let lines = store.archivable(EventStatus::Processed, before, 20).await.unwrap();
+        let lines = store.archivable(EventStatus::Processed, before, None, 20).await.unwrap();
         assert_eq!(lines.len(), 20, "a first batch of 20");
         let plan = files::plan(&lines, store.instance_id());
         assert!(store.plan_archive(&plan, now.plus(Duration::from_secs(60))).await.unwrap());

@@ -22,10 +22,12 @@ pub fn partition(timestamp: Timestamp) -> String {
 /// and the instance writing it: names no other run can take, and the same ones when a stopped run's
 /// plan is written again.
 pub fn plan(lines: &[ArchiveLine], instance_id: &str) -> Vec<ArchivePart> {
-    let mut parts: Vec<(String, Vec<i64>)> = Vec::new();
+    const HOUR_MICROS: i64 = 3_600_000_000;
+    // By the hour's number, formatted once a file: not once a line.
+    let mut parts: Vec<(i64, Vec<i64>)> = Vec::new();
     for line in lines {
-        let hour = partition(line.timestamp);
-        match parts.iter_mut().find(|(h, _)| *h == hour) {
+        let hour = line.timestamp.as_micros().div_euclid(HOUR_MICROS);
+        match parts.iter_mut().rev().find(|(h, _)| *h == hour) {
             Some((_, seqs)) => seqs.push(line.seq),
             None => parts.push((hour, vec![line.seq])),
         }
@@ -34,7 +36,8 @@ pub fn plan(lines: &[ArchiveLine], instance_id: &str) -> Vec<ArchivePart> {
         .into_iter()
         .map(|(hour, seqs)| {
             let first = seqs.iter().min().copied().unwrap_or_default();
-            ArchivePart { path: format!("{hour}/{instance_id}_{first}.jsonl"), seqs }
+            let folder = partition(Timestamp::from_micros(hour * HOUR_MICROS));
+            ArchivePart { path: format!("{folder}/{instance_id}_{first}.jsonl"), seqs }
         })
         .collect()
 }

@@ -5,7 +5,7 @@
 //! 1. take the store's archive lease (one run at a time across instances) and finish the plan a
 //!    stopped run left, writing the very same files again;
 //! 2. per batch: record the plan (file paths and the seqs in each) in the store, write each file
-//!    under a temporary name, sync it, rename it, sync its folder;
+//!    under a temporary name, sync it, rename it, sync its folder (the next batch is read meanwhile);
 //! 3. mark the batch's events `archived` and clear the plan in one transaction.
 //!
 //! A crash before 3 leaves the plan, and the next run writes the same files with the same lines
@@ -112,16 +112,22 @@ impl Archiver {
             self.write_and_mark(left, lines, &mut report).await?;
         }
         for status in [EventStatus::Processed, EventStatus::Failed] {
-            loop {
-                let lines = self.store.archivable(status, before, BATCH).await?;
-                if lines.is_empty() {
-                    break;
-                }
+            let mut lines = self.store.archivable(status, before, None, BATCH).await?;
+            while let Some(last) = lines.last().map(|line| (line.timestamp, line.seq)) {
                 let plan = files::plan(&lines, self.store.instance_id());
                 if !self.store.plan_archive(&plan, Timestamp::now().plus(LEASE)).await? {
                     return Err(lease_lost());
                 }
-                self.write_and_mark(plan, lines, &mut report).await?;
+                // The next batch is read while this one is written and marked: the reading (the store
+                // building lines) and the writing (syncing files, then the marking's commit) use
+                // different cores and disks. The plan stays one batch: the next is planned once this
+                // one is marked.
+                let (next, written) = tokio::join!(
+                    self.store.archivable(status, before, Some(last), BATCH),
+                    self.write_and_mark(plan, lines, &mut report),
+                );
+                written?;
+                lines = next?;
             }
         }
         if delete {

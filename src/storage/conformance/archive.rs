@@ -34,10 +34,15 @@ pub(super) async fn a_plan_outlives_a_stopped_run_until_its_events_are_marked(st
     assert_eq!(store.claim_archive(now, lease).await.unwrap(), Some(vec![]), "a free lease, no plan");
 
     let before = shifted(now, -60 * SECOND);
-    let lines = store.archivable(EventStatus::Processed, before, 10).await.unwrap();
+    let lines = store.archivable(EventStatus::Processed, before, None, 10).await.unwrap();
     assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [events[1].seq, events[0].seq]);
-    assert_eq!(store.archivable(EventStatus::Processed, before, 1).await.unwrap().len(), 1, "a limit");
-    assert!(store.archivable(EventStatus::Failed, before, 10).await.unwrap().is_empty());
+    let first = store.archivable(EventStatus::Processed, before, None, 1).await.unwrap();
+    assert_eq!(first, lines[..1], "a limit");
+    let rest = store.archivable(EventStatus::Processed, before, Some((first[0].timestamp, first[0].seq)), 10);
+    assert_eq!(rest.await.unwrap(), lines[1..], "after where the last batch ended");
+    let same_time = store.archivable(EventStatus::Processed, before, Some((lines[1].timestamp, lines[1].seq - 1)), 10);
+    assert_eq!(same_time.await.unwrap(), lines[1..], "a later seq at the same time comes after");
+    assert!(store.archivable(EventStatus::Failed, before, None, 10).await.unwrap().is_empty());
     let read: crate::domain::Event = serde_json::from_str(&lines[0].line).unwrap();
     assert_eq!(read, events[1], "a line is the event");
 
@@ -58,7 +63,7 @@ pub(super) async fn a_plan_outlives_a_stopped_run_until_its_events_are_marked(st
     assert_eq!(store.event(events[1].event_id).await.unwrap().unwrap().status, EventStatus::Archived);
     assert_eq!(store.claim_archive(now, lease).await.unwrap(), Some(vec![]), "the plan went with the marking");
     assert_eq!(store.mark_archived(&plan, lease).await.unwrap(), Some(0), "marking twice changes nothing");
-    assert!(store.archivable(EventStatus::Processed, before, 10).await.unwrap().is_empty());
+    assert!(store.archivable(EventStatus::Processed, before, None, 10).await.unwrap().is_empty());
 
     store.release_archive().await.unwrap();
     assert!(!store.plan_archive(&plan, lease).await.unwrap(), "a plan needs the lease");

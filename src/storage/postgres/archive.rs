@@ -25,14 +25,23 @@ impl ArchiveStore for PostgresStore {
         plan.map(|plan| parse_plan(plan.as_deref())).transpose()
     }
 
-    async fn archivable(&self, status: EventStatus, before: Timestamp, limit: u32) -> Result<Vec<ArchiveLine>, Error> {
+    async fn archivable(
+        &self,
+        status: EventStatus,
+        before: Timestamp,
+        after: Option<(Timestamp, i64)>,
+        limit: u32,
+    ) -> Result<Vec<ArchiveLine>, Error> {
+        let (after_time, after_seq) = after.map_or((i64::MIN, i64::MIN), |(t, s)| (t.as_micros(), s));
         let sql = format!(
-            "SELECT {ARCHIVE_COLUMNS} FROM events WHERE status = $1 AND timestamp < $2 \
-             ORDER BY timestamp, seq LIMIT $3"
+            "SELECT {ARCHIVE_COLUMNS} FROM events WHERE status = $1 AND timestamp < $2 AND (timestamp, seq) > ($3, $4) \
+             ORDER BY timestamp, seq LIMIT $5"
         );
         let rows = sqlx::query(&sql)
             .bind(status.as_str())
             .bind(before.as_micros())
+            .bind(after_time)
+            .bind(after_seq)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;

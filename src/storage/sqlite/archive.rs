@@ -5,7 +5,8 @@
 //! SQLite builds each archive line itself ([`LINE_COLUMNS`]), and a batch's lines come back as one
 //! value ([`LINES_OF`]) instead of twenty columns a row, each copied out of SQLite and decoded:
 //! reading was two thirds of a run, and this about halved it. The line is the one
-//! `archive_line::line` builds from the columns (PostgreSQL's way), which a test holds it to.
+//! `archive_line::line` builds from the columns (PostgreSQL's way), which a test holds it to. A large
+//! batch is built in two halves at once, one per core.
 
 use std::sync::LazyLock;
 
@@ -15,7 +16,7 @@ use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 use super::SqliteStore;
 use super::shared::{Patience, bump_status, in_chunks, push_in};
 use crate::domain::{EventStatus, Timestamp};
-use crate::storage::archive_line::{merge, parse_plan};
+use crate::storage::archive_line::{end_with_times, merge, parse_plan};
 use crate::storage::rows::corrupt;
 use crate::storage::{ArchiveLine, ArchivePart, ArchiveStore, Deleted, Error};
 
@@ -35,20 +36,33 @@ impl ArchiveStore for SqliteStore {
         plan.map(|plan| parse_plan(plan.as_deref())).transpose()
     }
 
-    async fn archivable(&self, status: EventStatus, before: Timestamp, limit: u32) -> Result<Vec<ArchiveLine>, Error> {
-        // The (status, timestamp) index holds the seq too (the rowid): its order is (timestamp, seq).
-        let sql = format!(
-            "{} FROM (SELECT {} FROM events INDEXED BY events_status_timestamp \
-             WHERE status = ? AND timestamp < ? ORDER BY timestamp, seq LIMIT ?)",
-            LINES_OF, *LINE_COLUMNS
-        );
-        let (text, bad) = sqlx::query_as(&sql)
-            .bind(status.as_str())
-            .bind(before.as_micros())
-            .bind(i64::from(limit))
-            .fetch_one(&self.readers)
-            .await?;
-        lines(text, bad)
+    async fn archivable(
+        &self,
+        status: EventStatus,
+        before: Timestamp,
+        after: Option<(Timestamp, i64)>,
+        limit: u32,
+    ) -> Result<Vec<ArchiveLine>, Error> {
+        // Building lines takes a core for tens of milliseconds a batch, on the machine that ingests: like
+        // the marking, the reading waits for a gap in ingest first (see `Patience::Maintenance`).
+        let quiet = self.writer.defer(Patience::Maintenance).await;
+        // A large batch is built in two halves at once, on two reader connections (each its own thread):
+        // SQLite builds a line on one core, and reading is most of an archive run. Not while ingest is
+        // busy: it keeps the other core.
+        if !quiet || limit < SPLIT_FROM {
+            return self.archivable_page(status, before, after, limit, 0).await;
+        }
+        let half = limit / 2;
+        let (mut lines, second) = tokio::try_join!(
+            self.archivable_page(status, before, after, half, 0),
+            self.archivable_page(status, before, after, limit - half, half),
+        )?;
+        // Each half is read in its own snapshot: an event that changed status in between may show in
+        // both (kept once here) or in neither (a later run takes it, as it takes anything that becomes
+        // archivable behind a run's cursor).
+        let last = lines.last().map(|line| (line.timestamp, line.seq));
+        lines.extend(second.into_iter().filter(|line| Some((line.timestamp, line.seq)) > last));
+        Ok(lines)
     }
 
     async fn archive_lines(&self, seqs: &[i64]) -> Result<Vec<ArchiveLine>, Error> {
@@ -82,22 +96,24 @@ impl ArchiveStore for SqliteStore {
         let mut deltas: Vec<(EventStatus, i64)> = Vec::new();
         let mut marked = 0;
         for chunk in in_chunks(&seqs) {
-            let mut count = QueryBuilder::<Sqlite>::new(
-                "SELECT status, count(*) FROM events WHERE +status IN ('processed', 'failed') AND ",
-            );
-            push_in(&mut count, "seq", chunk.iter().copied());
-            count.push(" GROUP BY status");
-            let counts: Vec<(String, i64)> = count.build_query_as().fetch_all(&mut *tx).await?;
-            for (status, n) in counts {
-                let status = EventStatus::parse("status", &status).map_err(|e| corrupt("status", e))?;
-                deltas.push((status, -n));
-                deltas.push((EventStatus::Archived, n));
+            // One status at a time, so what changed is counted by the UPDATE itself; a run's batches are
+            // of one status, so the second statement runs only for a chunk the first did not cover.
+            let mut left = chunk.len() as u64;
+            for status in [EventStatus::Processed, EventStatus::Failed] {
+                let mut update = QueryBuilder::<Sqlite>::new(
+                    "UPDATE events SET status = 'archived', due_at = 0, claimed_by = NULL WHERE +status = ",
+                );
+                update.push_bind(status.as_str()).push(" AND ");
+                push_in(&mut update, "seq", chunk.iter().copied());
+                let changed = update.build().execute(&mut *tx).await?.rows_affected();
+                let n = changed as i64;
+                deltas.extend([(status, -n), (EventStatus::Archived, n)]);
+                marked += changed;
+                left = left.saturating_sub(changed);
+                if left == 0 {
+                    break;
+                }
             }
-            let mut update = QueryBuilder::<Sqlite>::new(
-                "UPDATE events SET status = 'archived', due_at = 0, claimed_by = NULL WHERE +status IN ('processed', 'failed') AND ",
-            );
-            push_in(&mut update, "seq", chunk.iter().copied());
-            marked += update.build().execute(&mut *tx).await?.rows_affected();
         }
         bump_status(&mut tx, &merge(deltas)).await?;
         tx.commit().await?;
@@ -159,28 +175,60 @@ impl ArchiveStore for SqliteStore {
     }
 }
 
-/// The columns of an archive line: `seq, timestamp, status`, `line` (the Event JSON, see
-/// [`crate::storage::archive_line`]) and whether its documents are one-line objects, as ingest stores
-/// them (a hand-edited database may hold others, reported rather than archived broken).
+/// Batches from this size on are read in two halves at once.
+const SPLIT_FROM: u32 = 1_000;
+
+impl SqliteStore {
+    /// One page of [`ArchiveStore::archivable`]: `limit` lines after skipping `offset`.
+    async fn archivable_page(
+        &self,
+        status: EventStatus,
+        before: Timestamp,
+        after: Option<(Timestamp, i64)>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<ArchiveLine>, Error> {
+        let (after_time, after_seq) = after.map_or((i64::MIN, i64::MIN), |(t, s)| (t.as_micros(), s));
+        // The (status, timestamp) index holds the seq too (the rowid): its order is (timestamp, seq), and
+        // the rows skipped by the offset are only stepped over in it.
+        let sql = format!(
+            "{} FROM (SELECT {} FROM events INDEXED BY events_status_timestamp \
+             WHERE status = ? AND timestamp < ? AND timestamp >= ? AND (timestamp > ? OR seq > ?) \
+             ORDER BY timestamp, seq LIMIT ? OFFSET ?)",
+            LINES_OF, *LINE_COLUMNS
+        );
+        let (text, bad) = sqlx::query_as(&sql)
+            .bind(status.as_str())
+            .bind(before.as_micros())
+            .bind(after_time)
+            .bind(after_time)
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_one(&self.readers)
+            .await?;
+        lines(text, bad)
+    }
+}
+
+/// The columns of an archive line: `seq, timestamp, created_at, processed_at, status`, `line` (the
+/// Event JSON up to its times, see [`crate::storage::archive_line`]) and whether its documents are
+/// one-line objects, as ingest stores them (a hand-edited database may hold others, reported rather
+/// than archived broken). The times are formatted in Rust ([`end_with_times`]): SQLite's `strftime`
+/// and `printf` took a third of the time building a line.
 static LINE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
-    // A UUID blob in its hyphenated form, lower case as `Uuid` writes it.
-    let id = |from: u32, len: u32| format!("substr(lower(hex(event_id)), {from}, {len})");
-    // A time as RFC 3339 UTC with microseconds, as `Timestamp` displays it; the floor division keeps
-    // times before 1970 right.
-    let time = |column: &str| {
-        let micros = format!("(({column} % 1000000) + 1000000) % 1000000");
-        format!(
-            "strftime('%Y-%m-%dT%H:%M:%S', ({column} - {micros}) / 1000000, 'unixepoch'), '.', printf('%06d', {micros}), 'Z'"
-        )
-    };
+    // A UUID blob in its hyphenated form, lower case as `Uuid` writes it: each group of bytes in hex,
+    // lowered once.
+    let id = "lower(concat(hex(substr(event_id, 1, 4)), '-', hex(substr(event_id, 5, 2)), '-', \
+              hex(substr(event_id, 7, 2)), '-', hex(substr(event_id, 9, 2)), '-', hex(substr(event_id, 11, 6))))";
     let one_line_object = |column: &str| {
         format!(
             "(substr({column}, 1, 1) = '{{' AND substr(CAST({column} AS BLOB), -1) = CAST('}}' AS BLOB) AND instr({column}, char(10)) = 0)"
         )
     };
     format!(
-        "seq, timestamp, status, concat(\
-           '{{\"event_id\":\"', {}, '-', {}, '-', {}, '-', {}, '-', {}, \
+        "seq, timestamp, created_at, processed_at, status, concat(\
+           '{{\"event_id\":\"', {id}, \
            '\",\"seq\":', seq, \
            ',\"event_type\":', json_quote(event_type), \
            ',\"event_source\":', json_quote(event_source), \
@@ -194,20 +242,8 @@ static LINE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
            ',\"idempotency_key\":', json_quote(idempotency_key), \
            ',\"status\":', json_quote(status), \
            ',\"retry_count\":', retry_count, \
-           ',\"error_message\":', json_quote(error_message), \
-           ',\"timestamp\":\"', {}, \
-           '\",\"created_at\":\"', {}, \
-           '\",\"processed_at\":', CASE WHEN processed_at IS NULL THEN 'null' ELSE concat('\"', {}, '\"') END, \
-           '}}') AS line, \
+           ',\"error_message\":', json_quote(error_message)) AS line, \
          {} AND {} AND {} AS well_formed",
-        id(1, 8),
-        id(9, 4),
-        id(13, 4),
-        id(17, 4),
-        id(21, 12),
-        time("timestamp"),
-        time("created_at"),
-        time("processed_at"),
         one_line_object("data"),
         one_line_object("metadata"),
         one_line_object("context"),
@@ -215,11 +251,12 @@ static LINE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The aggregate over rows of [`LINE_COLUMNS`] that brings them all in one value: a line each,
-/// `<seq> <timestamp> <status> <Event JSON>`, and the first seq whose documents are not well formed
-/// (NULL when none). One value, not a row per event: a row crossing from SQLite's thread to the async
-/// side costs more than building its line did. Unordered: sorting the lines in SQLite would copy
-/// them all once more; [`lines`] orders them.
-const LINES_OF: &str = "SELECT group_concat(concat(seq, ' ', timestamp, ' ', status, ' ', line), char(10)), \
+/// `<seq> <timestamp> <created_at> <processed_at or -> <status> <Event JSON up to its times>`, and the
+/// first seq whose documents are not well formed (NULL when none). One value, not a row per event: a
+/// row crossing from SQLite's thread to the async side costs more than building its line did.
+/// Unordered: sorting the lines in SQLite would copy them all once more; [`lines`] orders them.
+const LINES_OF: &str = "SELECT group_concat(concat(seq, ' ', timestamp, ' ', created_at, ' ', \
+                               coalesce(processed_at, '-'), ' ', status, ' ', line), char(10)), \
                                min(CASE WHEN NOT well_formed THEN seq END)";
 
 /// The archive lines of a [`LINES_OF`] answer, in (timestamp, seq) order.
@@ -228,15 +265,24 @@ fn lines(text: Option<String>, bad: Option<i64>) -> Result<Vec<ArchiveLine>, Err
         return Err(corrupt("data", format!("event {seq}: a document that is not a one-line JSON object")));
     }
     let Some(text) = text else { return Ok(Vec::new()) };
+    let time = |text: &str, name: &str| text.parse().map(Timestamp::from_micros).map_err(|e| corrupt(name, e));
     text.split('\n')
         .map(|entry| {
-            let mut fields = entry.splitn(4, ' ');
+            let mut fields = entry.splitn(6, ' ');
             let mut next = |name: &str| fields.next().ok_or_else(|| corrupt("archive line", format!("no {name}")));
             let seq = next("seq")?.parse().map_err(|e| corrupt("seq", e))?;
-            let timestamp = next("timestamp")?.parse().map_err(|e| corrupt("timestamp", e))?;
+            let timestamp = time(next("timestamp")?, "timestamp")?;
+            let created_at = time(next("created_at")?, "created_at")?;
+            let processed_at = match next("processed_at")? {
+                "-" => None,
+                at => Some(time(at, "processed_at")?),
+            };
             let status = EventStatus::parse("status", next("status")?).map_err(|e| corrupt("status", e))?;
-            let line = next("line")?.to_owned();
-            Ok(ArchiveLine { seq, timestamp: Timestamp::from_micros(timestamp), status, line })
+            let start = next("line")?;
+            let mut line = String::with_capacity(start.len() + 120);
+            line.push_str(start);
+            end_with_times(&mut line, timestamp, created_at, processed_at);
+            Ok(ArchiveLine { seq, timestamp, status, line })
         })
         .collect::<Result<Vec<_>, Error>>()
         .map(|mut lines| {
@@ -306,6 +352,34 @@ mod tests {
     use crate::domain::{Event, NewEvent};
     use crate::storage::archive_line::{self, ARCHIVE_COLUMNS};
     use crate::storage::{EventStore, SqliteStore};
+
+    /// A large batch, read in two halves at once, comes back whole and in order, and the next batch
+    /// starts where it ended.
+    #[tokio::test]
+    async fn a_large_batch_read_in_halves_is_whole_and_in_order() {
+        let (_dir, store) = SqliteStore::temporary().await;
+        let start = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
+        // Two events a time, so the order within a time (seq) counts too.
+        let events: Vec<NewEvent> = (0..1_500)
+            .map(|i| {
+                let mut new = NewEvent::new("page.viewed");
+                new.timestamp = Timestamp::from_micros(start.as_micros() + (1_500 - i) / 2);
+                new.skip_processing = true;
+                new
+            })
+            .collect();
+        store.append(events).await.unwrap();
+        let before = Timestamp::parse("2026-01-02T00:00:00Z").unwrap();
+        let first = store.archivable(EventStatus::Processed, before, None, 1_200).await.unwrap();
+        let last = first.last().map(|line| (line.timestamp, line.seq));
+        let rest = store.archivable(EventStatus::Processed, before, last, 1_200).await.unwrap();
+        assert_eq!((first.len(), rest.len()), (1_200, 300));
+        let keys: Vec<(Timestamp, i64)> = first.iter().chain(&rest).map(|line| (line.timestamp, line.seq)).collect();
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "in (timestamp, seq) order, each once");
+        let all = store.archivable(EventStatus::Processed, before, None, 2_000).await.unwrap();
+        assert_eq!(all.len(), 1_500);
+        assert_eq!(all[..1_200], first[..]);
+    }
 
     /// The line SQLite builds is, byte for byte, the one built from the columns in Rust (PostgreSQL's
     /// way), and reads back as the stored Event: over strings that need escaping, NULLs, a stream, an

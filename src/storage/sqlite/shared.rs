@@ -70,8 +70,9 @@ pub(super) enum Patience {
     /// replay's results): while ingest is busy, it keeps most of the writer, and the batches still
     /// get through.
     Batch,
-    /// 250 ms: maintenance that nobody waits on (an archive run's marking and deleting): while ingest
-    /// is busy, it gets a turn about four times a second, so archiving slows down rather than ingest.
+    /// 250 ms: maintenance that nobody waits on (an archive run's reading, marking and deleting): while
+    /// ingest is busy, it gets a turn about four times a second, so archiving slows down rather than
+    /// ingest.
     Maintenance,
 }
 
@@ -205,11 +206,19 @@ impl WriterLock {
     /// [`WriterLock::write`] for a write that may defer to appends as long as `patience` says.
     pub async fn write_with(&self, patience: Patience) -> Result<WriteGuard<'_>, Error> {
         let turn = self.others.lock().await;
-        self.defer_to_appends(patience.longest()).await;
+        // Busy or not, the write goes once the patience is over.
+        let _ = self.defer_to_appends(patience.longest()).await;
         let mut conn =
             MutexGuard::try_map(self.writer.lock().await, |w| w.as_mut().map(|w| &mut w.conn)).map_err(|_| closed())?;
         heal(&mut conn, self.connect.as_ref()).await?;
         Ok(WriteGuard { conn, _turn: turn })
+    }
+
+    /// Waits while ingest is busy, for at most `patience`, without taking the writer: for maintenance
+    /// reads that would take the cores ingest is using (an archive's lines). True when ingest is quiet,
+    /// false when it is still busy and the patience ran out.
+    pub async fn defer(&self, patience: Patience) -> bool {
+        self.defer_to_appends(patience.longest()).await
     }
 
     /// Takes the connection away for closing, once any write in progress is done; later writes fail.
@@ -217,15 +226,17 @@ impl WriterLock {
         self.writer.lock().await.take().map(|w| w.conn)
     }
 
-    /// Waits while ingest is busy (see [`WriterLock`]), for at most `longest`.
-    async fn defer_to_appends(&self, longest: Duration) {
+    /// Waits while ingest is busy (see [`WriterLock`]), for at most `longest`; false when it is busy
+    /// still.
+    async fn defer_to_appends(&self, longest: Duration) -> bool {
         let deadline = Instant::now() + longest;
         loop {
             // Listening before looking, so an append ending in between still wakes this wait.
             let append_done = self.append_done.notified();
             tokio::pin!(append_done);
             append_done.as_mut().enable();
-            let Some(until) = self.busy_until(Instant::now(), deadline) else { return };
+            let now = Instant::now();
+            let Some(until) = self.busy_until(now, deadline) else { return now < deadline };
             tokio::select! {
                 () = append_done => {}
                 () = tokio::time::sleep_until(until) => {}
