@@ -67,6 +67,12 @@ pub(super) fn line(row: &impl Columns) -> Result<ArchiveLine, Error> {
     Ok(ArchiveLine { seq, timestamp, status, line: out })
 }
 
+/// A position in (`timestamp`, seq) order as the two integers a query compares with; `None`, before
+/// every event.
+pub(super) fn position(after: Option<(Timestamp, i64)>) -> (i64, i64) {
+    after.map_or((i64::MIN, i64::MIN), |(time, seq)| (time.as_micros(), seq))
+}
+
 /// Ends a line with its three times, the last fields of an Event: SQLite builds the rest of a line
 /// itself, and leaves these to this (formatting times was a third of its work).
 pub(super) fn end_with_times(

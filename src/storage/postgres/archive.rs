@@ -6,7 +6,7 @@ use sqlx::{Acquire, PgConnection};
 
 use super::PostgresStore;
 use crate::domain::{EventStatus, Timestamp};
-use crate::storage::archive_line::{self, ARCHIVE_COLUMNS, merge, parse_plan};
+use crate::storage::archive_line::{self, ARCHIVE_COLUMNS, merge, parse_plan, position};
 use crate::storage::rows::corrupt;
 use crate::storage::{ArchiveLine, ArchivePart, ArchiveStore, Deleted, Error};
 
@@ -32,7 +32,7 @@ impl ArchiveStore for PostgresStore {
         after: Option<(Timestamp, i64)>,
         limit: u32,
     ) -> Result<Vec<ArchiveLine>, Error> {
-        let (after_time, after_seq) = after.map_or((i64::MIN, i64::MIN), |(t, s)| (t.as_micros(), s));
+        let (after_time, after_seq) = position(after);
         let sql = format!(
             "SELECT {ARCHIVE_COLUMNS} FROM events WHERE status = $1 AND timestamp < $2 AND (timestamp, seq) > ($3, $4) \
              ORDER BY timestamp, seq LIMIT $5"
@@ -98,7 +98,7 @@ impl ArchiveStore for PostgresStore {
         after: Option<(Timestamp, i64)>,
         limit: u32,
     ) -> Result<Deleted, Error> {
-        let (after_time, after_seq) = after.map_or((i64::MIN, i64::MIN), |(t, s)| (t.as_micros(), s));
+        let (after_time, after_seq) = position(after);
         let page: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT timestamp, seq FROM events \
              WHERE status = 'archived' AND timestamp < $1 AND (timestamp, seq) > ($2, $3) \

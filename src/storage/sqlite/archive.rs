@@ -16,7 +16,7 @@ use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 use super::SqliteStore;
 use super::shared::{Patience, bump_status, in_chunks, push_in};
 use crate::domain::{EventStatus, Timestamp};
-use crate::storage::archive_line::{end_with_times, merge, parse_plan};
+use crate::storage::archive_line::{end_with_times, merge, parse_plan, position};
 use crate::storage::rows::corrupt;
 use crate::storage::{ArchiveLine, ArchivePart, ArchiveStore, Deleted, Error};
 
@@ -126,7 +126,7 @@ impl ArchiveStore for SqliteStore {
         after: Option<(Timestamp, i64)>,
         limit: u32,
     ) -> Result<Deleted, Error> {
-        let (after_time, after_seq) = after.map_or((i64::MIN, i64::MIN), |(t, s)| (t.as_micros(), s));
+        let (after_time, after_seq) = position(after);
         let page: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT timestamp, seq FROM events INDEXED BY events_status_timestamp \
              WHERE status = 'archived' AND timestamp < ? AND timestamp >= ? AND (timestamp > ? OR seq > ?) \
@@ -188,7 +188,7 @@ impl SqliteStore {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<ArchiveLine>, Error> {
-        let (after_time, after_seq) = after.map_or((i64::MIN, i64::MIN), |(t, s)| (t.as_micros(), s));
+        let (after_time, after_seq) = position(after);
         // The (status, timestamp) index holds the seq too (the rowid): its order is (timestamp, seq), and
         // the rows skipped by the offset are only stepped over in it.
         let sql = format!(
