@@ -220,8 +220,10 @@ crate::on_every_backend! {
         let received = sink.received("fail");
         assert_eq!(received.len(), 3, "the first attempt and two retries");
         let gaps: Vec<u128> = received.windows(2).map(|w| (w[1].at - w[0].at).as_millis()).collect();
-        assert!((75..=400).contains(&gaps[0]), "first retry after ~100 ms ± 20 %: {gaps:?}");
-        assert!((155..=600).contains(&gaps[1]), "second retry after ~200 ms ± 20 %: {gaps:?}");
+        // Never early; late by up to half a second, as on a loaded CI machine (a retry found only at the
+        // dispatcher's one-second poll would be later still).
+        assert!((75..=700).contains(&gaps[0]), "first retry after ~100 ms ± 20 %: {gaps:?}");
+        assert!((155..=900).contains(&gaps[1]), "second retry after ~200 ms ± 20 %: {gaps:?}");
         let ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
         assert!(ids.iter().all(|id| *id == ids[0]), "webhook-id is stable across retries: {ids:?}");
         let numbers: Vec<&str> = received.iter().map(|r| r.header("x-delivery-attempt")).collect();
