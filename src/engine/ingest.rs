@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt;
+use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -38,33 +40,63 @@ pub(super) struct Writer {
 impl Writer {
     /// Commits submissions until the queue closes. On `shutdown` it stops taking new submissions but
     /// commits every one already queued, so nothing a caller is waiting on is dropped.
+    ///
+    /// Where the store can write two groups at once ([`crate::storage::EventStore::appends_at_once`]),
+    /// the next group starts while the last commits; their answers, and their events to the follower,
+    /// still go out in the order the groups started, which is their seqs' order.
     pub async fn run(self, mut queue: mpsc::Receiver<Submission>, shutdown: CancellationToken) {
-        let mut group = Vec::new();
+        let at_once = self.store.appends_at_once().max(1);
+        let mut committing = FuturesOrdered::new();
         loop {
-            let first = tokio::select! {
-                next = queue.recv() => next,
-                () = shutdown.cancelled(), if !queue.is_closed() => {
-                    queue.close();
-                    continue;
-                }
-            };
-            let Some(first) = first else { break };
-            let mut size = first.events.len();
-            group.push(first);
-            while size < self.max_group {
-                match queue.try_recv() {
-                    Ok(next) => {
-                        size += next.events.len();
-                        group.push(next);
+            let room = committing.len() < at_once;
+            tokio::select! {
+                biased;
+                Some(created) = committing.next(), if !committing.is_empty() => self.follow(created).await,
+                next = queue.recv(), if room => {
+                    let Some(first) = next else { break };
+                    let mut size = first.events.len();
+                    let mut group = vec![first];
+                    // With nothing else in flight, half of what waits, so that the rest starts beside it
+                    // at once: groups that start together keep coming back together.
+                    let mut more = match committing.is_empty() && at_once > 1 {
+                        true => queue.len() / 2,
+                        false => usize::MAX,
+                    };
+                    while size < self.max_group && more > 0 {
+                        more -= 1;
+                        match queue.try_recv() {
+                            Ok(next) => {
+                                size += next.events.len();
+                                group.push(next);
+                            }
+                            Err(_) => break,
+                        }
                     }
-                    Err(_) => break,
+                    committing.push_back(self.commit(group));
+                    // Polled once straight away, so it reaches the store before any group formed after it.
+                    if let Some(Some(created)) = committing.next().now_or_never() {
+                        self.follow(created).await;
+                    }
                 }
+                () = shutdown.cancelled(), if !queue.is_closed() => queue.close(),
             }
-            self.commit(&mut group).await;
+        }
+        while let Some(created) = committing.next().await {
+            self.follow(created).await;
         }
     }
 
-    async fn commit(&self, group: &mut Vec<Submission>) {
+    /// Hands a group's new events to the follower, group after group in the order they were started.
+    async fn follow(&self, created: Vec<Arc<Event>>) {
+        if !created.is_empty() {
+            // The follower stops after the writer, so it is there to receive; the events are stored
+            // either way, and a follower that missed them would read them from the store.
+            let _ = self.committed.send(created).await;
+        }
+    }
+
+    /// Commits one group and answers its callers; gives back the events it created, for the follower.
+    async fn commit(&self, mut group: Vec<Submission>) -> Vec<Arc<Event>> {
         let sizes: Vec<usize> = group.iter().map(|s| s.events.len()).collect();
         let events: Vec<NewEvent> = group.iter_mut().flat_map(|s| std::mem::take(&mut s.events)).collect();
         let size = events.len();
@@ -75,11 +107,11 @@ impl Writer {
             Err(error) => {
                 tracing::error!(%error, "committing ingested events failed; callers get 503");
                 let error = Error::from(error);
-                for submission in group.drain(..) {
+                for submission in group {
                     // A caller that went away no longer needs its answer.
                     let _ = submission.reply.send(Err(error.clone()));
                 }
-                return;
+                return Vec::new();
             }
         };
 
@@ -100,7 +132,7 @@ impl Writer {
                 Err(Error::VersionConflict { stream_id, expected, actual })
             }
         });
-        for (submission, size) in group.drain(..).zip(sizes) {
+        for (submission, size) in group.into_iter().zip(sizes) {
             let answer: Vec<_> = results.by_ref().take(size).collect();
             // A caller that went away no longer needs its answer; its events are stored.
             let _ = submission.reply.send(Ok(answer));
@@ -109,10 +141,6 @@ impl Writer {
         self.rate.record(created.len() as u64);
         let sources: Vec<_> = created.iter().map(|e| e.event_source).collect();
         self.metrics.commit(elapsed, size, &sources, duplicates);
-        if !created.is_empty() {
-            // The follower stops after the writer, so it is there to receive; the events are stored
-            // either way, and a follower that missed them would read them from the store.
-            let _ = self.committed.send(created).await;
-        }
+        created
     }
 }

@@ -198,7 +198,16 @@ pub trait EventStore: Send + Sync + 'static {
     /// Seqs are assigned in commit order, across every instance sharing the store: once any reader has
     /// seen seq N, no event with a smaller seq appears later. Everything that reads "after seq N" (live
     /// feeds and their resume, the delivery fan-out, replays) relies on it.
+    ///
+    /// Calls made at once commit in the order they first reach the store (the order a caller polls
+    /// them in), so a caller that keeps several in flight gets their seqs in that order.
     async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, Error>;
+
+    /// How many appends a single writer should keep in flight: more than one where the backend can
+    /// write two groups at once and still commit them in order.
+    fn appends_at_once(&self) -> usize {
+        1
+    }
 
     async fn event(&self, id: EventId) -> Result<Option<Event>, Error>;
 

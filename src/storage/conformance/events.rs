@@ -211,6 +211,51 @@ pub(super) async fn counters_follow_every_commit(store: Arc<dyn Store>) {
     assert_eq!(rest, ["u01", "u02", "u03", "u04", "u05", "u06", "u07", "u08", "u09"]);
 }
 
+/// Appends made at once, as a writer keeping groups in flight makes them: groups sharing a key or a
+/// stream see each other's events (one stored event per key, versions one after another), groups
+/// sharing nothing go side by side, and seqs come out whole and in commit order.
+pub(super) async fn appends_made_at_once_each_get_their_own_answer(store: Arc<dyn Store>) {
+    let groups = (0..12).map(|i| {
+        let mut keyed = NewEvent::new("paid");
+        keyed.idempotency_key = Some("shared".into());
+        let streamed = NewEvent { stream_id: Some("order:1".into()), ..NewEvent::new("changed") };
+        let plain: Vec<NewEvent> = (0..1 + i % 3).map(|_| NewEvent::new("seen")).collect();
+        match i % 3 {
+            0 => vec![keyed, streamed],
+            1 => plain,
+            _ => [plain, vec![streamed]].concat(),
+        }
+    });
+    let answers =
+        futures::future::join_all(groups.map(|group| store.append(group))).await.into_iter().map(Result::unwrap);
+    let mut keyed_ids = Vec::new();
+    let mut created = Vec::new();
+    for answer in answers.flatten() {
+        match answer {
+            Appended::Created(event) if event.event_type == "paid" => {
+                keyed_ids.push(event.event_id);
+                created.push(event);
+            }
+            Appended::Duplicate(event) => keyed_ids.push(event.event_id),
+            Appended::Created(event) => created.push(event),
+            other => panic!("no conflict was asked for: {other:?}"),
+        }
+    }
+    assert_eq!(keyed_ids.len(), 4);
+    assert!(keyed_ids.iter().all(|id| *id == keyed_ids[0]), "one event for the key, the others its duplicates");
+    let mut seqs: Vec<i64> = created.iter().map(|e| e.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=created.len() as i64).collect::<Vec<_>>(), "no seq twice, none skipped");
+    let mut versions: Vec<i64> = created.iter().filter_map(|e| e.stream_version).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<_>>());
+    let stored = store.events_after(0, &EventFilter::default(), 100).await.unwrap();
+    assert_eq!(stored.len(), created.len());
+    let in_seq_order: Vec<i64> = stored.iter().filter_map(|e| e.stream_version).collect();
+    assert_eq!(in_seq_order, (1..=8).collect::<Vec<_>>(), "stream versions follow seqs");
+    assert_eq!(store.counters().await.unwrap().by_status["pending"], created.len() as i64);
+}
+
 pub(super) async fn a_closed_store_refuses_work(store: Arc<dyn Store>) {
     stored(store.as_ref(), vec![NewEvent::new("before.close")]).await;
     store.close().await;

@@ -64,6 +64,7 @@ macro_rules! conformance {
                 events::stream_reads_start_at_a_version_inclusive_in_version_order_with_a_limit,
                 events::streams_are_listed_by_prefix_in_id_order_with_version_and_last_event,
                 events::counters_follow_every_commit,
+                events::appends_made_at_once_each_get_their_own_answer,
                 events::a_closed_store_refuses_work,
                 query::query_filters_match_the_domain_filter,
                 query::type_patterns_match_the_same_as_in_memory_however_many_types_exist,

@@ -6,7 +6,7 @@ use sqlx::{Acquire, PgConnection, Postgres, QueryBuilder};
 
 use super::PostgresStore;
 use super::query;
-use super::shared::{ROWS_PER_INSERT, Serial};
+use super::shared::{ROWS_PER_INSERT, add_counts};
 use crate::domain::{Counters, Event, EventFilter, EventId, EventPage, EventQuery, NameCount, NewEvent, Timestamp};
 use crate::storage::group::{self, Known, Lookups};
 use crate::storage::rows::{self, EVENT_COLUMNS, json_text};
@@ -18,21 +18,23 @@ impl EventStore for PostgresStore {
         "postgres"
     }
 
-    /// Seqs follow commit order across instances: the group takes the schema's append lock, reads the
-    /// highest seq, and commits before the next group can take the lock.
+    /// Seqs follow commit order across instances: groups are numbered while this instance holds the
+    /// schema's append lock, and each commits after the one numbered before it (see [`super::sequencer`]).
     async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, Error> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        self.serialise(&mut tx, Serial::Seq).await?;
-        let next_seq: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(seq), 0) + 1 FROM events").fetch_one(&mut *tx).await?;
-        let known = known(&mut tx, &Lookups::of(&events)).await?;
-        let appended = group::assign(events, known, next_seq, Timestamp::now());
+        let (numbered, appended, mut conn) = self.sequencer.number(events).await?;
         let created = group::created(&appended);
+        let mut tx = conn.begin().await?;
         insert_columns(&created).execute(&mut *tx).await?;
-        self.add_counts(&mut tx, group::counts(&created)).await?;
+        add_counts(&mut tx, group::counts(&created), self.append_shard(numbered.slot())).await?;
+        numbered.earlier_ended().await;
         tx.commit().await?;
+        // The group ends when `numbered` is dropped, after its commit: the next may commit.
+        drop(numbered);
         Ok(appended)
+    }
+
+    fn appends_at_once(&self) -> usize {
+        super::sequencer::AT_ONCE
     }
 
     async fn event(&self, id: EventId) -> Result<Option<Event>, Error> {
@@ -140,7 +142,7 @@ impl EventStore for PostgresStore {
 }
 
 /// What the store already holds for a group's given ids, keys and streams, read under the append lock.
-async fn known(conn: &mut PgConnection, lookups: &Lookups) -> Result<Known, Error> {
+pub(super) async fn known(conn: &mut PgConnection, lookups: &Lookups) -> Result<Known, Error> {
     let mut known = Known::default();
     if !lookups.ids.is_empty() {
         let ids: Vec<uuid::Uuid> = lookups.ids.iter().map(|id| id.0).collect();

@@ -19,6 +19,7 @@ mod projection;
 mod publication;
 mod query;
 mod replay;
+mod sequencer;
 mod shared;
 
 pub use shared::ScratchSchema;
@@ -38,6 +39,8 @@ pub struct PostgresStore {
     /// The advisory-lock space of this schema (its name hashed): instances on other schemas of the
     /// same database never wait for each other's locks.
     lock_space: i32,
+    /// Numbers this instance's appends while it holds the append lock.
+    sequencer: sequencer::Sequencer,
 }
 
 impl PostgresStore {
@@ -67,6 +70,7 @@ impl PostgresStore {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         options.instance_id.hash(&mut hasher);
         Ok(Self {
+            sequencer: sequencer::Sequencer::new(pool.clone(), lock_space),
             pool,
             instance_id: options.instance_id.clone(),
             shard: (hasher.finish() % SHARDS) as i16,

@@ -5,7 +5,7 @@
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
-use super::PostgresStore;
+use super::{PostgresStore, SHARDS};
 use crate::domain::{DeadLetter, EventId, EventStatus, ProcessingResult};
 use crate::storage::Error;
 use crate::storage::rows::{self, DLQ_COLUMNS, RESULT_COLUMNS};
@@ -36,27 +36,22 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Adds `deltas` to this instance's shard of the counters, in the caller's transaction. Rows are
-    /// touched in key order, so two transactions never wait for each other in a circle.
+    /// Adds `deltas` to this instance's shard of the counters, in the caller's transaction.
     pub(super) async fn add_counts(
         &self,
         conn: &mut PgConnection,
-        mut deltas: Vec<(&str, String, i64)>,
+        deltas: Vec<(&str, String, i64)>,
     ) -> Result<(), Error> {
-        deltas.retain(|(_, _, n)| *n != 0);
-        if deltas.is_empty() {
-            return Ok(());
+        add_counts(conn, deltas, self.shard).await
+    }
+
+    /// The counter shard of this instance's appends in `slot` (0 or 1): two groups in flight at once
+    /// add to different rows, so neither waits for the other's.
+    pub(super) fn append_shard(&self, slot: usize) -> i16 {
+        match slot {
+            0 => self.shard,
+            _ => (self.shard + SHARDS as i16 / 2) % SHARDS as i16,
         }
-        deltas.sort();
-        for chunk in deltas.chunks(ROWS_PER_INSERT) {
-            let mut upsert = QueryBuilder::<Postgres>::new("INSERT INTO counters (dimension, key, shard, count) ");
-            upsert.push_values(chunk, |mut row, (dimension, key, count)| {
-                row.push_bind(*dimension).push_bind(key.as_str()).push_bind(self.shard).push_bind(*count);
-            });
-            upsert.push(" ON CONFLICT (dimension, key, shard) DO UPDATE SET count = counters.count + excluded.count");
-            upsert.build().execute(&mut *conn).await?;
-        }
-        Ok(())
     }
 
     /// Moves the status counters by these amounts, in the caller's transaction.
@@ -68,6 +63,29 @@ impl PostgresStore {
         let deltas = deltas.iter().map(|(status, n)| ("status", status.as_str().to_owned(), *n)).collect();
         self.add_counts(conn, deltas).await
     }
+}
+
+/// Adds `deltas` to counter shard `shard`, in the caller's transaction. Rows are touched in key order,
+/// so two transactions never wait for each other in a circle.
+pub(super) async fn add_counts(
+    conn: &mut PgConnection,
+    mut deltas: Vec<(&str, String, i64)>,
+    shard: i16,
+) -> Result<(), Error> {
+    deltas.retain(|(_, _, n)| *n != 0);
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    deltas.sort();
+    for chunk in deltas.chunks(ROWS_PER_INSERT) {
+        let mut upsert = QueryBuilder::<Postgres>::new("INSERT INTO counters (dimension, key, shard, count) ");
+        upsert.push_values(chunk, |mut row, (dimension, key, count)| {
+            row.push_bind(*dimension).push_bind(key.as_str()).push_bind(shard).push_bind(*count);
+        });
+        upsert.push(" ON CONFLICT (dimension, key, shard) DO UPDATE SET count = counters.count + excluded.count");
+        upsert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Writes a dead letter, in the caller's transaction (a failed delivery's or a failed event's).
