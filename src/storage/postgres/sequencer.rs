@@ -124,8 +124,23 @@ impl Sequencer {
         if turn.holder.is_none() {
             self.take_lock(&mut turn).await?;
         }
+        let numbered = self.numbered(&mut turn, events, lookups).await;
+        if numbered.is_err() && self.in_flight(|_| true).is_empty() {
+            // Nobody in flight would let it go when they end.
+            let_go(&mut turn, self.lock_space).await;
+        }
+        numbered
+    }
+
+    /// [`Sequencer::number`] once the lock is held.
+    async fn numbered(
+        &self,
+        turn: &mut Turn,
+        events: Vec<NewEvent>,
+        lookups: Lookups,
+    ) -> Result<(Numbered, Vec<Appended>, PoolConnection<Postgres>), Error> {
         let Some((holder, _)) = turn.holder.as_mut() else { unreachable!("the lock was just taken") };
-        let known = known(holder, &lookups).await.map_err(|error| lost(&mut turn, error))?;
+        let known = known(holder, &lookups).await.map_err(|error| lost(turn, error))?;
         // Taken in turn: a group numbered later never holds the connection an earlier one waits for.
         let conn = self.pool.acquire().await?;
         let appended = group::assign(events, known, turn.next_seq, Timestamp::now());
