@@ -109,13 +109,11 @@ impl Sequencer {
         // Groups in flight that must end before this one is numbered: those it overlaps, or all of
         // them when the lock is to be let go for others. It waits holding its turn, so groups keep
         // their order (no group in flight needs the turn to end).
-        for mut ended in self.in_flight(|theirs| overlaps(theirs, &lookups)) {
-            let _ = ended.changed().await;
-        }
+        all_of(self.in_flight(|theirs| overlaps(theirs, &lookups))).await;
         // At most two in flight, in the two slots: then two groups at once never add to the same
         // counter rows (see `append_shard`), and neither waits for the other's.
-        while let Some(mut oldest) = self.oldest_if_full() {
-            let _ = oldest.changed().await;
+        while let Some(oldest) = self.oldest_if_full() {
+            all_of(vec![oldest]).await;
         }
         if self.others_waiting(&mut turn).await.map_err(|error| lost(&mut turn, error))? {
             self.all_ended().await;
@@ -196,9 +194,7 @@ impl Sequencer {
     }
 
     async fn all_ended(&self) {
-        for mut ended in self.in_flight(|_| true) {
-            let _ = ended.changed().await;
-        }
+        all_of(self.in_flight(|_| true)).await;
     }
 
     async fn take_lock(&self, turn: &mut Turn) -> Result<(), Error> {
@@ -265,9 +261,7 @@ impl Numbered {
             let flight = self.sequencer.flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             flight.iter().filter(|(ticket, _)| **ticket < self.ticket).map(|(_, flying)| flying.ended.clone()).collect()
         };
-        for mut ended in earlier {
-            let _ = ended.changed().await;
-        }
+        all_of(earlier).await;
     }
 }
 
@@ -291,6 +285,13 @@ impl Drop for Numbered {
                 }
             });
         }
+    }
+}
+
+/// Waits until each of these groups has ended (its sender dropped).
+async fn all_of(ended: Vec<watch::Receiver<()>>) {
+    for mut ended in ended {
+        let _ = ended.changed().await;
     }
 }
 
