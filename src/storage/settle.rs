@@ -2,8 +2,10 @@
 //! changes after its attempt, and the dead letters a delivery or a failed event becomes. The backends
 //! only bind these values into their own SQL.
 
+use std::collections::BTreeSet;
+
 use super::{DeliveryResult, NextStep, ProcessingOutcome};
-use crate::domain::{DeadLetter, DeadLetterKind, DlqId, ProcessorId, Timestamp};
+use crate::domain::{DeadLetter, DeadLetterKind, DlqId, ProcessorId, SubscriptionId, Timestamp};
 
 /// A claimed delivery's row after its attempt.
 pub(super) struct Settled<'a> {
@@ -72,6 +74,19 @@ impl Settled<'_> {
             attempt_history: None,
         }
     }
+}
+
+/// The subscriptions a batch of results leaves retries pending for (`.0`) and those it disables after a
+/// 410 Gone (`.1`), each in id order. A subscription disabled or deleted while such a request was on its
+/// way had its pending deliveries cancelled then; its retries must be cancelled too, or they would wait
+/// for it for ever (and so would a replay to it).
+pub(super) fn retrying_and_gone(results: &[DeliveryResult]) -> (Vec<SubscriptionId>, Vec<SubscriptionId>) {
+    let of = |keep: fn(&NextStep) -> bool| {
+        let ids: BTreeSet<SubscriptionId> =
+            results.iter().filter(|r| keep(&r.next)).map(|r| r.claimed.subscription_id).collect();
+        ids.into_iter().collect()
+    };
+    (of(|next| matches!(next, NextStep::RetryAt(_))), of(|next| matches!(next, NextStep::Gone { .. })))
 }
 
 /// The dead letter of an event that failed `processor_id` for good after `attempts` runs, the first

@@ -474,6 +474,39 @@ pub(super) async fn disabling_or_deleting_a_subscription_cancels_its_pending_del
     assert_eq!(ids(&claim_now(store.as_ref()).await), HashSet::from([queued[2].delivery_id]));
 }
 
+pub(super) async fn a_retry_whose_subscription_was_disabled_or_deleted_meanwhile_is_cancelled(store: Arc<dyn Store>) {
+    let events = stored(store.as_ref(), vec![NewEvent::new("order.paid")]).await;
+    let (disabled, deleted, kept) =
+        (saved(store.as_ref(), "a").await, saved(store.as_ref(), "b").await, saved(store.as_ref(), "c").await);
+    let queued: Vec<NewDelivery> =
+        [&disabled, &deleted, &kept].iter().map(|s| delivery(&events[0], s.subscription_id)).collect();
+    store.enqueue_deliveries(queued.clone(), None).await.unwrap();
+    let claimed = claim_now(store.as_ref()).await;
+    assert_eq!(claimed.len(), 3);
+
+    // While the requests are on their way, one subscription is disabled and one deleted; then all three
+    // endpoints answer 500.
+    assert!(store.update_subscription(&Subscription { enabled: false, ..disabled.clone() }).await.unwrap());
+    assert!(store.delete_subscription(deleted.subscription_id).await.unwrap());
+    let results = claimed
+        .iter()
+        .map(|c| DeliveryResult {
+            claimed: c.clone(),
+            attempt: Some(attempt(c, Some(500))),
+            next: NextStep::RetryAt(Timestamp::now()),
+        })
+        .collect();
+    assert!(store.complete_deliveries(results).await.unwrap().is_empty());
+
+    // Enabled again, the first has nothing pending: its retry was cancelled, not left waiting for it.
+    assert!(store.update_subscription(&Subscription { enabled: true, ..disabled }).await.unwrap());
+    let later = shifted(Timestamp::now(), SECOND);
+    let wants = [(disabled.subscription_id, 10), (deleted.subscription_id, 10), (kept.subscription_id, 10)];
+    let retried = store.claim_deliveries(later, shifted(later, 60 * SECOND), &wants).await.unwrap();
+    assert_eq!(ids(&retried), HashSet::from([queued[2].delivery_id]), "only the enabled subscription retries");
+    assert_eq!(store.delivery_attempts(events[0].event_id).await.unwrap().len(), 3, "every attempt stays");
+}
+
 pub(super) async fn dead_letters_are_listed_newest_first_filtered_and_paged(store: Arc<dyn Store>) {
     let events = stored(store.as_ref(), (0..5).map(|i| NewEvent::new(format!("order.e{i}"))).collect()).await;
     let (first, second) = (saved(store.as_ref(), "first").await, saved(store.as_ref(), "second").await);

@@ -84,6 +84,7 @@ macro_rules! conformance {
                 delivery::gone_disables_the_subscription_and_cancels_what_it_had_pending,
                 delivery::a_cancelled_delivery_is_recorded_without_an_attempt,
                 delivery::disabling_or_deleting_a_subscription_cancels_its_pending_deliveries,
+                delivery::a_retry_whose_subscription_was_disabled_or_deleted_meanwhile_is_cancelled,
                 delivery::dead_letters_are_listed_newest_first_filtered_and_paged,
                 delivery::retrying_dead_letters_restarts_them_with_a_fresh_budget,
                 delivery::discarding_a_dead_letter_keeps_the_event_and_its_delivery,

@@ -2,7 +2,7 @@
 //! and the dispatch cursor. Instances claim deliveries with `FOR UPDATE SKIP LOCKED`, so they never
 //! take the same one and never wait for each other's claims.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use async_trait::async_trait;
 use sqlx::{Acquire, PgConnection, Postgres, QueryBuilder};
@@ -19,6 +19,7 @@ use crate::storage::rows::{
 };
 use crate::storage::{
     ClaimedDelivery, Cursor, CursorMove, DELIVERY_CURSOR, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep,
+    settle,
 };
 
 #[async_trait]
@@ -194,6 +195,26 @@ impl DeliveryStore for PostgresStore {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
 
+        // The subscriptions this batch leaves retries pending for or disables are locked first, in id
+        // order, before any delivery row (the order update_subscription and delete_subscription take
+        // them in). So one disabled or deleted meanwhile is seen here as such, and its retries are
+        // cancelled below; or the change waits for this batch and cancels them as pending itself.
+        let (retrying, gone) = settle::retrying_and_gone(&results);
+        let enabled: HashSet<uuid::Uuid> = if retrying.is_empty() && gone.is_empty() {
+            HashSet::new()
+        } else {
+            let touched: BTreeSet<uuid::Uuid> = retrying.iter().chain(&gone).map(|id| id.0).collect();
+            sqlx::query_scalar(
+                "SELECT subscription_id FROM subscriptions WHERE subscription_id = ANY($1) AND enabled \
+                 ORDER BY subscription_id FOR NO KEY UPDATE",
+            )
+            .bind(touched.into_iter().collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        };
+
         let attempts: Vec<&DeliveryAttempt> = results.iter().filter_map(|r| r.attempt.as_ref()).collect();
         for chunk in attempts.chunks(ROWS_PER_INSERT) {
             let mut insert =
@@ -285,6 +306,9 @@ impl DeliveryStore for PostgresStore {
                 }
                 NextStep::RetryAt(_) | NextStep::Cancelled => {}
             }
+        }
+        for id in retrying.into_iter().filter(|id| !enabled.contains(&id.0)) {
+            cancel_pending(&mut tx, id, "subscription disabled or deleted").await?;
         }
 
         let retries = attempts.iter().filter(|a| a.attempt > 1).count() as i64;

@@ -18,6 +18,7 @@ use crate::storage::rows::{
 };
 use crate::storage::{
     ClaimedDelivery, Cursor, CursorMove, DELIVERY_CURSOR, DeliveryResult, DeliveryStore, Error, NewDelivery, NextStep,
+    settle,
 };
 
 #[async_trait]
@@ -268,6 +269,19 @@ impl DeliveryStore for SqliteStore {
                     .await?;
                 }
                 NextStep::RetryAt(_) | NextStep::Cancelled => {}
+            }
+        }
+        // Retries of a subscription disabled or deleted while their requests were on their way are
+        // cancelled like the rest of what it had pending (one disabled by a 410 in this batch, above).
+        let (retrying, _) = settle::retrying_and_gone(&results);
+        for chunk in in_chunks(&retrying) {
+            let mut enabled =
+                QueryBuilder::<Sqlite>::new("SELECT subscription_id FROM subscriptions WHERE enabled AND ");
+            push_in(&mut enabled, "subscription_id", chunk.iter().map(|id| id.0));
+            let enabled: HashSet<uuid::Uuid> =
+                enabled.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
+            for id in chunk.iter().filter(|id| !enabled.contains(&id.0)) {
+                cancel_pending(&mut tx, *id, "subscription disabled or deleted").await?;
             }
         }
 
