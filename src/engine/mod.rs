@@ -160,7 +160,7 @@ impl Default for EngineOptions {
             bus_capacity: 4096,
             queue_capacity: 1024,
             max_group: 2000,
-            delivery_concurrency: 32,
+            delivery_concurrency: 64,
             delivery_per_subscription: 8,
             allow_private_networks: true,
             snapshot_every: 100,
