@@ -36,13 +36,16 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Adds `deltas` to this instance's shard of the counters, in the caller's transaction.
+    /// Adds `deltas` to this instance's shard of the counters for all but appends, in the caller's
+    /// transaction. Appends have shards of their own ([`Self::append_shard`]): a processing batch holds
+    /// its counter rows until its transaction ends, and an append waiting for them would hold back every
+    /// append numbered after it.
     pub(super) async fn add_counts(
         &self,
         conn: &mut PgConnection,
         deltas: Vec<(&str, String, i64)>,
     ) -> Result<(), Error> {
-        add_counts(conn, deltas, self.shard).await
+        add_counts(conn, deltas, (self.shard + SHARDS as i16 / 4) % SHARDS as i16).await
     }
 
     /// The counter shard of this instance's appends in `slot` (0 or 1): two groups in flight at once
