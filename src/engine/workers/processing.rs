@@ -154,11 +154,14 @@ struct Finished {
     created_at: Timestamp,
 }
 
-/// Waits for the next stored event on the bus (other news is not a reason to look for work).
+/// Waits for the next event stored pending on the bus. Other news is no reason to look for work, and
+/// neither is an event stored `processed` (no processor wanted it): looking would cost a claim that
+/// finds nothing, a transaction per commit beside ingest.
 async fn next_stored(log: &mut broadcast::Receiver<EngineEvent>) {
     loop {
         match log.recv().await {
-            Ok(EngineEvent::Stored(_)) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Ok(EngineEvent::Stored(event)) if event.status == EventStatus::Pending => return,
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
             Ok(_) => {}
             // The engine is stopping; the shutdown token ends the loop.
             Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
@@ -191,5 +194,40 @@ async fn pause(shutdown: &CancellationToken, how_long: Duration) {
     tokio::select! {
         () = shutdown.cancelled() => {}
         () = tokio::time::sleep(how_long) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::NewEvent;
+    use crate::storage::{Appended, EventStore, SqliteStore, StoreOptions};
+
+    #[tokio::test]
+    async fn only_an_event_stored_pending_wakes_the_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db"), &StoreOptions::default()).await.unwrap();
+        let wanted = NewEvent::new("order.placed");
+        let unwanted = NewEvent { skip_processing: true, ..NewEvent::new("page.viewed") };
+        let stored: Vec<Arc<crate::domain::Event>> = store
+            .append(vec![unwanted, wanted])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|appended| match appended {
+                Appended::Created(event) => Arc::new(event),
+                other => panic!("not stored: {other:?}"),
+            })
+            .collect();
+        assert_eq!(stored[0].status, EventStatus::Processed);
+        let (bus, mut log) = broadcast::channel(16);
+
+        bus.send(EngineEvent::Stored(stored[0].clone())).unwrap();
+        let woken = tokio::time::timeout(Duration::from_millis(100), next_stored(&mut log)).await;
+        assert!(woken.is_err(), "an event stored processed is no work");
+        bus.send(EngineEvent::Stored(stored[1].clone())).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), next_stored(&mut log)).await.expect("a pending event is");
     }
 }
