@@ -458,14 +458,17 @@ pub(super) async fn a_cancelled_delivery_is_recorded_without_an_attempt(store: A
     assert!(store.claim_deliveries(far, shifted(far, SECOND), &[(target, 10)]).await.unwrap().is_empty());
 }
 
-pub(super) async fn disabling_or_deleting_a_subscription_cancels_its_pending_deliveries(store: Arc<dyn Store>) {
-    let events = stored(store.as_ref(), vec![NewEvent::new("order.paid")]).await;
-    let (disabled, deleted, kept) =
-        (saved(store.as_ref(), "a").await, saved(store.as_ref(), "b").await, saved(store.as_ref(), "c").await);
-    let queued: Vec<NewDelivery> =
-        [&disabled, &deleted, &kept].iter().map(|s| delivery(&events[0], s.subscription_id)).collect();
+/// One event, three saved subscriptions, and a delivery of the event queued to each.
+async fn one_event_queued_to_three(store: &dyn Store) -> (Event, [Subscription; 3], Vec<NewDelivery>) {
+    let events = stored(store, vec![NewEvent::new("order.paid")]).await;
+    let subscriptions = [saved(store, "a").await, saved(store, "b").await, saved(store, "c").await];
+    let queued: Vec<NewDelivery> = subscriptions.iter().map(|s| delivery(&events[0], s.subscription_id)).collect();
     store.enqueue_deliveries(queued.clone(), None).await.unwrap();
+    (events[0].clone(), subscriptions, queued)
+}
 
+pub(super) async fn disabling_or_deleting_a_subscription_cancels_its_pending_deliveries(store: Arc<dyn Store>) {
+    let (_, [disabled, deleted, kept], queued) = one_event_queued_to_three(store.as_ref()).await;
     assert!(store.update_subscription(&Subscription { enabled: false, ..disabled }).await.unwrap());
     assert!(store.delete_subscription(deleted.subscription_id).await.unwrap());
     // Changing an enabled subscription cancels nothing.
@@ -475,12 +478,7 @@ pub(super) async fn disabling_or_deleting_a_subscription_cancels_its_pending_del
 }
 
 pub(super) async fn a_retry_whose_subscription_was_disabled_or_deleted_meanwhile_is_cancelled(store: Arc<dyn Store>) {
-    let events = stored(store.as_ref(), vec![NewEvent::new("order.paid")]).await;
-    let (disabled, deleted, kept) =
-        (saved(store.as_ref(), "a").await, saved(store.as_ref(), "b").await, saved(store.as_ref(), "c").await);
-    let queued: Vec<NewDelivery> =
-        [&disabled, &deleted, &kept].iter().map(|s| delivery(&events[0], s.subscription_id)).collect();
-    store.enqueue_deliveries(queued.clone(), None).await.unwrap();
+    let (event, [disabled, deleted, kept], queued) = one_event_queued_to_three(store.as_ref()).await;
     let claimed = claim_now(store.as_ref()).await;
     assert_eq!(claimed.len(), 3);
 
@@ -504,7 +502,7 @@ pub(super) async fn a_retry_whose_subscription_was_disabled_or_deleted_meanwhile
     let wants = [(disabled.subscription_id, 10), (deleted.subscription_id, 10), (kept.subscription_id, 10)];
     let retried = store.claim_deliveries(later, shifted(later, 60 * SECOND), &wants).await.unwrap();
     assert_eq!(ids(&retried), HashSet::from([queued[2].delivery_id]), "only the enabled subscription retries");
-    assert_eq!(store.delivery_attempts(events[0].event_id).await.unwrap().len(), 3, "every attempt stays");
+    assert_eq!(store.delivery_attempts(event.event_id).await.unwrap().len(), 3, "every attempt stays");
 }
 
 pub(super) async fn dead_letters_are_listed_newest_first_filtered_and_paged(store: Arc<dyn Store>) {
