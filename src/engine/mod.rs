@@ -649,9 +649,8 @@ impl EventService for Engine {
             self.check_url(url).await?;
         }
         patch.apply(&mut subscription, Timestamp::now());
-        if !self.inner.store.update_subscription(&subscription).await? {
-            return Err(subscription_not_found(id));
-        }
+        subscription.start_seq =
+            self.inner.store.update_subscription(&subscription).await?.ok_or_else(|| subscription_not_found(id))?;
         let saved = self.inner.subscriptions.put(subscription);
         self.inner.delivery_wake.notify_one();
         Ok(saved)

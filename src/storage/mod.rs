@@ -321,10 +321,12 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Every subscription, secrets included, oldest first.
     async fn subscriptions(&self) -> Result<Vec<Subscription>, Error>;
 
-    /// Replaces a subscription (keeping its start seq) and moves the delivery cursor's epoch on; when it
-    /// is disabled, its pending deliveries are cancelled in the same transaction. False when it does
-    /// not exist.
-    async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, Error>;
+    /// Replaces a subscription and moves the delivery cursor's epoch on; returns its start seq, `None`
+    /// when it does not exist. The start seq is kept, but for a disabled subscription being enabled: it
+    /// starts again at the last seq stored, like a new one, so the events stored while it was disabled
+    /// are never sent to it (whether or not another subscription moved the cursor past them meanwhile).
+    /// When it is disabled, its pending deliveries are cancelled in the same transaction.
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<Option<i64>, Error>;
 
     /// Deletes a subscription and cancels its pending deliveries. False when it does not exist.
     async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, Error>;

@@ -168,16 +168,26 @@ pub(super) async fn subscriptions_are_saved_listed_replaced_and_deleted(store: A
     changed.secret = None;
     changed.has_secret = false;
     changed.updated_at = shifted(first.updated_at, 5 * SECOND);
-    assert!(store.update_subscription(&changed).await.unwrap());
-    assert!(!store.update_subscription(&subscription("never-saved", 0)).await.unwrap(), "no upsert");
+    assert!(store.update_subscription(&changed).await.unwrap().is_some());
+    assert_eq!(store.update_subscription(&subscription("never-saved", 0)).await.unwrap(), None, "no upsert");
     // An update keeps the start the store gave.
-    assert!(store.update_subscription(&Subscription { start_seq: 99, ..changed.clone() }).await.unwrap());
+    assert!(store.update_subscription(&Subscription { start_seq: 99, ..changed.clone() }).await.unwrap().is_some());
     assert_eq!(store.subscriptions().await.unwrap(), [changed.clone(), second.clone()]);
     assert_eq!(store.counters().await.unwrap().subscriptions_active, 1);
 
     assert!(store.delete_subscription(second.subscription_id).await.unwrap());
     assert!(!store.delete_subscription(second.subscription_id).await.unwrap());
-    assert_eq!(store.subscriptions().await.unwrap(), [changed]);
+    assert_eq!(store.subscriptions().await.unwrap(), [changed.clone()]);
+
+    // Enabled again, it starts at the last event stored, as a new one would: what was stored while it
+    // was disabled is never sent to it. Changed while enabled, it keeps that start.
+    let events = stored(store.as_ref(), vec![NewEvent::new("order.paid")]).await;
+    let enabled = Subscription { enabled: true, disabled_reason: None, ..changed };
+    assert_eq!(store.update_subscription(&enabled).await.unwrap(), Some(events[0].seq));
+    assert_eq!(store.subscriptions().await.unwrap()[0].start_seq, events[0].seq);
+    stored(store.as_ref(), vec![NewEvent::new("order.paid")]).await;
+    let renamed = Subscription { subscriber_name: "renamed".into(), ..enabled };
+    assert_eq!(store.update_subscription(&renamed).await.unwrap(), Some(events[0].seq));
 }
 
 pub(super) async fn the_cursor_moves_in_the_transaction_that_queues_deliveries(store: Arc<dyn Store>) {
@@ -228,7 +238,7 @@ pub(super) async fn a_cursor_moves_only_from_where_it_is_and_subscription_change
     assert_eq!(after_insert.seq, now.seq);
     assert_ne!(after_insert.epoch, now.epoch);
     let changed = Subscription { enabled: false, ..store.subscriptions().await.unwrap()[0].clone() };
-    assert!(store.update_subscription(&changed).await.unwrap());
+    assert!(store.update_subscription(&changed).await.unwrap().is_some());
     assert!(!store.enqueue_deliveries(stale.clone(), step(after_insert, events[2].seq)).await.unwrap());
     assert_eq!(store.subscriptions().await.unwrap()[0].start_seq, events[2].seq, "an update keeps the start");
 
@@ -469,11 +479,11 @@ async fn one_event_queued_to_three(store: &dyn Store) -> (Event, [Subscription; 
 
 pub(super) async fn disabling_or_deleting_a_subscription_cancels_its_pending_deliveries(store: Arc<dyn Store>) {
     let (_, [disabled, deleted, kept], queued) = one_event_queued_to_three(store.as_ref()).await;
-    assert!(store.update_subscription(&Subscription { enabled: false, ..disabled }).await.unwrap());
+    assert!(store.update_subscription(&Subscription { enabled: false, ..disabled }).await.unwrap().is_some());
     assert!(store.delete_subscription(deleted.subscription_id).await.unwrap());
     // Changing an enabled subscription cancels nothing.
     let moved = Subscription { callback_url: "https://moved.example.com/".into(), ..kept };
-    assert!(store.update_subscription(&moved).await.unwrap());
+    assert!(store.update_subscription(&moved).await.unwrap().is_some());
     assert_eq!(ids(&claim_now(store.as_ref()).await), HashSet::from([queued[2].delivery_id]));
 }
 
@@ -484,7 +494,7 @@ pub(super) async fn a_retry_whose_subscription_was_disabled_or_deleted_meanwhile
 
     // While the requests are on their way, one subscription is disabled and one deleted; then all three
     // endpoints answer 500.
-    assert!(store.update_subscription(&Subscription { enabled: false, ..disabled.clone() }).await.unwrap());
+    assert!(store.update_subscription(&Subscription { enabled: false, ..disabled.clone() }).await.unwrap().is_some());
     assert!(store.delete_subscription(deleted.subscription_id).await.unwrap());
     let results = claimed
         .iter()
@@ -497,7 +507,7 @@ pub(super) async fn a_retry_whose_subscription_was_disabled_or_deleted_meanwhile
     assert!(store.complete_deliveries(results).await.unwrap().is_empty());
 
     // Enabled again, the first has nothing pending: its retry was cancelled, not left waiting for it.
-    assert!(store.update_subscription(&Subscription { enabled: true, ..disabled }).await.unwrap());
+    assert!(store.update_subscription(&Subscription { enabled: true, ..disabled }).await.unwrap().is_some());
     let later = shifted(Timestamp::now(), SECOND);
     let wants = [(disabled.subscription_id, 10), (deleted.subscription_id, 10), (kept.subscription_id, 10)];
     let retried = store.claim_deliveries(later, shifted(later, 60 * SECOND), &wants).await.unwrap();

@@ -41,25 +41,31 @@ impl DeliveryStore for PostgresStore {
         sqlx::query(&sql).fetch_all(&self.pool).await?.iter().map(rows::subscription).collect()
     }
 
-    async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, Error> {
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<Option<i64>, Error> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
-        let start_seq: Option<i64> =
-            sqlx::query_scalar("SELECT start_seq FROM subscriptions WHERE subscription_id = $1 FOR UPDATE")
+        let found: Option<(i64, bool)> =
+            sqlx::query_as("SELECT start_seq, enabled FROM subscriptions WHERE subscription_id = $1 FOR UPDATE")
                 .bind(subscription.subscription_id.0)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(start_seq) = start_seq else {
+        let Some((mut start_seq, was_enabled)) = found else {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         };
+        if subscription.enabled && !was_enabled {
+            // As for a new subscription: under the append lock, so no event commits between reading the
+            // start and saving it.
+            self.serialise(&mut tx, super::shared::Serial::Seq).await?;
+            start_seq = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events").fetch_one(&mut *tx).await?;
+        }
         save_subscription(&mut tx, &Subscription { start_seq, ..subscription.clone() }).await?;
         next_epoch(&mut tx).await?;
         if !subscription.enabled {
             cancel_pending(&mut tx, subscription.subscription_id, "subscription disabled").await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(start_seq))
     }
 
     async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, Error> {

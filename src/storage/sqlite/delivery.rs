@@ -39,22 +39,25 @@ impl DeliveryStore for SqliteStore {
         rows.iter().map(rows::subscription).collect()
     }
 
-    async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, Error> {
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<Option<i64>, Error> {
         let mut conn = self.writer.write().await?;
         let mut tx = conn.begin().await?;
-        let start_seq: Option<i64> =
-            sqlx::query_scalar("SELECT start_seq FROM subscriptions WHERE subscription_id = ?")
+        let found: Option<(i64, bool)> =
+            sqlx::query_as("SELECT start_seq, enabled FROM subscriptions WHERE subscription_id = ?")
                 .bind(subscription.subscription_id.0)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(start_seq) = start_seq else { return Ok(false) };
+        let Some((mut start_seq, was_enabled)) = found else { return Ok(None) };
+        if subscription.enabled && !was_enabled {
+            start_seq = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events").fetch_one(&mut *tx).await?;
+        }
         save_subscription(&mut tx, &Subscription { start_seq, ..subscription.clone() }).await?;
         next_epoch(&mut tx).await?;
         if !subscription.enabled {
             cancel_pending(&mut tx, subscription.subscription_id, "subscription disabled").await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(start_seq))
     }
 
     async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, Error> {
