@@ -67,6 +67,14 @@ async fn delivery_rate(server: &TestServer, sink: &Sink, path: &str, n: usize, t
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Waits for `path`'s first delivery and checks that it carries `event`, and that no other follows.
+async fn delivered_only(sink: &Sink, path: &str, event: &Value, why: &str) {
+    let received = sink.wait_for(path, 1, WAIT).await;
+    assert_eq!(received[0].json()["event"]["event_id"], event["event_id"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received(path).len(), 1, "{why}");
+}
+
 async fn set_enabled(server: &TestServer, subscriptions: &[Value], enabled: bool) {
     for subscription in subscriptions {
         let path = format!("/api/v1/events/subscriptions/{}", subscription["subscription_id"].as_str().unwrap());
@@ -536,10 +544,7 @@ crate::on_every_backend! {
         tokio::time::sleep(Duration::from_millis(300)).await;
         set_enabled(&server, std::slice::from_ref(&subscription), true).await;
         let after = server.create(json!({"event_type": "after"})).await;
-        let received = sink.wait_for("again", 1, WAIT).await;
-        assert_eq!(received[0].json()["event"]["event_id"], after["event_id"]);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(sink.received("again").len(), 1, "nothing stored while it was disabled is sent");
+        delivered_only(&sink, "again", &after, "nothing stored while it was disabled is sent").await;
         server.stop().await;
     }
 
@@ -552,10 +557,7 @@ crate::on_every_backend! {
         tokio::time::sleep(Duration::from_millis(200)).await;
         subscribe(&server, json!({"callback_url": sink.url("new")})).await;
         let fresh = server.create(json!({"event_type": "new"})).await;
-        let received = sink.wait_for("new", 1, WAIT).await;
-        assert_eq!(received[0].json()["event"]["event_id"], fresh["event_id"]);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(sink.received("new").len(), 1, "history is not replayed to a new subscription");
+        delivered_only(&sink, "new", &fresh, "history is not replayed to a new subscription").await;
         server.stop().await;
     }
 }
